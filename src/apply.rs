@@ -1,0 +1,156 @@
+//! Apply: carry out a plan's actions on binfmt_misc and the ownership
+//! records, one log line per action. A failed action is logged and counted;
+//! the others still run, so one bad entry never blocks the rest.
+
+use std::collections::BTreeMap;
+use std::io;
+
+use crate::binfmt::BinfmtMisc;
+use crate::plan::{Action, Owned, Plan, Target};
+
+/// What applying a plan did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Writes made to binfmt_misc (a replace counts as two).
+    pub kernel_writes: usize,
+    /// Actions that succeeded, in order.
+    pub done: Vec<Action>,
+    /// Actions that failed, with the reason.
+    pub failed: Vec<(Action, String)>,
+    /// Did the ownership records change?
+    pub records_changed: bool,
+}
+
+/// Apply `plan` to `binfmt`, keeping `owned` in step.
+pub fn apply(plan: &Plan, binfmt: &BinfmtMisc, owned: &mut BTreeMap<String, Owned>) -> Outcome {
+    let mut out = Outcome::default();
+    for action in plan.actions() {
+        match run(action, binfmt, owned, &mut out) {
+            Ok(()) => out.done.push(action.clone()),
+            Err(e) => {
+                tracing::error!("{}: failed: {e}", describe(action));
+                out.failed.push((action.clone(), e.to_string()));
+            }
+        }
+    }
+    out
+}
+
+fn run(
+    action: &Action,
+    binfmt: &BinfmtMisc,
+    owned: &mut BTreeMap<String, Owned>,
+    out: &mut Outcome,
+) -> io::Result<()> {
+    match action {
+        Action::Register(t) => {
+            out.kernel_writes += 1;
+            binfmt.register(&t.name, &t.spec)?;
+            tracing::info!(
+                "registered {}{}: interpreter {} flags {}",
+                t.name,
+                arch_note(t),
+                t.spec.interpreter.display(),
+                flags_text(t)
+            );
+            record(owned, t, out);
+        }
+        Action::Replace { target: t, reason } => {
+            out.kernel_writes += 1;
+            match binfmt.remove(&t.name) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            // The old entry is gone; forget it before registering so a failed
+            // registration does not leave a record of an entry that isn't there.
+            if owned.remove(&t.name).is_some() {
+                out.records_changed = true;
+            }
+            out.kernel_writes += 1;
+            binfmt.register(&t.name, &t.spec)?;
+            tracing::info!(
+                "replaced {}{}: interpreter {} flags {} ({reason})",
+                t.name,
+                arch_note(t),
+                t.spec.interpreter.display(),
+                flags_text(t)
+            );
+            record(owned, t, out);
+        }
+        Action::Enable { name } => {
+            out.kernel_writes += 1;
+            binfmt.set_enabled(name, true)?;
+            tracing::info!("enabled {name} (it had been disabled)");
+        }
+        Action::Unregister { name, reason } => {
+            out.kernel_writes += 1;
+            match binfmt.remove(name) {
+                Ok(()) => tracing::info!("removed {name} ({reason})"),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    tracing::info!("{name} was already gone ({reason})")
+                }
+                Err(e) => return Err(e),
+            }
+            if owned.remove(name).is_some() {
+                out.records_changed = true;
+            }
+        }
+        Action::Record(t) => {
+            tracing::debug!("recorded {} as owned", t.name);
+            record(owned, t, out);
+        }
+        Action::Forget { name } => {
+            tracing::debug!("forgot {name}: no longer ours");
+            if owned.remove(name).is_some() {
+                out.records_changed = true;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn record(owned: &mut BTreeMap<String, Owned>, t: &Target, out: &mut Outcome) {
+    owned.insert(
+        t.name.clone(),
+        Owned {
+            arch: t.arch.clone(),
+            spec: t.spec.clone(),
+            identity: Some(t.identity),
+        },
+    );
+    out.records_changed = true;
+}
+
+fn arch_note(t: &Target) -> String {
+    t.arch
+        .as_ref()
+        .map(|a| format!(" ({a})"))
+        .unwrap_or_default()
+}
+
+fn flags_text(t: &Target) -> String {
+    let f = t.spec.flags.to_string();
+    if f.is_empty() {
+        "none".into()
+    } else {
+        f
+    }
+}
+
+/// Short description of an action for error lines.
+pub fn describe(action: &Action) -> String {
+    match action {
+        Action::Register(t) => format!("register {} ({})", t.name, t.spec.interpreter.display()),
+        Action::Replace { target, .. } => {
+            format!(
+                "replace {} ({})",
+                target.name,
+                target.spec.interpreter.display()
+            )
+        }
+        Action::Enable { name } => format!("enable {name}"),
+        Action::Unregister { name, .. } => format!("remove {name}"),
+        Action::Record(t) => format!("record {}", t.name),
+        Action::Forget { name } => format!("forget {name}"),
+    }
+}

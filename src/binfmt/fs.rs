@@ -1,0 +1,164 @@
+//! Kernel I/O on a binfmt_misc mount: read entries, register, remove,
+//! enable/disable, the global status, and mounting.
+//!
+//! Every change is one `write(2)` of one string, as the kernel expects; a
+//! short write is an error, never retried piecemeal.
+
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::entry::{parse_entry_file, EntrySpec, KernelEntry};
+
+/// `BINFMTFS_MAGIC` from `<linux/magic.h>`: tells a real mount from an empty dir.
+const BINFMTFS_MAGIC: i64 = 0x4249_4e4d;
+
+/// One binfmt_misc instance, reached through the directory it is mounted on.
+#[derive(Debug, Clone)]
+pub struct BinfmtMisc {
+    root: PathBuf,
+}
+
+/// What the kernel's entry files hold, keyed by entry name.
+pub type KernelEntries = BTreeMap<String, KernelEntry>;
+
+impl BinfmtMisc {
+    pub fn new(root: impl Into<PathBuf>) -> BinfmtMisc {
+        BinfmtMisc { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Is a binfmt_misc file system mounted at the root?
+    pub fn is_mounted(&self) -> bool {
+        rustix::fs::statfs(&self.root)
+            .map(|s| i64::from(s.f_type) == BINFMTFS_MAGIC)
+            .unwrap_or(false)
+    }
+
+    /// Mount binfmt_misc at the root. Since Linux 6.7 a mount made in a
+    /// non-initial user namespace gives that namespace its own instance.
+    pub fn mount(&self) -> io::Result<()> {
+        fs::create_dir_all(&self.root)?;
+        rustix::mount::mount(
+            "binfmt_misc",
+            &self.root,
+            "binfmt_misc",
+            rustix::mount::MountFlags::NOSUID
+                | rustix::mount::MountFlags::NODEV
+                | rustix::mount::MountFlags::NOEXEC,
+            None,
+        )
+        .map_err(io::Error::from)
+    }
+
+    /// Make sure the instance is reachable; mount it when allowed.
+    /// Returns true when this call mounted it.
+    pub fn ensure_mounted(&self, may_mount: bool) -> io::Result<bool> {
+        if self.is_mounted() {
+            return Ok(false);
+        }
+        if !may_mount {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "binfmt_misc is not mounted at {} (and binfmt.mount = false)",
+                    self.root.display()
+                ),
+            ));
+        }
+        self.mount().map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot mount binfmt_misc at {}: {e}", self.root.display()),
+            )
+        })?;
+        Ok(true)
+    }
+
+    /// The global switch (`status` reads `enabled` or `disabled`).
+    pub fn enabled(&self) -> io::Result<bool> {
+        let text = fs::read_to_string(self.root.join("status"))?;
+        Ok(text.trim() == "enabled")
+    }
+
+    /// Turn every entry on or off at once.
+    pub fn set_all_enabled(&self, enabled: bool) -> io::Result<()> {
+        write_once(&self.root.join("status"), if enabled { "1" } else { "0" })
+    }
+
+    /// Read every entry. Entries whose file cannot be parsed are returned
+    /// in the second map with the reason, so callers can leave them alone.
+    pub fn entries(&self) -> io::Result<(KernelEntries, BTreeMap<String, String>)> {
+        let mut good = BTreeMap::new();
+        let mut bad = BTreeMap::new();
+        for dirent in fs::read_dir(&self.root)? {
+            let dirent = dirent?;
+            let Ok(name) = dirent.file_name().into_string() else {
+                continue;
+            };
+            if name == "register" || name == "status" {
+                continue;
+            }
+            match fs::read_to_string(dirent.path()) {
+                Ok(text) => match parse_entry_file(&text) {
+                    Ok(entry) => {
+                        good.insert(name, entry);
+                    }
+                    Err(e) => {
+                        bad.insert(name, e.to_string());
+                    }
+                },
+                // Removed between readdir and read: it is simply gone.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    bad.insert(name, e.to_string());
+                }
+            }
+        }
+        Ok((good, bad))
+    }
+
+    /// Register a new entry. Fails with EEXIST if the name is taken.
+    pub fn register(&self, name: &str, spec: &EntrySpec) -> io::Result<()> {
+        spec.validate(name)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        write_once(&self.root.join("register"), &spec.register_line(name))
+    }
+
+    /// Remove an entry.
+    pub fn remove(&self, name: &str) -> io::Result<()> {
+        write_once(&self.entry_path(name)?, "-1")
+    }
+
+    /// Enable or disable one entry.
+    pub fn set_enabled(&self, name: &str, enabled: bool) -> io::Result<()> {
+        write_once(&self.entry_path(name)?, if enabled { "1" } else { "0" })
+    }
+
+    fn entry_path(&self, name: &str) -> io::Result<PathBuf> {
+        super::entry::validate_name(name)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        Ok(self.root.join(name))
+    }
+}
+
+/// One `write(2)` of the whole string; binfmt_misc parses each write alone.
+fn write_once(path: &Path, text: &str) -> io::Result<()> {
+    let mut file = OpenOptions::new().write(true).open(path)?;
+    let n = file.write(text.as_bytes())?;
+    if n != text.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            format!(
+                "short write to {} ({n} of {} bytes)",
+                path.display(),
+                text.len()
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! binfmt_misc: the entry model (pure) and the kernel I/O.
+
+pub mod entry;
+pub mod fs;
+
+pub use entry::{EntrySpec, Flags, KernelEntry, Matcher};
+pub use fs::{BinfmtMisc, KernelEntries};

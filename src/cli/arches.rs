@@ -1,0 +1,35 @@
+//! `qus arches`: the built-in table.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::CommonArgs;
+use crate::{arch, escape};
+
+#[derive(Debug, Args)]
+pub struct ArchesArgs {
+    /// Also print each arch's magic and mask.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+pub fn run(common: &CommonArgs, args: &ArchesArgs) -> Result<ExitCode> {
+    let host = common.host();
+    println!("{:<13} {:<13} {:<13} NATIVE", "ARCH", "EMULATOR", "FAMILY");
+    for a in arch::ARCHES {
+        println!(
+            "{:<13} {:<13} {:<13} {}",
+            a.name,
+            format!("qemu-{}", a.emulator),
+            a.family,
+            if a.family == host.family { "yes" } else { "no" }
+        );
+        if args.verbose {
+            println!("    magic {}", escape::escape_all(a.magic));
+            println!("    mask  {}", escape::escape_all(a.mask));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,175 @@
+//! `qus config [--check]`: the merged configuration, each value followed by
+//! the file and line it came from.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::CommonArgs;
+use crate::binfmt::Matcher;
+use crate::config::{Config, Sourced};
+use crate::escape;
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Only validate: print "ok" or the errors, exit 1 on any error.
+    #[arg(long)]
+    pub check: bool,
+}
+
+pub fn run(common: &CommonArgs, args: &ConfigArgs) -> Result<ExitCode> {
+    let dirs = common.config_dirs();
+    let config = match common.load_config() {
+        Ok(c) => c,
+        Err(e) if args.check => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e),
+    };
+    if args.check {
+        println!(
+            "ok: {} file(s) from {}",
+            config.files.len(),
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", render(&config, &dirs));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn quote(s: &str) -> String {
+    // TOML basic strings share JSON's escapes for what we print.
+    serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}"))
+}
+
+fn list<T: AsRef<str>>(items: &[T]) -> String {
+    let parts: Vec<String> = items.iter().map(|i| quote(i.as_ref())).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+fn line<T>(out: &mut String, key: &str, value: String, s: &Sourced<T>) {
+    let _ = writeln!(out, "{:<40} # {}", format!("{key} = {value}"), s.source);
+}
+
+/// The effective configuration as TOML with a source comment per value.
+pub fn render(c: &Config, dirs: &[std::path::PathBuf]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "# directories, lowest priority first:");
+    for d in dirs {
+        let _ = writeln!(o, "#   {}", d.display());
+    }
+    let _ = writeln!(o, "# files applied, in order:");
+    if c.files.is_empty() {
+        let _ = writeln!(o, "#   (none: built-in defaults)");
+    }
+    for f in &c.files {
+        let _ = writeln!(o, "#   {}", f.display());
+    }
+    let _ = writeln!(o, "\n[binfmt]");
+    line(
+        &mut o,
+        "path",
+        quote(&c.binfmt_path.value.to_string_lossy()),
+        &c.binfmt_path,
+    );
+    line(
+        &mut o,
+        "mount",
+        c.binfmt_mount.value.to_string(),
+        &c.binfmt_mount,
+    );
+    let _ = writeln!(o, "\n[qemu]");
+    let sp: Vec<String> = c
+        .search_path
+        .value
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    line(&mut o, "search_path", list(&sp), &c.search_path);
+    line(
+        &mut o,
+        "binary_names",
+        list(&c.binary_names.value),
+        &c.binary_names,
+    );
+    line(&mut o, "targets", list(&c.targets.value), &c.targets);
+    line(&mut o, "exclude", list(&c.exclude.value), &c.exclude);
+    line(&mut o, "flags", quote(&c.flags.value.to_string()), &c.flags);
+    line(
+        &mut o,
+        "name_prefix",
+        quote(&c.name_prefix.value),
+        &c.name_prefix,
+    );
+    line(
+        &mut o,
+        "takeover",
+        c.takeover.value.to_string(),
+        &c.takeover,
+    );
+    for (arch, over) in &c.arch {
+        let _ = writeln!(o, "\n[qemu.arch.{arch}]");
+        if let Some(i) = &over.interpreter {
+            line(&mut o, "interpreter", quote(&i.value.to_string_lossy()), i);
+        }
+        if let Some(f) = &over.flags {
+            line(&mut o, "flags", quote(&f.value.to_string()), f);
+        }
+        if let Some(e) = &over.enabled {
+            line(&mut o, "enabled", e.value.to_string(), e);
+        }
+    }
+    for (name, e) in &c.entries {
+        let _ = writeln!(
+            o,
+            "\n[entry.{name}]                                # {}",
+            e.source
+        );
+        match &e.spec.matcher {
+            Matcher::Magic {
+                offset,
+                magic,
+                mask,
+            } => {
+                let _ = writeln!(o, "type = \"magic\"");
+                let _ = writeln!(o, "offset = {offset}");
+                let _ = writeln!(o, "magic = {}", quote(&escape::escape_readable(magic)));
+                if let Some(m) = mask {
+                    let _ = writeln!(o, "mask = {}", quote(&escape::escape_all(m)));
+                }
+            }
+            Matcher::Extension(ext) => {
+                let _ = writeln!(o, "type = \"extension\"");
+                let _ = writeln!(o, "extension = {}", quote(ext));
+            }
+        }
+        let _ = writeln!(
+            o,
+            "interpreter = {}",
+            quote(&e.spec.interpreter.to_string_lossy())
+        );
+        let _ = writeln!(o, "flags = {}", quote(&e.spec.flags.to_string()));
+        let _ = writeln!(o, "enabled = {}", e.enabled);
+    }
+    let _ = writeln!(o, "\n[daemon]");
+    line(
+        &mut o,
+        "debounce_ms",
+        c.debounce_ms.value.to_string(),
+        &c.debounce_ms,
+    );
+    line(
+        &mut o,
+        "unregister_on_stop",
+        c.unregister_on_stop.value.to_string(),
+        &c.unregister_on_stop,
+    );
+    o
+}

@@ -1,0 +1,182 @@
+//! observe → plan → apply, once. `qus register` runs it one time; `qusd`
+//! runs it on every debounced batch of events.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+
+use crate::apply::{self, Outcome};
+use crate::binfmt::{BinfmtMisc, KernelEntries};
+use crate::config::Config;
+use crate::observe::{self, Host, Overrides};
+use crate::plan::{self, Action, Options, Plan};
+use crate::state::StateDir;
+
+/// Everything one reconcile needs to know about where things are.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub config: Config,
+    pub binfmt: BinfmtMisc,
+    pub state: StateDir,
+    pub host: Host,
+}
+
+impl Context {
+    pub fn new(config: Config, state_dir: PathBuf, host: Host) -> Context {
+        Context {
+            binfmt: BinfmtMisc::new(config.binfmt_path.value.clone()),
+            state: StateDir::new(state_dir),
+            config,
+            host,
+        }
+    }
+}
+
+/// The kernel's entries, or none when binfmt_misc is not mounted.
+pub fn kernel_entries(binfmt: &BinfmtMisc) -> Result<KernelEntries> {
+    if !binfmt.is_mounted() {
+        return Ok(KernelEntries::new());
+    }
+    let (good, bad) = binfmt
+        .entries()
+        .with_context(|| format!("reading {}", binfmt.root().display()))?;
+    for (name, why) in bad {
+        tracing::warn!("cannot parse binfmt_misc entry {name}: {why}; leaving it alone");
+    }
+    Ok(good)
+}
+
+/// Observe and plan without changing anything (for `qus status`).
+pub fn survey(
+    ctx: &Context,
+    overrides: &Overrides,
+    scope: Option<BTreeSet<String>>,
+) -> Result<Plan> {
+    let kernel = kernel_entries(&ctx.binfmt)?;
+    let (owned, warning) = ctx.state.load();
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
+    let wanted = observe::wanted(&ctx.config, &ctx.host, overrides);
+    Ok(plan::plan(&wanted, &kernel, &owned, &options(ctx, scope)))
+}
+
+fn options(ctx: &Context, scope: Option<BTreeSet<String>>) -> Options {
+    Options {
+        takeover: ctx.config.takeover.value,
+        scope,
+    }
+}
+
+/// Result of one reconcile pass.
+#[derive(Debug)]
+pub struct Pass {
+    pub plan: Plan,
+    pub outcome: Outcome,
+    /// Did this pass mount binfmt_misc?
+    pub mounted: bool,
+}
+
+/// Lock, mount if needed and allowed, observe, plan, apply, save records.
+pub fn reconcile(
+    ctx: &Context,
+    overrides: &Overrides,
+    scope: Option<BTreeSet<String>>,
+) -> Result<Pass> {
+    let _lock = ctx.state.lock().context("taking the state-dir lock")?;
+    let mounted = ctx.binfmt.ensure_mounted(ctx.config.binfmt_mount.value)?;
+    if mounted {
+        tracing::info!("mounted binfmt_misc at {}", ctx.binfmt.root().display());
+    }
+    let kernel = kernel_entries(&ctx.binfmt)?;
+    let (mut owned, warning) = ctx.state.load();
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
+    let wanted = observe::wanted(&ctx.config, &ctx.host, overrides);
+    for want in &wanted.items {
+        if let Err(plan::Skip::Refused(why)) = &want.want {
+            tracing::warn!("refused {}: {why}", want.name);
+        }
+    }
+    let plan = plan::plan(&wanted, &kernel, &owned, &options(ctx, scope));
+    let outcome = apply::apply(&plan, &ctx.binfmt, &mut owned);
+    if outcome.records_changed {
+        if let Err(e) = ctx.state.save(&owned) {
+            tracing::warn!("cannot save ownership records: {e}; the kernel's view still holds");
+        }
+    }
+    Ok(Pass {
+        plan,
+        outcome,
+        mounted,
+    })
+}
+
+/// Remove owned entries: those qus recorded, and configured ones that are
+/// identical to what qus would register. `names = None` means all of them.
+pub fn unregister(ctx: &Context, names: Option<&BTreeSet<String>>) -> Result<Outcome> {
+    let _lock = ctx.state.lock().context("taking the state-dir lock")?;
+    let kernel = kernel_entries(&ctx.binfmt)?;
+    let (mut owned, warning) = ctx.state.load();
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
+    let wanted = observe::wanted(&ctx.config, &ctx.host, &Overrides::default());
+    let plan_now = plan::plan(&wanted, &kernel, &owned, &options(ctx, None));
+    let mut items = Vec::new();
+    for item in plan_now.items {
+        if names.is_some_and(|n| !n.contains(&item.name)) {
+            continue;
+        }
+        let Some(k) = &item.kernel else {
+            if owned.contains_key(&item.name) {
+                items.push((
+                    item.name.clone(),
+                    Action::Forget {
+                        name: item.name.clone(),
+                    },
+                ));
+            }
+            continue;
+        };
+        let recorded = owned
+            .get(&item.name)
+            .is_some_and(|o| o.spec.equivalent(&k.spec));
+        let configured_same = item.wanted.as_ref().is_some_and(|w| w.equivalent(&k.spec));
+        if recorded || configured_same {
+            items.push((
+                item.name.clone(),
+                Action::Unregister {
+                    name: item.name.clone(),
+                    reason: "qus unregister".into(),
+                },
+            ));
+        } else if names.is_some() {
+            tracing::warn!("{} is not owned by qus; left alone", item.name);
+        }
+    }
+    let plan = Plan {
+        items: items
+            .into_iter()
+            .map(|(name, action)| plan::Item {
+                name,
+                arch: None,
+                state: plan::State::Registered,
+                detail: None,
+                wanted: None,
+                kernel: None,
+                owned: true,
+                actions: vec![action],
+            })
+            .collect(),
+    };
+    let outcome = apply::apply(&plan, &ctx.binfmt, &mut owned);
+    if outcome.records_changed {
+        if let Err(e) = ctx.state.save(&owned) {
+            tracing::warn!("cannot save ownership records: {e}");
+        }
+    }
+    Ok(outcome)
+}

@@ -1,0 +1,209 @@
+//! The status report: what `qus status` prints, for people and as JSON.
+//!
+//! The JSON form is a stable interface (documented in the README); fields
+//! are only ever added.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::engine::Context;
+use crate::escape;
+use crate::plan::{Item, Plan, State};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub version: u32,
+    pub host: HostReport,
+    pub binfmt_misc: BinfmtReport,
+    pub state_dir: String,
+    pub entries: Vec<EntryReport>,
+    pub summary: std::collections::BTreeMap<&'static str, usize>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HostReport {
+    pub machine: String,
+    pub family: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BinfmtReport {
+    pub path: String,
+    pub mounted: bool,
+    /// The global switch; `null` when not mounted.
+    pub enabled: Option<bool>,
+    /// `host` (initial user namespace) or `private` (a user namespace's own
+    /// instance, Linux ≥ 6.7).
+    pub instance: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EntryReport {
+    pub name: String,
+    /// Table arch for qemu entries, `null` for custom entries.
+    pub arch: Option<String>,
+    pub state: State,
+    pub owned: bool,
+    /// The interpreter qus wants, else the kernel's.
+    pub interpreter: Option<String>,
+    /// Flags qus wants, else the kernel's, in kernel order.
+    pub flags: Option<String>,
+    pub detail: Option<String>,
+    /// What the kernel holds under this name, if anything.
+    pub kernel: Option<KernelReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KernelReport {
+    pub enabled: bool,
+    pub interpreter: String,
+    pub flags: String,
+}
+
+/// Is this process in the initial user namespace?
+pub fn in_initial_user_namespace() -> bool {
+    // The initial user namespace has this fixed inode (PROC_USER_INIT_INO).
+    std::fs::read_link("/proc/self/ns/user")
+        .map(|l| l.to_string_lossy() == "user:[4026531837]")
+        .unwrap_or(true)
+}
+
+pub fn build(ctx: &Context, plan: &Plan) -> Report {
+    let mounted = ctx.binfmt.is_mounted();
+    let entries: Vec<EntryReport> = plan.items.iter().map(entry_report).collect();
+    let mut summary = std::collections::BTreeMap::new();
+    for e in &entries {
+        *summary.entry(e.state.as_str()).or_insert(0) += 1;
+    }
+    Report {
+        version: SCHEMA_VERSION,
+        host: HostReport {
+            machine: ctx.host.machine.clone(),
+            family: ctx.host.family.clone(),
+        },
+        binfmt_misc: BinfmtReport {
+            path: ctx.binfmt.root().display().to_string(),
+            mounted,
+            enabled: if mounted {
+                ctx.binfmt.enabled().ok()
+            } else {
+                None
+            },
+            instance: if in_initial_user_namespace() {
+                "host"
+            } else {
+                "private"
+            },
+        },
+        state_dir: ctx.state.path().display().to_string(),
+        entries,
+        summary,
+    }
+}
+
+fn entry_report(item: &Item) -> EntryReport {
+    let spec = item
+        .wanted
+        .as_ref()
+        .or(item.kernel.as_ref().map(|k| &k.spec));
+    EntryReport {
+        name: item.name.clone(),
+        arch: item.arch.clone(),
+        state: item.state,
+        owned: item.owned,
+        interpreter: spec.map(|s| s.interpreter.display().to_string()),
+        flags: spec.map(|s| s.flags.normalized().to_string()),
+        detail: item.detail.clone(),
+        kernel: item.kernel.as_ref().map(|k| KernelReport {
+            enabled: k.enabled,
+            interpreter: k.spec.interpreter.display().to_string(),
+            flags: k.spec.flags.to_string(),
+        }),
+    }
+}
+
+/// The table for people.
+pub fn render(report: &Report) -> String {
+    let mut s = String::new();
+    let b = &report.binfmt_misc;
+    let _ = writeln!(
+        s,
+        "host:        {} (family {})",
+        report.host.machine, report.host.family
+    );
+    let _ = writeln!(
+        s,
+        "binfmt_misc: {} ({}, {}, {} instance)",
+        b.path,
+        if b.mounted { "mounted" } else { "not mounted" },
+        match b.enabled {
+            Some(true) => "enabled",
+            Some(false) => "DISABLED",
+            None => "status unknown",
+        },
+        b.instance
+    );
+    let _ = writeln!(s, "state dir:   {}", report.state_dir);
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "{:<20} {:<13} {:<15} {:<5} {:<5} INTERPRETER / DETAIL",
+        "ENTRY", "ARCH", "STATE", "FLAGS", "OWNED"
+    );
+    for e in &report.entries {
+        let shown = match e.state {
+            State::Registered | State::Missing | State::Disabled | State::Stale => e
+                .interpreter
+                .clone()
+                .map(|i| match &e.detail {
+                    Some(d) => format!("{i} ({d})"),
+                    None => i,
+                })
+                .unwrap_or_default(),
+            _ => e.detail.clone().unwrap_or_default(),
+        };
+        let flags = match e.state {
+            State::Registered
+            | State::Missing
+            | State::Disabled
+            | State::Stale
+            | State::Conflict => e
+                .flags
+                .clone()
+                .filter(|f| !f.is_empty())
+                .unwrap_or_else(|| "-".into()),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            s,
+            "{:<20} {:<13} {:<15} {:<5} {:<5} {}",
+            clean(&e.name),
+            e.arch.as_deref().unwrap_or("-"),
+            e.state.as_str(),
+            flags,
+            if e.owned { "yes" } else { "no" },
+            clean(&shown)
+        );
+    }
+    let _ = writeln!(s);
+    let summary: Vec<String> = report
+        .summary
+        .iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect();
+    let _ = writeln!(s, "{}", summary.join(", "));
+    s
+}
+
+/// Control characters (a file name with a newline, say) must not forge
+/// lines in the table.
+fn clean(text: &str) -> String {
+    if text.chars().any(char::is_control) {
+        escape::escape_readable(text.as_bytes())
+    } else {
+        text.to_string()
+    }
+}
