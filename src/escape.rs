@@ -101,7 +101,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 /// Parse plain hex (either case); `None` when it is not an even run of hex digits.
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
     let text = text.trim();
-    if text.len() % 2 != 0 || !text.is_ascii() {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
         return None;
     }
     (0..text.len())

@@ -17,6 +17,7 @@ pub mod escape;
 pub mod logging;
 pub mod observe;
 pub mod plan;
+pub mod probe;
 pub mod safety;
 pub mod state;
 pub mod status;

@@ -34,8 +34,10 @@ impl BinfmtMisc {
 
     /// Is a binfmt_misc file system mounted at the root?
     pub fn is_mounted(&self) -> bool {
+        // f_type's C type differs between architectures; compare as i64.
+        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
         rustix::fs::statfs(&self.root)
-            .map(|s| i64::from(s.f_type) == BINFMTFS_MAGIC)
+            .map(|s| s.f_type as i64 == BINFMTFS_MAGIC)
             .unwrap_or(false)
     }
 

@@ -10,7 +10,7 @@ use super::{check_arch_names, CommonArgs};
 use crate::binfmt::Flags;
 use crate::engine;
 use crate::observe::Overrides;
-use crate::plan::State;
+use crate::plan::{Action, State};
 
 #[derive(Debug, Args)]
 pub struct RegisterArgs {
@@ -82,21 +82,21 @@ pub fn run(common: &CommonArgs, args: &RegisterArgs) -> Result<ExitCode> {
             _ => {}
         }
     }
+    let failed_writes = pass
+        .outcome
+        .failed
+        .iter()
+        .filter(|(a, _)| matches!(a, Action::Register(_) | Action::Replace { .. }))
+        .count();
     let registered = pass
         .plan
         .items
         .iter()
-        .filter(|i| {
-            i.wanted.is_some()
-                && matches!(
-                    i.state,
-                    State::Registered | State::Missing | State::Stale | State::Disabled
-                )
-        })
+        .filter(|i| in_scope(&i.name) && i.wanted.is_some() && i.state != State::Conflict)
         .count()
-        - pass.outcome.failed.len().min(pass.plan.items.len());
+        .saturating_sub(failed_writes);
     println!(
-        "qus: {} entries as configured, {} writes to binfmt_misc, {} errors, {} refused",
+        "qus: {} registered, {} writes to binfmt_misc, {} errors, {} refused",
         registered,
         pass.outcome.kernel_writes,
         pass.outcome.failed.len(),

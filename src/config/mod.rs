@@ -3,7 +3,7 @@
 //! Fragments are `*.toml` files in `/usr/lib/qus.d`, `/run/qus.d` and
 //! `/etc/qus.d` (in that order, later wins). A file in a later directory
 //! masks the same-named file of an earlier one, and a symlink to `/dev/null`
-//! disables it (the `binfmt.d` convention, implemented by `liboverdrop`).
+//! disables it (the `binfmt.d` convention).
 //! Files then apply in lexical order of their names; each value remembers
 //! the file and line it came from, which is what `qus config` prints and
 //! what every error names.
@@ -167,16 +167,53 @@ impl Config {
 }
 
 /// The drop-in files that apply, in the order they apply.
-pub fn fragment_files(dirs: &[PathBuf]) -> Vec<PathBuf> {
-    liboverdrop::scan(dirs, "", &["toml"], true)
-        .into_values()
-        .collect()
+///
+/// Written here rather than taken from `liboverdrop`: that crate skips
+/// fragments that are symlinks to regular files, which is exactly how a
+/// Kubernetes ConfigMap volume presents its files (`NAME -> ..data/NAME`).
+pub fn fragment_files(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut by_name: BTreeMap<std::ffi::OsString, PathBuf> = BTreeMap::new();
+    for dir in dirs {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(ConfigError {
+                    path: Some(dir.clone()),
+                    line: None,
+                    message: format!("cannot read config directory: {e}"),
+                })
+            }
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let text = name.to_string_lossy();
+            if text.starts_with('.') || !text.ends_with(".toml") {
+                continue;
+            }
+            let path = entry.path();
+            // Follows symlinks: a link to /dev/null masks, a link to a
+            // regular file (ConfigMap) counts as that file.
+            match std::fs::canonicalize(&path) {
+                Ok(target) if target == Path::new("/dev/null") => {
+                    by_name.remove(&name);
+                }
+                Ok(target) if target.is_file() => {
+                    by_name.insert(name, path);
+                }
+                // Dangling link or not a file: nothing to apply, and
+                // nothing masked either.
+                _ => {}
+            }
+        }
+    }
+    Ok(by_name.into_values().collect())
 }
 
 /// Load, merge and validate the configuration from these directories.
 pub fn load(dirs: &[PathBuf]) -> Result<Config, ConfigError> {
     let mut merger = Merger::default();
-    for path in fragment_files(dirs) {
+    for path in fragment_files(dirs)? {
         check_file_owner(&path)?;
         let text = std::fs::read_to_string(&path).map_err(|e| ConfigError {
             path: Some(path.clone()),
@@ -556,6 +593,16 @@ fn finish_entry(name: &str, raw: RawEntry) -> Result<CustomEntry, ConfigError> {
             };
             let mask = match &raw.mask {
                 Some(m) if !m.value.is_empty() => match escape::decode(&m.value) {
+                    Ok(mask) if mask.len() != magic.len() => {
+                        return fail(
+                            &m.source,
+                            format!(
+                                "mask is {} bytes but magic is {}; they must be the same length",
+                                mask.len(),
+                                magic.len()
+                            ),
+                        )
+                    }
                     Ok(mask) => Some(mask),
                     Err(e) => return fail(&m.source, format!("mask: {e}")),
                 },

@@ -1,0 +1,16 @@
+# qus probe for riscv64: write(1, msg, len); exit(0). Syscalls 64/93 in a7.
+    .text
+msg:
+    .ascii  "qus-probe riscv64\n"
+    .set    len, . - msg
+    .balign 4
+    .global _start
+_start:
+    li      a0, 1
+    lla     a1, msg
+    li      a2, len
+    li      a7, 64
+    ecall
+    li      a0, 0
+    li      a7, 93
+    ecall

@@ -1,0 +1,311 @@
+//! A private binfmt_misc instance for one test, and helpers to run the real
+//! `qus` binary and foreign programs inside it.
+//!
+//! Each [`Sandbox`] starts a holder process in a new user + mount namespace
+//! (`unshare --user --map-root-user --mount`) that mounts binfmt_misc on a
+//! temporary directory: since Linux 6.7 that is a private, empty instance,
+//! so the host's registrations are never touched. Commands then join that
+//! namespace with `nsenter`; the test reads the instance through
+//! `/proc/<holder>/root/…`.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+pub const QUS: &str = env!("CARGO_BIN_EXE_qus");
+
+/// Fail (never skip) with a message saying what to install.
+pub fn require_tool(tool: &str, package: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "this test needs `{tool}`: install it with `apt-get install -y {package}`"
+    );
+}
+
+/// The real qemu emulator for an arch; fails with an install hint if absent.
+pub fn require_qemu(arch: &str) -> PathBuf {
+    let p = PathBuf::from(format!("/usr/bin/qemu-{arch}-static"));
+    assert!(
+        p.is_file(),
+        "this test needs {}: install it with `apt-get install -y qemu-user-static`",
+        p.display()
+    );
+    p
+}
+
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+    holder: Child,
+}
+
+impl Sandbox {
+    /// A new private instance with empty config, search and state dirs.
+    pub fn new() -> Sandbox {
+        require_tool("unshare", "util-linux");
+        require_tool("nsenter", "util-linux");
+        let dir = tempfile::Builder::new()
+            .prefix("qus-test-")
+            .tempdir()
+            .expect("temp dir");
+        // Root-only: the safety rules refuse interpreters below dirs others can write.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        for sub in ["binfmt", "etc", "state", "bin"] {
+            fs::create_dir(dir.path().join(sub)).expect("mkdir");
+        }
+        let bm = dir.path().join("binfmt");
+        let script = format!(
+            "mount -t binfmt_misc none '{}' || exit 1; echo ready; exec sleep 100000",
+            bm.display()
+        );
+        let mut holder = Command::new("unshare")
+            .args([
+                "--user",
+                "--map-root-user",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+            ])
+            .arg(&script)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn unshare");
+        let mut line = String::new();
+        let stdout = holder.stdout.take().expect("holder stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read holder");
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "could not mount a private binfmt_misc instance: this needs Linux >= 6.7 \
+             with user namespaces enabled (kernel.unprivileged_userns_clone / \
+             user.max_user_namespaces)"
+        );
+        Sandbox { dir, holder }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The binfmt_misc mount point, as seen inside the namespace.
+    pub fn binfmt(&self) -> PathBuf {
+        self.path().join("binfmt")
+    }
+
+    /// The same directory as the test process can reach it.
+    pub fn binfmt_outside(&self) -> PathBuf {
+        let inner = self.binfmt();
+        PathBuf::from(format!("/proc/{}/root", self.holder.id()))
+            .join(inner.strip_prefix("/").expect("absolute"))
+    }
+
+    pub fn etc(&self) -> PathBuf {
+        self.path().join("etc")
+    }
+
+    pub fn bin(&self) -> PathBuf {
+        self.path().join("bin")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.path().join("state")
+    }
+
+    /// A command that runs inside the namespace.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg("--target")
+            .arg(self.holder.id().to_string())
+            .args(["--user", "--mount", "--"])
+            .arg(program);
+        c
+    }
+
+    /// Run the real `qus` inside the namespace, pointed at this sandbox.
+    pub fn qus(&self, args: &[&str]) -> Output {
+        let out = self
+            .command(QUS)
+            .arg("--binfmt-misc")
+            .arg(self.binfmt())
+            .arg("--state-dir")
+            .arg(self.state())
+            .arg("--config-dir")
+            .arg(self.etc())
+            .arg("--host-arch")
+            .arg("x86_64")
+            .args(args)
+            .output()
+            .expect("run qus");
+        eprintln!(
+            "$ qus {}\n[exit {:?}]\n{}{}",
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Run `qus` and insist on exit 0.
+    pub fn qus_ok(&self, args: &[&str]) -> String {
+        let out = self.qus(args);
+        assert!(out.status.success(), "qus {args:?} failed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `qus status --json`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let text = self.qus_ok(&["status", "--json"]);
+        serde_json::from_str(&text).expect("status --json is JSON")
+    }
+
+    /// The state of one entry in `qus status --json`.
+    pub fn state_of(&self, name: &str) -> String {
+        let s = self.status();
+        s["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in status"))["state"]
+            .as_str()
+            .expect("state")
+            .to_string()
+    }
+
+    /// Names of the entries in the kernel instance.
+    pub fn entries(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.binfmt_outside())
+            .expect("read binfmt_misc")
+            .map(|e| {
+                e.expect("dirent")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .filter(|n| n != "register" && n != "status")
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The kernel's text for one entry, if it exists.
+    pub fn entry(&self, name: &str) -> Option<String> {
+        fs::read_to_string(self.binfmt_outside().join(name)).ok()
+    }
+
+    /// Write a register string directly (as another tool would).
+    pub fn register_raw(&self, line: &str) {
+        self.write_inside(&self.binfmt().join("register"), line);
+    }
+
+    /// Write a string to a file from inside the namespace (one write).
+    pub fn write_inside(&self, path: &Path, text: &str) {
+        let st = self
+            .command("sh")
+            .args(["-c", "printf '%s' \"$1\" > \"$2\"", "sh", text])
+            .arg(path)
+            .status()
+            .expect("sh");
+        assert!(
+            st.success(),
+            "writing {text:?} to {} failed",
+            path.display()
+        );
+    }
+
+    /// Write a drop-in into the sandbox's config dir.
+    pub fn write_config(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.etc().join(name);
+        fs::write(&p, text).expect("write config");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).expect("chmod");
+        p
+    }
+
+    /// Copy (or link) an emulator into the sandbox's search dir.
+    pub fn install_emulator(&self, arch: &str) -> PathBuf {
+        let src = require_qemu(arch);
+        let dst = self.bin().join(format!("qemu-{arch}-static"));
+        fs::copy(&src, &dst).expect("copy emulator");
+        fs::set_permissions(&dst, fs::Permissions::from_mode(0o755)).expect("chmod");
+        dst
+    }
+
+    /// Write a program into the sandbox and run it inside the namespace.
+    pub fn run_program(&self, name: &str, bytes: &[u8]) -> Output {
+        let p = self.path().join(name);
+        fs::write(&p, bytes).expect("write program");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
+        self.command(&p).output().expect("run program")
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// Counts write events on a binfmt_misc instance: a registration shows as a
+/// MODIFY of `register`, a removal as DELETE, an enable/disable as MODIFY
+/// of the entry file (DESIGN.md, kernel facts).
+pub struct WriteWatch {
+    inotify: inotify::Inotify,
+}
+
+impl WriteWatch {
+    pub fn new(dir: &Path) -> WriteWatch {
+        let inotify = inotify::Inotify::init().expect("inotify");
+        inotify
+            .watches()
+            .add(
+                dir,
+                inotify::WatchMask::MODIFY
+                    | inotify::WatchMask::DELETE
+                    | inotify::WatchMask::CREATE,
+            )
+            .expect("watch binfmt_misc");
+        WriteWatch { inotify }
+    }
+
+    /// Events seen since the last call, as (name, mask) pairs.
+    pub fn drain(&mut self) -> Vec<String> {
+        let mut buf = [0u8; 8192];
+        let mut seen = vec![];
+        loop {
+            match self.inotify.read_events(&mut buf) {
+                Ok(events) => {
+                    let mut any = false;
+                    for e in events {
+                        any = true;
+                        seen.push(format!(
+                            "{:?} {}",
+                            e.mask,
+                            e.name
+                                .map(|n| n.to_string_lossy().into_owned())
+                                .unwrap_or_default()
+                        ));
+                    }
+                    if !any {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("inotify read: {e}"),
+            }
+        }
+        seen
+    }
+}
