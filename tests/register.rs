@@ -505,3 +505,26 @@ fn masking_a_vendor_file_with_dev_null() {
         "masked vendor file no longer applies"
     );
 }
+
+#[test]
+fn mounts_binfmt_misc_when_allowed_and_says_so_when_not() {
+    let sb = Sandbox::unmounted();
+    sb.install_emulator("aarch64");
+    base_config(&sb, "[binfmt]\nmount = false\n");
+    let out = sb.qus(&["register"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not mounted"), "{}", stderr(&out));
+    let s = sb.status();
+    assert_eq!(s["binfmt_misc"]["mounted"], false);
+    assert_eq!(sb.state_of("qemu-aarch64"), "missing");
+    base_config(&sb, "");
+    let out = sb.qus(&["register"]);
+    assert!(out.status.success());
+    assert!(
+        stderr(&out).contains("mounted binfmt_misc at"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sb.entries(), ["qemu-aarch64"]);
+    assert_eq!(sb.status()["binfmt_misc"]["mounted"], true);
+}

@@ -48,6 +48,15 @@ pub struct Sandbox {
 impl Sandbox {
     /// A new private instance with empty config, search and state dirs.
     pub fn new() -> Sandbox {
+        Sandbox::start(true)
+    }
+
+    /// A namespace whose binfmt_misc is not mounted yet (qus must mount it).
+    pub fn unmounted() -> Sandbox {
+        Sandbox::start(false)
+    }
+
+    fn start(mount: bool) -> Sandbox {
         require_tool("unshare", "util-linux");
         require_tool("nsenter", "util-linux");
         let dir = tempfile::Builder::new()
@@ -60,10 +69,14 @@ impl Sandbox {
             fs::create_dir(dir.path().join(sub)).expect("mkdir");
         }
         let bm = dir.path().join("binfmt");
-        let script = format!(
-            "mount -t binfmt_misc none '{}' || exit 1; echo ready; exec sleep 100000",
-            bm.display()
-        );
+        let script = if mount {
+            format!(
+                "mount -t binfmt_misc none '{}' || exit 1; echo ready; exec sleep 100000",
+                bm.display()
+            )
+        } else {
+            "echo ready; exec sleep 100000".to_string()
+        };
         let mut holder = Command::new("unshare")
             .args([
                 "--user",
