@@ -47,6 +47,16 @@ pub fn kernel_entries(binfmt: &BinfmtMisc) -> Result<KernelEntries> {
     Ok(good)
 }
 
+/// What one pass is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub overrides: Overrides,
+    /// Only these entry names (`None` = all).
+    pub scope: Option<BTreeSet<String>>,
+    /// Entries to leave alone this pass.
+    pub hold: BTreeSet<String>,
+}
+
 /// Observe and plan without changing anything (for `qus status`).
 pub fn survey(
     ctx: &Context,
@@ -59,13 +69,19 @@ pub fn survey(
         tracing::warn!("{w}");
     }
     let wanted = observe::wanted(&ctx.config, &ctx.host, overrides);
-    Ok(plan::plan(&wanted, &kernel, &owned, &options(ctx, scope)))
+    Ok(plan::plan(
+        &wanted,
+        &kernel,
+        &owned,
+        &options(ctx, scope, BTreeSet::new()),
+    ))
 }
 
-fn options(ctx: &Context, scope: Option<BTreeSet<String>>) -> Options {
+fn options(ctx: &Context, scope: Option<BTreeSet<String>>, hold: BTreeSet<String>) -> Options {
     Options {
         takeover: ctx.config.takeover.value,
         scope,
+        hold,
     }
 }
 
@@ -76,6 +92,69 @@ pub struct Pass {
     pub outcome: Outcome,
     /// Did this pass mount binfmt_misc?
     pub mounted: bool,
+    /// Did this pass turn binfmt_misc's global switch back on?
+    pub reenabled: bool,
+    /// The kernel's entries after the pass (what the daemon compares
+    /// binfmt_misc events against, to tell its own writes from others').
+    pub kernel_after: KernelEntries,
+    scope: Option<BTreeSet<String>>,
+}
+
+impl Pass {
+    fn in_scope(&self, name: &str) -> bool {
+        self.scope.as_ref().is_none_or(|s| s.contains(name))
+    }
+
+    /// Entries (in scope) that are registered as wanted after this pass.
+    pub fn registered(&self) -> usize {
+        let failed: BTreeSet<&str> = self
+            .outcome
+            .failed
+            .iter()
+            .filter_map(|(a, _)| match a {
+                Action::Register(t) | Action::Replace { target: t, .. } => Some(t.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        self.plan
+            .items
+            .iter()
+            .filter(|i| {
+                self.in_scope(&i.name)
+                    && i.wanted.is_some()
+                    && i.state != plan::State::Conflict
+                    && !failed.contains(i.name.as_str())
+            })
+            .count()
+    }
+
+    /// Items in scope with this state.
+    pub fn count(&self, state: plan::State) -> usize {
+        self.plan
+            .items
+            .iter()
+            .filter(|i| self.in_scope(&i.name) && i.state == state)
+            .count()
+    }
+
+    /// One line for people and for sd_notify's STATUS=.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} registered, {} errors",
+            self.registered(),
+            self.outcome.failed.len()
+        );
+        for (state, word) in [
+            (plan::State::Refused, "refused"),
+            (plan::State::Conflict, "conflicts"),
+        ] {
+            let n = self.count(state);
+            if n > 0 {
+                s.push_str(&format!(", {n} {word}"));
+            }
+        }
+        s
+    }
 }
 
 /// Lock, mount if needed and allowed, observe, plan, apply, save records.
@@ -84,10 +163,36 @@ pub fn reconcile(
     overrides: &Overrides,
     scope: Option<BTreeSet<String>>,
 ) -> Result<Pass> {
+    reconcile_with(
+        ctx,
+        &Request {
+            overrides: overrides.clone(),
+            scope,
+            hold: BTreeSet::new(),
+        },
+    )
+}
+
+/// [`reconcile`] with every knob.
+pub fn reconcile_with(ctx: &Context, request: &Request) -> Result<Pass> {
+    let overrides = &request.overrides;
+    let scope = request.scope.clone();
     let _lock = ctx.state.lock().context("taking the state-dir lock")?;
     let mounted = ctx.binfmt.ensure_mounted(ctx.config.binfmt_mount.value)?;
     if mounted {
         tracing::info!("mounted binfmt_misc at {}", ctx.binfmt.root().display());
+    }
+    let mut reenabled = false;
+    if !ctx.binfmt.enabled().unwrap_or(true) {
+        if ctx.config.binfmt_enable.value {
+            ctx.binfmt
+                .set_all_enabled(true)
+                .context("turning binfmt_misc back on")?;
+            tracing::info!("binfmt_misc was disabled globally; enabled it (binfmt.enable = true)");
+            reenabled = true;
+        } else {
+            tracing::warn!("binfmt_misc is disabled globally; no entry works until it is enabled (binfmt.enable = false)");
+        }
     }
     let kernel = kernel_entries(&ctx.binfmt)?;
     let (mut owned, warning) = ctx.state.load();
@@ -100,17 +205,30 @@ pub fn reconcile(
             tracing::warn!("refused {}: {why}", want.name);
         }
     }
-    let plan = plan::plan(&wanted, &kernel, &owned, &options(ctx, scope));
+    let plan = plan::plan(
+        &wanted,
+        &kernel,
+        &owned,
+        &options(ctx, scope.clone(), request.hold.clone()),
+    );
     let outcome = apply::apply(&plan, &ctx.binfmt, &mut owned);
     if outcome.records_changed {
         if let Err(e) = ctx.state.save(&owned) {
             tracing::warn!("cannot save ownership records: {e}; the kernel's view still holds");
         }
     }
+    let kernel_after = if outcome.kernel_writes > 0 {
+        kernel_entries(&ctx.binfmt)?
+    } else {
+        kernel
+    };
     Ok(Pass {
         plan,
         outcome,
         mounted,
+        reenabled,
+        kernel_after,
+        scope,
     })
 }
 
@@ -124,7 +242,12 @@ pub fn unregister(ctx: &Context, names: Option<&BTreeSet<String>>) -> Result<Out
         tracing::warn!("{w}");
     }
     let wanted = observe::wanted(&ctx.config, &ctx.host, &Overrides::default());
-    let plan_now = plan::plan(&wanted, &kernel, &owned, &options(ctx, None));
+    let plan_now = plan::plan(
+        &wanted,
+        &kernel,
+        &owned,
+        &options(ctx, None, BTreeSet::new()),
+    );
     let mut items = Vec::new();
     for item in plan_now.items {
         if names.is_some_and(|n| !n.contains(&item.name)) {

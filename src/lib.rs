@@ -5,13 +5,14 @@
 //!   them ([`safety`]), [`binfmt`] reads the kernel;
 //! - [`plan`] (pure) decides the minimal actions;
 //! - [`apply`] carries them out; [`engine`] ties one pass together;
-//! - [`cli`] is the `qus` command, `qusd` the daemon.
+//! - [`cli`] is the `qus` command, [`daemon`] the `qusd` event loop.
 
 pub mod apply;
 pub mod arch;
 pub mod binfmt;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod engine;
 pub mod escape;
 pub mod logging;

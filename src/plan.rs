@@ -75,6 +75,9 @@ pub struct Options {
     pub takeover: bool,
     /// Only act on these entry names (`qus register ARCH…`); `None` = all.
     pub scope: Option<BTreeSet<String>>,
+    /// Leave these alone this time (their emulator file is still being
+    /// written; the daemon acts once it is complete).
+    pub hold: BTreeSet<String>,
 }
 
 /// A registration to make, and what to record about it.
@@ -261,7 +264,7 @@ pub fn plan(
 }
 
 fn in_scope(options: &Options, name: &str) -> bool {
-    options.scope.as_ref().is_none_or(|s| s.contains(name))
+    options.scope.as_ref().is_none_or(|s| s.contains(name)) && !options.hold.contains(name)
 }
 
 fn judge(

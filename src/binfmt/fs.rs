@@ -34,6 +34,9 @@ impl BinfmtMisc {
 
     /// Is a binfmt_misc file system mounted at the root?
     pub fn is_mounted(&self) -> bool {
+        // Touching a file below the root fires systemd's
+        // proc-sys-fs-binfmt_misc.automount, if there is one.
+        let _ = fs::metadata(self.root.join("status"));
         // f_type's C type differs between architectures; compare as i64.
         #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
         rustix::fs::statfs(&self.root)

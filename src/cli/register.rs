@@ -10,7 +10,7 @@ use super::{check_arch_names, CommonArgs};
 use crate::binfmt::Flags;
 use crate::engine;
 use crate::observe::Overrides;
-use crate::plan::{Action, State};
+use crate::plan::State;
 
 #[derive(Debug, Args)]
 pub struct RegisterArgs {
@@ -82,25 +82,10 @@ pub fn run(common: &CommonArgs, args: &RegisterArgs) -> Result<ExitCode> {
             _ => {}
         }
     }
-    let failed_writes = pass
-        .outcome
-        .failed
-        .iter()
-        .filter(|(a, _)| matches!(a, Action::Register(_) | Action::Replace { .. }))
-        .count();
-    let registered = pass
-        .plan
-        .items
-        .iter()
-        .filter(|i| in_scope(&i.name) && i.wanted.is_some() && i.state != State::Conflict)
-        .count()
-        .saturating_sub(failed_writes);
     println!(
-        "qus: {} registered, {} writes to binfmt_misc, {} errors, {} refused",
-        registered,
-        pass.outcome.kernel_writes,
-        pass.outcome.failed.len(),
-        refused
+        "qus: {}, {} writes to binfmt_misc",
+        pass.summary(),
+        pass.outcome.kernel_writes
     );
     Ok(if pass.outcome.failed.is_empty() && refused == 0 {
         ExitCode::SUCCESS

@@ -20,6 +20,7 @@ pub struct Fragment {
 pub struct BinfmtFragment {
     pub path: Option<Spanned<String>>,
     pub mount: Option<Spanned<bool>>,
+    pub enable: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -112,6 +112,8 @@ pub struct CustomEntry {
 pub struct Config {
     pub binfmt_path: Sourced<PathBuf>,
     pub binfmt_mount: Sourced<bool>,
+    /// Turn binfmt_misc's global switch back on when found off.
+    pub binfmt_enable: Sourced<bool>,
     pub search_path: Sourced<Vec<PathBuf>>,
     pub binary_names: Sourced<Vec<String>>,
     /// Arch names; `["all"]` means every foreign arch of the table.
@@ -133,6 +135,7 @@ impl Default for Config {
         Config {
             binfmt_path: Sourced::default(PathBuf::from(DEFAULT_BINFMT_PATH)),
             binfmt_mount: Sourced::default(true),
+            binfmt_enable: Sourced::default(true),
             search_path: Sourced::default(vec!["/usr/bin".into(), "/usr/local/bin".into()]),
             binary_names: Sourced::default(vec!["qemu-{arch}-static".into(), "qemu-{arch}".into()]),
             targets: Sourced::default(vec!["all".into()]),
@@ -377,6 +380,9 @@ impl Merger {
             }
             if let Some(m) = b.mount {
                 c.binfmt_mount = ctx.sourced(m);
+            }
+            if let Some(e) = b.enable {
+                c.binfmt_enable = ctx.sourced(e);
             }
         }
         if let Some(q) = fragment.qemu {

@@ -78,7 +78,7 @@ fn owned(entries: &[(&str, &EntrySpec, Identity)]) -> BTreeMap<String, Owned> {
 fn opts(takeover: bool) -> Options {
     Options {
         takeover,
-        scope: None,
+        ..Options::default()
     }
 }
 
@@ -269,6 +269,13 @@ fn scope_limits_actions_not_states() {
     let o = Options {
         takeover: true,
         scope: Some(["qemu-b".to_string()].into()),
+        hold: ["qemu-b".to_string()].into(),
+    };
+    let p = plan(&w, &kernel(&[]), &owned(&[]), &o);
+    assert!(p.actions().is_empty(), "held entries wait");
+    let o = Options {
+        hold: Default::default(),
+        ..o
     };
     let p = plan(&w, &kernel(&[]), &owned(&[]), &o);
     assert_eq!(p.items[0].state, State::Missing);

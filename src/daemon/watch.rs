@@ -1,0 +1,395 @@
+//! What qusd watches with inotify, and what each event means.
+//!
+//! - the binfmt_misc directory: a registration shows as MODIFY of
+//!   `register`, a removal as DELETE, an enable/disable as MODIFY of the
+//!   entry or of `status`; an unmount as UNMOUNT;
+//! - every directory an emulator or interpreter may live in (search path,
+//!   overrides, custom entries, symlink targets): only names that can be an
+//!   emulator count, and a regular file counts once it is complete
+//!   (CLOSE_WRITE or MOVED_TO), never on CREATE/MODIFY;
+//! - every configuration directory, including the Kubernetes ConfigMap
+//!   layout where `..data` is a symlink swapped by rename;
+//! - for a directory that does not exist yet, its nearest existing
+//!   ancestor, so its creation is seen.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use inotify::{Event, EventMask, WatchDescriptor, WatchMask, Watches};
+
+/// Why a directory is watched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Role {
+    Binfmt,
+    Emulators,
+    Config,
+    /// Nearest existing ancestor of a missing directory; `next` is the
+    /// child on the way there.
+    Ancestor {
+        next: OsString,
+        config: bool,
+    },
+}
+
+/// What a batch of events asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Trigger {
+    /// A configuration directory changed: reload.
+    pub config: bool,
+    /// An emulator or interpreter file changed.
+    pub files: bool,
+    /// binfmt_misc changed (maybe by qusd itself).
+    pub kernel: bool,
+    /// The set of watches must be rebuilt (a directory appeared or went,
+    /// binfmt_misc was unmounted).
+    pub rearm: bool,
+    /// The inotify queue overflowed: events were lost, rescan everything.
+    pub overflow: bool,
+}
+
+impl Trigger {
+    pub fn any(&self) -> bool {
+        self.config || self.files || self.kernel || self.rearm || self.overflow
+    }
+
+    pub fn merge(&mut self, other: Trigger) {
+        self.config |= other.config;
+        self.files |= other.files;
+        self.kernel |= other.kernel;
+        self.rearm |= other.rearm;
+        self.overflow |= other.overflow;
+    }
+
+    /// Only binfmt_misc changed: possibly just the echo of qusd's own writes.
+    pub fn kernel_only(&self) -> bool {
+        self.kernel && !(self.config || self.files || self.rearm || self.overflow)
+    }
+
+    /// Words for the log.
+    pub fn reasons(&self) -> String {
+        let mut r = vec![];
+        for (on, word) in [
+            (self.overflow, "inotify overflow: full rescan"),
+            (self.config, "configuration changed"),
+            (self.files, "emulator files changed"),
+            (self.kernel, "binfmt_misc changed"),
+            (self.rearm, "watched directories changed"),
+        ] {
+            if on {
+                r.push(word);
+            }
+        }
+        r.join(", ")
+    }
+}
+
+/// What to watch, computed from the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Targets {
+    pub binfmt: PathBuf,
+    pub emulator_dirs: Vec<PathBuf>,
+    /// File names that may be emulators or interpreters.
+    pub emulator_names: HashSet<OsString>,
+    pub config_dirs: Vec<PathBuf>,
+}
+
+const BINFMT_MASK: WatchMask = WatchMask::MODIFY
+    .union(WatchMask::DELETE)
+    .union(WatchMask::CREATE)
+    .union(WatchMask::CLOSE_WRITE);
+const FILES_MASK: WatchMask = WatchMask::CLOSE_WRITE
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::DELETE)
+    .union(WatchMask::CREATE)
+    .union(WatchMask::ATTRIB)
+    .union(WatchMask::MODIFY)
+    .union(WatchMask::DELETE_SELF)
+    .union(WatchMask::MOVE_SELF);
+const CONFIG_MASK: WatchMask = WatchMask::CLOSE_WRITE
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::DELETE)
+    .union(WatchMask::CREATE)
+    .union(WatchMask::ATTRIB)
+    .union(WatchMask::DELETE_SELF)
+    .union(WatchMask::MOVE_SELF);
+const ANCESTOR_MASK: WatchMask = WatchMask::CREATE
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::DELETE_SELF)
+    .union(WatchMask::MOVE_SELF);
+
+/// The live watches and the little state events need.
+pub struct WatchSet {
+    watches: Watches,
+    roles: HashMap<WatchDescriptor, (PathBuf, Vec<Role>)>,
+    emulator_names: HashSet<OsString>,
+    /// Emulator file names being written (seen CREATE/MODIFY, not yet
+    /// CLOSE_WRITE): their entries wait.
+    pub in_progress: HashSet<OsString>,
+}
+
+impl WatchSet {
+    pub fn new(watches: Watches) -> WatchSet {
+        WatchSet {
+            watches,
+            roles: HashMap::new(),
+            emulator_names: HashSet::new(),
+            in_progress: HashSet::new(),
+        }
+    }
+
+    /// How many directories are watched.
+    pub fn len(&self) -> usize {
+        self.roles.len()
+    }
+
+    /// (Re)build the watches for these targets. Idempotent: watching the
+    /// same directory again keeps its descriptor.
+    pub fn arm(&mut self, targets: &Targets) {
+        let mut wanted: BTreeMap<PathBuf, (WatchMask, Vec<Role>)> = BTreeMap::new();
+        let mut want = |path: PathBuf, mask: WatchMask, role: Role| {
+            let slot = wanted.entry(path).or_insert((WatchMask::empty(), vec![]));
+            slot.0 |= mask;
+            if !slot.1.contains(&role) {
+                slot.1.push(role);
+            }
+        };
+        want(targets.binfmt.clone(), BINFMT_MASK, Role::Binfmt);
+        for (dirs, mask, role, config) in [
+            (&targets.emulator_dirs, FILES_MASK, Role::Emulators, false),
+            (&targets.config_dirs, CONFIG_MASK, Role::Config, true),
+        ] {
+            for dir in dirs {
+                if dir.is_dir() {
+                    want(dir.clone(), mask, role.clone());
+                } else if let Some((ancestor, next)) = nearest_existing_ancestor(dir) {
+                    want(ancestor, ANCESTOR_MASK, Role::Ancestor { next, config });
+                }
+            }
+        }
+        let mut roles: HashMap<WatchDescriptor, (PathBuf, Vec<Role>)> = HashMap::new();
+        for (path, (mask, path_roles)) in wanted {
+            // MASK_ADD: two paths may be one directory (/bin and /usr/bin).
+            match self
+                .watches
+                .add(&path, mask | WatchMask::MASK_ADD | WatchMask::ONLYDIR)
+            {
+                Ok(wd) => {
+                    let slot = roles.entry(wd).or_insert((path.clone(), vec![]));
+                    for r in path_roles {
+                        if !slot.1.contains(&r) {
+                            slot.1.push(r);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    "cannot watch {}: {e}; changes there are seen only on the next event or SIGHUP",
+                    path.display()
+                ),
+            }
+        }
+        for old in self.roles.keys() {
+            if !roles.contains_key(old) {
+                let _ = self.watches.remove(old.clone());
+            }
+        }
+        self.roles = roles;
+        self.emulator_names = targets.emulator_names.clone();
+    }
+
+    /// Interpret one event.
+    pub fn classify(&mut self, event: &Event<OsString>) -> Trigger {
+        let mut t = Trigger::default();
+        if event.mask.contains(EventMask::Q_OVERFLOW) {
+            tracing::warn!("inotify queue overflowed: events were lost; rescanning everything");
+            return Trigger {
+                config: true,
+                files: true,
+                kernel: true,
+                rearm: true,
+                overflow: true,
+            };
+        }
+        let Some((dir, roles)) = self.roles.get(&event.wd).cloned() else {
+            return t;
+        };
+        if event.mask.contains(EventMask::IGNORED) {
+            // The watch is gone (directory removed, file system unmounted):
+            // never silently stop watching.
+            self.roles.remove(&event.wd);
+            t.rearm = true;
+        }
+        for role in &roles {
+            match role {
+                Role::Binfmt => {
+                    if event.mask.contains(EventMask::UNMOUNT) {
+                        tracing::warn!("binfmt_misc at {} was unmounted", dir.display());
+                        t.rearm = true;
+                    }
+                    t.kernel = true;
+                }
+                Role::Emulators => self.emulator_event(&dir, event, &mut t),
+                Role::Config => config_event(&dir, event, &mut t),
+                Role::Ancestor { next, config } => {
+                    let self_event = event
+                        .mask
+                        .intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF);
+                    if self_event || event.name.as_deref() == Some(next.as_os_str()) {
+                        t.rearm = true;
+                        if *config {
+                            t.config = true;
+                        } else {
+                            t.files = true;
+                        }
+                    }
+                }
+            }
+        }
+        t
+    }
+
+    fn emulator_event(&mut self, dir: &Path, event: &Event<OsString>, t: &mut Trigger) {
+        if event
+            .mask
+            .intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF)
+        {
+            t.files = true;
+            t.rearm = true;
+            return;
+        }
+        let Some(name) = event.name.as_ref() else {
+            return;
+        };
+        if !self.emulator_names.contains(name) {
+            return;
+        }
+        let m = event.mask;
+        if m.contains(EventMask::CREATE) {
+            match created_kind(&dir.join(name)) {
+                // Symlinks and hard links appear complete, with no CLOSE_WRITE.
+                Created::Complete => t.files = true,
+                Created::BeingWritten => {
+                    self.in_progress.insert(name.clone());
+                }
+                Created::Other => {}
+            }
+        } else if m.contains(EventMask::MODIFY) {
+            self.in_progress.insert(name.clone());
+        } else if m.intersects(
+            EventMask::CLOSE_WRITE
+                | EventMask::MOVED_TO
+                | EventMask::MOVED_FROM
+                | EventMask::DELETE,
+        ) {
+            self.in_progress.remove(name.as_os_str());
+            t.files = true;
+        } else if m.contains(EventMask::ATTRIB) {
+            // chmod/chown: the safety verdict may change.
+            t.files = true;
+        }
+    }
+}
+
+fn config_event(dir: &Path, event: &Event<OsString>, t: &mut Trigger) {
+    if event
+        .mask
+        .intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF)
+    {
+        t.config = true;
+        t.rearm = true;
+        return;
+    }
+    let Some(name) = event.name.as_deref() else {
+        return;
+    };
+    if !config_name_matters(name) {
+        return;
+    }
+    // A regular file being created is not complete yet: CLOSE_WRITE follows.
+    if event.mask.contains(EventMask::CREATE)
+        && matches!(created_kind(&dir.join(name)), Created::BeingWritten)
+    {
+        return;
+    }
+    t.config = true;
+}
+
+/// `*.toml` drop-ins, and the `..data`/`..TIMESTAMP` entries of a
+/// Kubernetes ConfigMap volume; not editor swap files or other dotfiles.
+fn config_name_matters(name: &OsStr) -> bool {
+    let n = name.to_string_lossy();
+    n.starts_with("..") || (!n.starts_with('.') && n.ends_with(".toml"))
+}
+
+enum Created {
+    Complete,
+    BeingWritten,
+    Other,
+}
+
+fn created_kind(path: &Path) -> Created {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Created::Complete,
+        Ok(m) if m.is_file() && m.nlink() > 1 => Created::Complete,
+        Ok(m) if m.is_file() => Created::BeingWritten,
+        Ok(_) => Created::Other,
+        // Gone already: whatever happens next has its own event.
+        Err(_) => Created::Other,
+    }
+}
+
+/// The nearest existing ancestor of `dir` and the child name leading to it.
+fn nearest_existing_ancestor(dir: &Path) -> Option<(PathBuf, OsString)> {
+    let mut child = dir;
+    while let Some(parent) = child.parent() {
+        if parent.is_dir() {
+            return child
+                .file_name()
+                .map(|n| (parent.to_path_buf(), n.to_owned()));
+        }
+        child = parent;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_names_that_matter() {
+        assert!(config_name_matters(OsStr::new("50-x.toml")));
+        assert!(config_name_matters(OsStr::new("..data")));
+        assert!(config_name_matters(OsStr::new("..2026_11_26_21_00_00.1")));
+        assert!(!config_name_matters(OsStr::new(".50-x.toml.swp")));
+        assert!(!config_name_matters(OsStr::new("README")));
+    }
+
+    #[test]
+    fn ancestor_of_a_missing_dir() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let missing = t.path().join("a/b/c");
+        let (anc, next) = nearest_existing_ancestor(&missing).expect("ancestor");
+        assert_eq!(anc, t.path());
+        assert_eq!(next, "a");
+    }
+
+    #[test]
+    fn kernel_only_trigger() {
+        let t = Trigger {
+            kernel: true,
+            ..Trigger::default()
+        };
+        assert!(t.kernel_only());
+        let mut u = t;
+        u.merge(Trigger {
+            files: true,
+            ..Trigger::default()
+        });
+        assert!(!u.kernel_only());
+        assert!(u.reasons().contains("emulator files changed"));
+    }
+}
