@@ -322,3 +322,169 @@ impl WriteWatch {
         seen
     }
 }
+
+pub const QUSD: &str = env!("CARGO_BIN_EXE_qusd");
+
+/// Poll `cond` every 20 ms until it holds or `secs` pass.
+pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("timed out after {secs}s waiting for: {what}");
+}
+
+/// A real `NOTIFY_SOCKET`: a datagram socket the test binds and reads.
+pub struct NotifySocket {
+    pub path: PathBuf,
+    sock: std::os::unix::net::UnixDatagram,
+    pub seen: Vec<String>,
+}
+
+impl NotifySocket {
+    pub fn new(dir: &Path) -> NotifySocket {
+        let path = dir.join("notify.sock");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).expect("bind notify socket");
+        sock.set_read_timeout(Some(std::time::Duration::from_millis(50)))
+            .expect("timeout");
+        NotifySocket {
+            path,
+            sock,
+            seen: vec![],
+        }
+    }
+
+    /// Read messages until one satisfies `pred` (returns it) or time runs out.
+    pub fn wait(&mut self, secs: u64, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        let mut buf = vec![0u8; 65536];
+        while std::time::Instant::now() < end {
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                self.seen.push(msg.clone());
+                if pred(&msg) {
+                    return msg;
+                }
+            }
+        }
+        panic!(
+            "no sd_notify message with {what} within {secs}s; seen: {:?}",
+            self.seen
+        );
+    }
+
+    /// Every message that arrives within `ms` milliseconds.
+    pub fn collect_for(&mut self, ms: u64) -> Vec<String> {
+        let end = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+        let mut buf = vec![0u8; 65536];
+        let mut got = vec![];
+        while std::time::Instant::now() < end {
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        self.seen.extend(got.clone());
+        got
+    }
+}
+
+/// The real `qusd`, inside a sandbox, with its log in a file.
+pub struct Qusd {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Qusd {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Log lines containing `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .args(["-s", sig, &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(st.success(), "kill -s {sig}");
+    }
+
+    /// Wait for exit; returns the exit code.
+    pub fn wait_exit(&mut self, secs: u64) -> Option<i32> {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while std::time::Instant::now() < end {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return st.code();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("qusd did not exit within {secs}s\n{}", self.log_text());
+    }
+}
+
+impl Drop for Qusd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- qusd log ---\n{}", self.log_text());
+        }
+    }
+}
+
+impl Sandbox {
+    /// Start the real qusd in this sandbox; `env` adds variables.
+    pub fn qusd(&self, notify: Option<&NotifySocket>, env: &[(&str, &str)]) -> Qusd {
+        let n = fs::read_dir(self.path()).map(|d| d.count()).unwrap_or(0);
+        let log = self.path().join(format!("qusd-{n}.log"));
+        let file = fs::File::create(&log).expect("log file");
+        let mut c = self.command(QUSD);
+        c.arg("--binfmt-misc")
+            .arg(self.binfmt())
+            .arg("--state-dir")
+            .arg(self.state())
+            .arg("--config-dir")
+            .arg(self.etc())
+            .arg("--host-arch")
+            .arg("x86_64")
+            .arg("--log-level")
+            .arg("debug")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("JOURNAL_STREAM")
+            .stdout(Stdio::null())
+            .stderr(file);
+        if let Some(n) = notify {
+            c.env("NOTIFY_SOCKET", &n.path);
+        }
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let child = c.spawn().expect("spawn qusd");
+        Qusd { child, log }
+    }
+
+    /// Start qusd and wait for READY=1.
+    pub fn qusd_ready(&self, notify: &mut NotifySocket) -> Qusd {
+        let d = self.qusd(Some(notify), &[]);
+        notify.wait(20, "READY=1", |m| m.contains("READY=1"));
+        d
+    }
+
+    pub fn has_entry(&self, name: &str) -> bool {
+        self.entry(name).is_some()
+    }
+}

@@ -1,0 +1,631 @@
+//! The real `qusd` process, real inotify, real sd_notify socket, against a
+//! real private binfmt_misc instance.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::{require_qemu, wait_for, NotifySocket, Sandbox, WriteWatch};
+use qus::probe;
+
+const WAIT: u64 = 15;
+
+fn config(sb: &Sandbox, extra: &str) {
+    sb.write_config(
+        "10-base.toml",
+        &format!(
+            "[qemu]\nsearch_path = [\"{}\"]\n{extra}",
+            sb.bin().display()
+        ),
+    );
+}
+
+/// Copy an emulator somewhere (not yet into the search dir).
+fn stage(sb: &Sandbox, arch: &str, name: &str) -> std::path::PathBuf {
+    let src = require_qemu(arch);
+    let dst = sb.path().join(name);
+    fs::copy(&src, &dst).expect("copy");
+    fs::set_permissions(&dst, fs::Permissions::from_mode(0o755)).expect("chmod");
+    dst
+}
+
+fn run_probe(sb: &Sandbox, arch: &str) -> String {
+    let p = probe::find(arch).expect("probe");
+    let out = sb.run_program(&format!("probe-{arch}"), p.program);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn start_registers_then_reports_ready_with_status() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.install_emulator("s390x");
+    config(&sb, "");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd(Some(&n), &[]);
+    let msg = n.wait(WAIT, "READY=1", |m| m.contains("READY=1"));
+    // READY only after the first reconcile: the entries exist already.
+    assert!(msg.contains("STATUS=2 registered, 0 errors"), "{msg}");
+    assert_eq!(sb.entries(), ["qemu-aarch64", "qemu-s390x"]);
+    assert_eq!(run_probe(&sb, "aarch64"), "qus-probe aarch64\n");
+    // One clear line per action.
+    let log = d.log_text();
+    assert!(
+        log.contains(&format!(
+            "registered qemu-aarch64 (aarch64): interpreter {}/qemu-aarch64-static flags PF",
+            sb.bin().display()
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn emulators_appearing_are_registered_once_and_only_when_complete() {
+    let sb = Sandbox::new();
+    config(&sb, "");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    assert!(sb.entries().is_empty());
+
+    // Copied in place (CREATE, MODIFY…, CLOSE_WRITE).
+    fs::copy(
+        require_qemu("aarch64"),
+        sb.bin().join("qemu-aarch64-static"),
+    )
+    .expect("cp");
+    wait_for(WAIT, "aarch64 registered", || sb.has_entry("qemu-aarch64"));
+
+    // Written slowly: half now, the rest later. Meanwhile another emulator
+    // arrives, so a pass runs while riscv64 is incomplete: it must wait.
+    let bytes = fs::read(require_qemu("riscv64")).expect("read");
+    let target = sb.bin().join("qemu-riscv64-static");
+    let mut f = fs::File::create(&target).expect("create");
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).expect("chmod");
+    f.write_all(&bytes[..bytes.len() / 2]).expect("half");
+    f.flush().expect("flush");
+    let s390x = stage(&sb, "s390x", "s390x.tmp");
+    fs::rename(&s390x, sb.bin().join("qemu-s390x-static")).expect("rename");
+    wait_for(WAIT, "s390x registered", || sb.has_entry("qemu-s390x"));
+    assert!(
+        !sb.has_entry("qemu-riscv64"),
+        "registered a half-written emulator"
+    );
+    assert!(
+        d.count("waiting for qemu-riscv64 to be written completely") >= 1,
+        "{}",
+        d.log_text()
+    );
+    f.write_all(&bytes[bytes.len() / 2..]).expect("rest");
+    drop(f);
+    wait_for(WAIT, "riscv64 registered", || sb.has_entry("qemu-riscv64"));
+    assert_eq!(run_probe(&sb, "riscv64"), "qus-probe riscv64\n");
+
+    // Renamed in, as dpkg does.
+    let arm = stage(&sb, "arm", "qemu-arm-static.dpkg-new");
+    fs::rename(&arm, sb.bin().join("qemu-arm-static")).expect("rename");
+    wait_for(WAIT, "arm registered", || sb.has_entry("qemu-arm"));
+    assert_eq!(run_probe(&sb, "arm"), "qus-probe arm\n");
+
+    // Each registered exactly once.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for name in ["qemu-aarch64", "qemu-riscv64", "qemu-s390x", "qemu-arm"] {
+        assert_eq!(
+            d.count(&format!("registered {name} ")),
+            1,
+            "{}",
+            d.log_text()
+        );
+    }
+    assert_eq!(d.count("replaced"), 0);
+    assert_eq!(d.count("removed"), 0);
+}
+
+#[test]
+fn upgraded_emulator_under_f_is_replaced_so_the_new_file_runs() {
+    let sb = Sandbox::new();
+    let emu = sb.install_emulator("aarch64");
+    config(&sb, "");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    assert_eq!(run_probe(&sb, "aarch64"), "qus-probe aarch64\n");
+    // The "new version" is a different program: a script that says so.
+    let new = sb.path().join("new-emulator");
+    fs::write(
+        &new,
+        "#!/bin/sh\necho \"new emulator ran $(basename \"$1\")\"\n",
+    )
+    .expect("script");
+    fs::set_permissions(&new, fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::rename(&new, &emu).expect("upgrade by rename");
+    wait_for(WAIT, "entry replaced", || {
+        d.count("replaced qemu-aarch64") == 1
+    });
+    assert_eq!(
+        run_probe(&sb, "aarch64"),
+        "new emulator ran probe-aarch64\n"
+    );
+
+    // Rewriting it in place is refused by the kernel while an F entry holds
+    // it open (ETXTBSY), so upgrades replace the file: by rename (dpkg,
+    // above) or by unlink + create (`install`, `cp --remove-destination`).
+    let err = fs::OpenOptions::new()
+        .write(true)
+        .open(&emu)
+        .expect_err("text file busy");
+    assert_eq!(err.raw_os_error(), Some(26), "{err}");
+    fs::remove_file(&emu).expect("unlink");
+    let mut f = fs::File::create(&emu).expect("create");
+    f.write_all(b"#!/bin/sh\necho \"reinstalled emulator ran\"\n")
+        .expect("write");
+    fs::set_permissions(&emu, fs::Permissions::from_mode(0o755)).expect("chmod");
+    drop(f);
+    wait_for(WAIT, "entry registered again", || {
+        d.count("registered qemu-aarch64") + d.count("replaced qemu-aarch64") >= 3
+    });
+    wait_for(WAIT, "new file runs", || {
+        run_probe(&sb, "aarch64") == "reinstalled emulator ran\n"
+    });
+}
+
+#[test]
+fn removed_emulator_takes_its_entry_with_it() {
+    let sb = Sandbox::new();
+    let emu = sb.install_emulator("aarch64");
+    sb.install_emulator("s390x");
+    config(&sb, "");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    fs::remove_file(&emu).expect("rm");
+    wait_for(WAIT, "aarch64 removed", || !sb.has_entry("qemu-aarch64"));
+    assert!(sb.has_entry("qemu-s390x"));
+    assert!(
+        d.log_text()
+            .contains("removed qemu-aarch64 (no-interpreter"),
+        "{}",
+        d.log_text()
+    );
+}
+
+#[test]
+fn search_dir_created_later_is_watched_from_then_on() {
+    let sb = Sandbox::new();
+    let later = sb.path().join("later/deeper/bin");
+    sb.write_config(
+        "10-base.toml",
+        &format!("[qemu]\nsearch_path = [\"{}\"]\n", later.display()),
+    );
+    let mut n = NotifySocket::new(sb.path());
+    let _d = sb.qusd_ready(&mut n);
+    fs::create_dir_all(&later).expect("mkdir");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let staged = stage(&sb, "aarch64", "aarch64.tmp");
+    fs::rename(&staged, later.join("qemu-aarch64-static")).expect("rename");
+    wait_for(WAIT, "aarch64 registered from the new dir", || {
+        sb.has_entry("qemu-aarch64")
+    });
+}
+
+#[test]
+fn drop_ins_added_changed_removed_and_masked_are_applied() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.install_emulator("s390x");
+    config(&sb, "");
+    let vendor = sb.path().join("vendor");
+    fs::create_dir(&vendor).expect("mkdir");
+    let mut n = NotifySocket::new(sb.path());
+    let mut c = sb.command(common::QUSD);
+    c.arg("--binfmt-misc")
+        .arg(sb.binfmt())
+        .arg("--state-dir")
+        .arg(sb.state())
+        .arg("--config-dir")
+        .arg(&vendor)
+        .arg("--config-dir")
+        .arg(sb.etc())
+        .env("NOTIFY_SOCKET", &n.path)
+        .stderr(std::process::Stdio::null());
+    let mut child = c.spawn().expect("qusd");
+    n.wait(WAIT, "READY=1", |m| m.contains("READY=1"));
+    assert_eq!(sb.entries(), ["qemu-aarch64", "qemu-s390x"]);
+    // Added.
+    sb.write_config("20-x.toml", "[qemu]\nexclude = [\"aarch64\"]\n");
+    wait_for(WAIT, "aarch64 excluded", || sb.entries() == ["qemu-s390x"]);
+    // Changed.
+    sb.write_config("20-x.toml", "[qemu]\nexclude = [\"s390x\"]\n");
+    wait_for(WAIT, "s390x excluded instead", || {
+        sb.entries() == ["qemu-aarch64"]
+    });
+    // Removed.
+    fs::remove_file(sb.etc().join("20-x.toml")).expect("rm");
+    wait_for(WAIT, "both back", || {
+        sb.entries() == ["qemu-aarch64", "qemu-s390x"]
+    });
+    // A vendor file, then masked with /dev/null in the later dir.
+    fs::write(
+        vendor.join("50-vendor.toml"),
+        "[qemu]\nexclude = [\"s390x\"]\n",
+    )
+    .expect("vendor");
+    wait_for(WAIT, "vendor applied", || sb.entries() == ["qemu-aarch64"]);
+    std::os::unix::fs::symlink("/dev/null", sb.etc().join("50-vendor.toml")).expect("mask");
+    wait_for(WAIT, "vendor masked", || {
+        sb.entries() == ["qemu-aarch64", "qemu-s390x"]
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Kubernetes mounts a ConfigMap as `NAME -> ..data/NAME` with `..data` a
+/// symlink to a timestamped dir, swapped atomically by rename on update.
+#[test]
+fn kubernetes_configmap_updates_are_applied() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.install_emulator("s390x");
+    let etc = sb.etc();
+    let write_version = |dir: &str, text: &str| {
+        let d = etc.join(dir);
+        fs::create_dir(&d).expect("mkdir");
+        fs::write(d.join("qus.toml"), text).expect("write");
+    };
+    let base = format!("[qemu]\nsearch_path = [\"{}\"]\n", sb.bin().display());
+    write_version(
+        "..2026_11_26_00_00_00.1",
+        &format!("{base}exclude = [\"s390x\"]\n"),
+    );
+    std::os::unix::fs::symlink("..2026_11_26_00_00_00.1", etc.join("..data")).expect("link");
+    std::os::unix::fs::symlink("..data/qus.toml", etc.join("qus.toml")).expect("link");
+    let mut n = NotifySocket::new(sb.path());
+    let _d = sb.qusd_ready(&mut n);
+    assert_eq!(sb.entries(), ["qemu-aarch64"]);
+    // The kubelet's update: new dir, new link, rename over ..data, old dir gone.
+    write_version(
+        "..2026_11_26_00_05_00.2",
+        &format!("{base}exclude = [\"aarch64\"]\n"),
+    );
+    std::os::unix::fs::symlink("..2026_11_26_00_05_00.2", etc.join("..data_tmp")).expect("link");
+    fs::rename(etc.join("..data_tmp"), etc.join("..data")).expect("swap");
+    fs::remove_dir_all(etc.join("..2026_11_26_00_00_00.1")).expect("rm old");
+    wait_for(WAIT, "configmap update applied", || {
+        sb.entries() == ["qemu-s390x"]
+    });
+}
+
+#[test]
+fn invalid_drop_in_keeps_previous_config_and_says_so() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.install_emulator("s390x");
+    config(&sb, "");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    let mut watch = WriteWatch::new(&sb.binfmt_outside());
+    let bad = sb.write_config(
+        "30-bad.toml",
+        "[qemu]\nexclude = [\"aarch64\"]\nflags = \"PZ\"\n",
+    );
+    let msg = n.wait(WAIT, "STATUS with the config error", |m| {
+        m.contains("config error")
+    });
+    assert!(msg.contains(&format!("{}:3", bad.display())), "{msg}");
+    assert!(msg.contains("previous configuration kept"), "{msg}");
+    assert!(d
+        .log_text()
+        .contains("configuration rejected, keeping the previous one"));
+    // Nothing unregistered (the bad file also excludes aarch64: not applied).
+    assert_eq!(sb.entries(), ["qemu-aarch64", "qemu-s390x"]);
+    assert_eq!(
+        watch.drain(),
+        Vec::<String>::new(),
+        "wrote to binfmt_misc over a bad config"
+    );
+    // Fixed: applied, and the status is clean again.
+    sb.write_config("30-bad.toml", "[qemu]\nexclude = [\"aarch64\"]\n");
+    wait_for(WAIT, "fixed config applied", || {
+        sb.entries() == ["qemu-s390x"]
+    });
+    let msg = n.wait(WAIT, "clean STATUS", |m| {
+        m.contains("STATUS=") && !m.contains("config error")
+    });
+    assert!(msg.contains("1 registered"), "{msg}");
+}
+
+#[test]
+fn removed_or_disabled_entries_are_restored_and_foreign_ones_left_as_they_are() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.install_emulator("s390x");
+    config(&sb, "");
+    sb.register_raw(":jar:E::jar::/bin/sh:");
+    sb.register_raw(":cafe:E::cafe::/bin/sh:");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    // Removed by hand.
+    sb.write_inside(&sb.binfmt().join("qemu-aarch64"), "-1");
+    wait_for(WAIT, "aarch64 restored", || sb.has_entry("qemu-aarch64"));
+    // Disabled by hand; a foreign entry disabled too.
+    sb.write_inside(&sb.binfmt().join("qemu-s390x"), "0");
+    sb.write_inside(&sb.binfmt().join("jar"), "0");
+    wait_for(WAIT, "s390x re-enabled", || {
+        sb.entry("qemu-s390x")
+            .is_some_and(|e| e.starts_with("enabled"))
+    });
+    assert!(
+        sb.entry("jar").expect("jar").starts_with("disabled"),
+        "foreign entry touched"
+    );
+    // Everything disabled through `status`: switched back on.
+    sb.write_inside(&sb.binfmt().join("status"), "0");
+    wait_for(WAIT, "global switch on", || {
+        fs::read_to_string(sb.binfmt_outside().join("status")).is_ok_and(|s| s.trim() == "enabled")
+    });
+    assert!(d
+        .log_text()
+        .contains("binfmt_misc was disabled globally; enabled it"));
+    // Everything removed through `status`: ours come back, foreign ones stay gone.
+    sb.write_inside(&sb.binfmt().join("status"), "-1");
+    wait_for(WAIT, "ours restored", || {
+        sb.entries() == ["qemu-aarch64", "qemu-s390x"]
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        sb.entries(),
+        ["qemu-aarch64", "qemu-s390x"],
+        "foreign entries reappeared?"
+    );
+    assert_eq!(run_probe(&sb, "aarch64"), "qus-probe aarch64\n");
+}
+
+#[test]
+fn unmounted_binfmt_misc_is_remounted_and_refilled() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    config(&sb, "");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    let st = sb
+        .command("umount")
+        .arg(sb.binfmt())
+        .status()
+        .expect("umount");
+    assert!(st.success());
+    wait_for(WAIT, "remounted and re-registered", || {
+        d.count("mounted binfmt_misc at") == 1 && sb.has_entry("qemu-aarch64")
+    });
+    assert!(d.log_text().contains("was unmounted"));
+    assert_eq!(run_probe(&sb, "aarch64"), "qus-probe aarch64\n");
+}
+
+#[test]
+fn inotify_overflow_triggers_a_full_rescan() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    config(&sb, "");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    let max: usize = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(16384);
+    d.signal("STOP");
+    // Fill the queue while qusd sleeps, then make a change whose event is lost.
+    for i in 0..(max / 2 + 500) {
+        let p = sb.bin().join(format!("junk-{i}"));
+        fs::write(&p, b"").expect("junk");
+        fs::remove_file(&p).expect("rm junk");
+    }
+    sb.write_inside(&sb.binfmt().join("qemu-aarch64"), "-1");
+    d.signal("CONT");
+    wait_for(WAIT, "overflow noticed", || {
+        d.count("inotify queue overflowed") >= 1
+    });
+    wait_for(WAIT, "entry restored by the rescan", || {
+        sb.has_entry("qemu-aarch64")
+    });
+}
+
+/// 35 emulators renamed in at once (a `dpkg -i qemu-user-static`): one pass,
+/// one registration per emulator, nothing removed and re-added.
+#[test]
+fn a_burst_of_emulators_gives_one_pass_and_one_registration_each() {
+    let sb = Sandbox::new();
+    config(&sb, "");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    let stage_dir = sb.path().join("stage");
+    fs::create_dir(&stage_dir).expect("mkdir");
+    let mut names = vec![];
+    for entry in fs::read_dir("/usr/bin").expect("/usr/bin") {
+        let name = entry
+            .expect("dirent")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if name.starts_with("qemu-") && name.ends_with("-static") {
+            let dst = stage_dir.join(&name);
+            // Hard links are cheap; copy when /usr is another file system.
+            if fs::hard_link(Path::new("/usr/bin").join(&name), &dst).is_err() {
+                fs::copy(Path::new("/usr/bin").join(&name), &dst).expect("copy");
+            }
+            names.push(name);
+        }
+    }
+    assert!(
+        names.len() >= 30,
+        "qemu-user-static provides {} emulators",
+        names.len()
+    );
+    let passes_before = d.count(" INFO pass ");
+    let mut watch = WriteWatch::new(&sb.binfmt_outside());
+    for name in &names {
+        fs::rename(stage_dir.join(name), sb.bin().join(name)).expect("rename");
+    }
+    wait_for(WAIT, "32 entries", || sb.entries().len() == 32);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let passes = d.count(" INFO pass ") - passes_before;
+    let log = d.log_text();
+    assert_eq!(passes, 1, "one pass for the burst:\n{log}");
+    assert_eq!(d.count("registered qemu-"), 32, "{log}");
+    let events = watch.drain();
+    assert!(
+        !events.iter().any(|e| e.contains("DELETE")),
+        "flapping: {events:?}"
+    );
+    assert_eq!(d.count("removed"), 0);
+}
+
+#[test]
+fn restart_after_sigkill_writes_nothing() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.install_emulator("riscv64");
+    sb.register_raw(":jar:E::jar::/bin/sh:");
+    config(&sb, "");
+    let mut n = NotifySocket::new(sb.path());
+    let mut d = sb.qusd_ready(&mut n);
+    d.signal("KILL");
+    d.wait_exit(WAIT);
+    let mut watch = WriteWatch::new(&sb.binfmt_outside());
+    let d2 = sb.qusd_ready(&mut n);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        watch.drain(),
+        Vec::<String>::new(),
+        "restart wrote to binfmt_misc"
+    );
+    assert!(
+        d2.log_text().contains("pass 1 (start): 0 writes"),
+        "{}",
+        d2.log_text()
+    );
+}
+
+#[test]
+fn sighup_reloads_with_reloading_monotonic_usec_then_ready() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.install_emulator("s390x");
+    config(&sb, "");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    d.signal("HUP");
+    let reloading = n.wait(WAIT, "RELOADING=1", |m| m.contains("RELOADING=1"));
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    let usec: u64 = reloading
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .and_then(|v| v.parse().ok())
+        .expect("MONOTONIC_USEC value");
+    assert!(usec > 0);
+    let ready = n.wait(WAIT, "READY=1 after reload", |m| m.contains("READY=1"));
+    assert!(ready.contains("STATUS=2 registered"), "{ready}");
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_keeps_entries_by_default() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    config(&sb, "");
+    let mut n = NotifySocket::new(sb.path());
+    let mut d = sb.qusd_ready(&mut n);
+    d.signal("TERM");
+    n.wait(WAIT, "STOPPING=1", |m| m.contains("STOPPING=1"));
+    assert_eq!(d.wait_exit(WAIT), Some(0));
+    assert_eq!(sb.entries(), ["qemu-aarch64"]);
+}
+
+#[test]
+fn sigint_with_unregister_on_stop_removes_owned_entries_only() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    config(&sb, "[daemon]\nunregister_on_stop = true\n");
+    sb.register_raw(":jar:E::jar::/bin/sh:");
+    let mut n = NotifySocket::new(sb.path());
+    let mut d = sb.qusd_ready(&mut n);
+    d.signal("INT");
+    n.wait(WAIT, "STOPPING=1", |m| m.contains("STOPPING=1"));
+    assert_eq!(d.wait_exit(WAIT), Some(0));
+    assert_eq!(sb.entries(), ["jar"]);
+}
+
+#[test]
+fn watchdog_pings_at_half_the_interval_and_idle_means_no_wakeups() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    config(&sb, "");
+    // With WATCHDOG_USEC: WATCHDOG=1 about every 100 ms for 200 ms.
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd(Some(&n), &[("WATCHDOG_USEC", "200000")]);
+    n.wait(WAIT, "READY=1", |m| m.contains("READY=1"));
+    let got = n.collect_for(1000);
+    let pings = got.iter().filter(|m| m.contains("WATCHDOG=1")).count();
+    assert!(
+        (5..=15).contains(&pings),
+        "{pings} watchdog pings in 1 s: {got:?}"
+    );
+    drop(d);
+    // Without it: the process does not wake up at all while idle.
+    let d = sb.qusd_ready(&mut n);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let switches = |pid: u32| -> u64 {
+        let s = fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        s.lines()
+            .filter(|l| l.contains("ctxt_switches"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum()
+    };
+    let before = switches(d.pid());
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let after = switches(d.pid());
+    assert_eq!(
+        before,
+        after,
+        "qusd woke up {} times while idle",
+        after - before
+    );
+    assert!(
+        n.collect_for(200).is_empty(),
+        "sd_notify traffic while idle"
+    );
+}
+
+#[test]
+fn bad_config_at_start_exits_1_with_file_and_line() {
+    let sb = Sandbox::new();
+    let f = sb.write_config("10-bad.toml", "[daemon]\n\ndebounce_ms = -5\n");
+    let mut d = sb.qusd(None, &[]);
+    assert_eq!(d.wait_exit(WAIT), Some(1));
+    let log = d.log_text();
+    assert!(log.contains(&format!("{}:3", f.display())), "{log}");
+}
+
+#[test]
+fn logs_are_journald_friendly_under_journal_stream() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    config(&sb, "");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd(Some(&n), &[("JOURNAL_STREAM", "8:12345")]);
+    n.wait(WAIT, "READY=1", |m| m.contains("READY=1"));
+    let log = d.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("registered qemu-aarch64"))
+        .expect("line");
+    assert!(
+        line.trim_start().starts_with("INFO"),
+        "timestamp under journald: {line}"
+    );
+    drop(d);
+    let d = sb.qusd_ready(&mut n);
+    let log = d.log_text();
+    let first = log.lines().next().expect("a line");
+    assert!(
+        first.starts_with("20"),
+        "no timestamp outside journald: {first}"
+    );
+}
