@@ -145,21 +145,24 @@ impl Sandbox {
         c
     }
 
-    /// Run the real `qus` inside the namespace, pointed at this sandbox.
-    pub fn qus(&self, args: &[&str]) -> Output {
-        let out = self
-            .command(QUS)
-            .arg("--binfmt-misc")
+    /// `qus` or `qusd` inside the namespace, pointed at this sandbox's
+    /// binfmt_misc, state and config dirs, on a pretend x86_64 host.
+    pub fn tool(&self, program: &str) -> Command {
+        let mut c = self.command(program);
+        c.arg("--binfmt-misc")
             .arg(self.binfmt())
             .arg("--state-dir")
             .arg(self.state())
             .arg("--config-dir")
             .arg(self.etc())
             .arg("--host-arch")
-            .arg("x86_64")
-            .args(args)
-            .output()
-            .expect("run qus");
+            .arg("x86_64");
+        c
+    }
+
+    /// Run the real `qus` inside the namespace, pointed at this sandbox.
+    pub fn qus(&self, args: &[&str]) -> Output {
+        let out = self.tool(QUS).args(args).output().expect("run qus");
         eprintln!(
             "$ qus {}\n[exit {:?}]\n{}{}",
             args.join(" "),
@@ -337,10 +340,14 @@ pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     panic!("timed out after {secs}s waiting for: {what}");
 }
 
-/// A real `NOTIFY_SOCKET`: a datagram socket the test binds and reads.
+/// A real `NOTIFY_SOCKET`: a datagram socket the test binds. A thread
+/// reads it all the time, as systemd does, so qusd never blocks on a full
+/// socket buffer.
 pub struct NotifySocket {
     pub path: PathBuf,
-    sock: std::os::unix::net::UnixDatagram,
+    inbox: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// How many messages of `inbox` were already looked at.
+    cursor: usize,
     pub seen: Vec<String>,
 }
 
@@ -348,27 +355,51 @@ impl NotifySocket {
     pub fn new(dir: &Path) -> NotifySocket {
         let path = dir.join("notify.sock");
         let sock = std::os::unix::net::UnixDatagram::bind(&path).expect("bind notify socket");
-        sock.set_read_timeout(Some(std::time::Duration::from_millis(50)))
-            .expect("timeout");
+        let inbox = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = inbox.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n) = sock.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                match sink.lock() {
+                    Ok(mut v) => v.push(msg),
+                    Err(_) => return,
+                }
+            }
+        });
         NotifySocket {
             path,
-            sock,
+            inbox,
+            cursor: 0,
             seen: vec![],
         }
     }
 
-    /// Read messages until one satisfies `pred` (returns it) or time runs out.
+    /// Messages that arrived since the last look.
+    fn take_new(&mut self) -> Vec<String> {
+        let v = self.inbox.lock().expect("inbox");
+        let new: Vec<String> = v[self.cursor..].to_vec();
+        self.cursor = v.len();
+        drop(v);
+        self.seen.extend(new.clone());
+        new
+    }
+
+    /// Wait for a message that satisfies `pred` (returns it); later
+    /// messages stay for the next call.
     pub fn wait(&mut self, secs: u64, what: &str, pred: impl Fn(&str) -> bool) -> String {
         let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-        let mut buf = vec![0u8; 65536];
         while std::time::Instant::now() < end {
-            if let Ok(n) = self.sock.recv(&mut buf) {
-                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                self.seen.push(msg.clone());
-                if pred(&msg) {
-                    return msg;
+            let v = self.inbox.lock().expect("inbox").clone();
+            for (i, m) in v.iter().enumerate().skip(self.cursor) {
+                self.seen.push(m.clone());
+                if pred(m) {
+                    self.cursor = i + 1;
+                    return m.clone();
                 }
             }
+            self.cursor = v.len();
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
         panic!(
             "no sd_notify message with {what} within {secs}s; seen: {:?}",
@@ -378,16 +409,9 @@ impl NotifySocket {
 
     /// Every message that arrives within `ms` milliseconds.
     pub fn collect_for(&mut self, ms: u64) -> Vec<String> {
-        let end = std::time::Instant::now() + std::time::Duration::from_millis(ms);
-        let mut buf = vec![0u8; 65536];
-        let mut got = vec![];
-        while std::time::Instant::now() < end {
-            if let Ok(n) = self.sock.recv(&mut buf) {
-                got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-            }
-        }
-        self.seen.extend(got.clone());
-        got
+        self.take_new();
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        self.take_new()
     }
 }
 
@@ -451,16 +475,8 @@ impl Sandbox {
         let n = fs::read_dir(self.path()).map(|d| d.count()).unwrap_or(0);
         let log = self.path().join(format!("qusd-{n}.log"));
         let file = fs::File::create(&log).expect("log file");
-        let mut c = self.command(QUSD);
-        c.arg("--binfmt-misc")
-            .arg(self.binfmt())
-            .arg("--state-dir")
-            .arg(self.state())
-            .arg("--config-dir")
-            .arg(self.etc())
-            .arg("--host-arch")
-            .arg("x86_64")
-            .arg("--log-level")
+        let mut c = self.tool(QUSD);
+        c.arg("--log-level")
             .arg("debug")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
