@@ -1,21 +1,80 @@
 #!/bin/sh
-# Regenerate the probe programs in probes/bin from probes/src.
-# Needs Debian's cross binutils (the build of qus itself does not):
-#   apt-get install binutils-aarch64-linux-gnu binutils-arm-linux-gnueabihf \
-#     binutils-riscv64-linux-gnu binutils-s390x-linux-gnu binutils-powerpc64le-linux-gnu
+# Rebuild the probe programs in probes/bin from probes/src.
+#
+# Each probe is a tiny static ELF that writes "qus-probe ARCH\n" with the
+# write syscall and exits 0. They are committed; the build of qus itself
+# does not need this script. It needs Debian's cross binutils:
+#   apt-get install binutils-aarch64-linux-gnu binutils-alpha-linux-gnu \
+#     binutils-arm-linux-gnueabihf binutils-hppa-linux-gnu binutils-i686-linux-gnu \
+#     binutils-m68k-linux-gnu binutils-mips-linux-gnu binutils-mipsel-linux-gnu \
+#     binutils-mips64-linux-gnuabi64 binutils-mips64el-linux-gnuabi64 \
+#     binutils-powerpc-linux-gnu binutils-powerpc64-linux-gnu \
+#     binutils-powerpc64le-linux-gnu binutils-riscv64-linux-gnu \
+#     binutils-s390x-linux-gnu binutils-sh4-linux-gnu binutils-sparc64-linux-gnu \
+#     binutils-x86-64-linux-gnu
+# Arches without a Debian assembler (loongarch64, microblaze, or1k) are
+# emitted byte by byte by gen.py, run at the end.
 set -eu
 cd "$(dirname "$0")"
 mkdir -p bin
-build() { # arch toolchain-prefix [as flags]
-    arch=$1; prefix=$2; shift 2
-    "$prefix-as" "$@" -o "bin/$arch.o" "src/$arch.S"
-    # -N: one RWX segment (no page padding); no build-id; stripped.
-    "$prefix-ld" -static -N -s --build-id=none --no-warn-rwx-segments -o "bin/$arch" "bin/$arch.o"
-    rm "bin/$arch.o"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# build ARCH SOURCE TOOLCHAIN-PREFIX "AS FLAGS" "LD FLAGS"
+build() {
+    arch=$1 src=$2 prefix=$3 asflags=$4 ldflags=$5
+    printf '    .ascii "qus-probe %s\\n"\n' "$arch" > "$tmp/msg.s"
+    # shellcheck disable=SC2086
+    "$prefix-as" $asflags -I "$tmp" -o "$tmp/$arch.o" "src/$src.S"
+    # -N: one segment, no page padding; no build-id; stripped.
+    # shellcheck disable=SC2086
+    "$prefix-ld" $ldflags -static -N -s --build-id=none --no-warn-rwx-segments \
+        -o "bin/$arch" "$tmp/$arch.o"
     echo "$arch: $(wc -c < "bin/$arch") bytes"
 }
-build aarch64 aarch64-linux-gnu
-build arm arm-linux-gnueabihf
-build riscv64 riscv64-linux-gnu
-build s390x s390x-linux-gnu
-build ppc64le powerpc64le-linux-gnu
+
+build aarch64     aarch64 aarch64-linux-gnu       ""          ""
+build aarch64_be  aarch64 aarch64-linux-gnu       "-EB"       "-EB"
+build alpha       alpha   alpha-linux-gnu         ""          ""
+build arm         arm     arm-linux-gnueabihf     ""          ""
+build armeb       arm     arm-linux-gnueabihf     "-EB"       "-EB"
+build hppa        hppa    hppa-linux-gnu          ""          ""
+build i386        i386    i686-linux-gnu          ""          ""
+build m68k        m68k    m68k-linux-gnu          ""          ""
+build mips        mips    mips-linux-gnu          "--defsym SYS_write=4004 --defsym SYS_exit=4001" ""
+build mipsel      mips    mipsel-linux-gnu        "--defsym SYS_write=4004 --defsym SYS_exit=4001" ""
+build mipsn32     mips    mips64-linux-gnuabi64   "-n32 --defsym SYS_write=6001 --defsym SYS_exit=6058" "-m elf32btsmipn32"
+build mipsn32el   mips    mips64el-linux-gnuabi64 "-n32 --defsym SYS_write=6001 --defsym SYS_exit=6058" "-m elf32ltsmipn32"
+build mips64      mips    mips64-linux-gnuabi64   "--defsym SYS_write=5001 --defsym SYS_exit=5058" ""
+build mips64el    mips    mips64el-linux-gnuabi64 "--defsym SYS_write=5001 --defsym SYS_exit=5058" ""
+build ppc         ppc     powerpc-linux-gnu       ""          ""
+build ppc64       ppc64   powerpc64-linux-gnu     ""          ""
+build ppc64le     ppc64   powerpc64le-linux-gnu   ""          ""
+build riscv32     riscv   riscv64-linux-gnu       "-march=rv32i -mabi=ilp32" "-m elf32lriscv"
+build riscv64     riscv   riscv64-linux-gnu       ""          ""
+build s390x       s390x   s390x-linux-gnu         ""          ""
+build sh4         sh4     sh4-linux-gnu           ""          ""
+build sh4eb       sh4     sh4-linux-gnu           "-big"      "-EB"
+build sparc       sparc   sparc64-linux-gnu       "-32 -Av8 --defsym TRAP=0x10"      "-m elf32_sparc"
+build sparc32plus sparc   sparc64-linux-gnu       "-32 -Av8plus --defsym TRAP=0x10"  "-m elf32_sparc"
+build sparc64     sparc   sparc64-linux-gnu       "-64 -Av9 --defsym TRAP=0x6d"      "-m elf64_sparc"
+build x86_64      x86_64  x86_64-linux-gnu        ""          ""
+
+# The assembler marks sparc32plus code as plain EM_SPARC unless it uses v9
+# instructions; the binfmt pattern wants EM_SPARC32PLUS (18), which QEMU
+# runs the same way. i486 is i386 code with e_machine EM_486 (6), which
+# Linux and QEMU accept.
+python3 - <<'PY'
+def patch(path, offset, value):
+    b = bytearray(open(path, "rb").read())
+    b[offset] = value
+    open(path, "wb").write(b)
+patch("bin/sparc32plus", 19, 18)
+b = bytearray(open("bin/i386", "rb").read())
+b[18] = 6
+open("bin/i486", "wb").write(b.replace(b"qus-probe i386\n", b"qus-probe i486\n"))
+PY
+chmod 755 bin/i486
+echo "i486: $(wc -c < bin/i486) bytes"
+
+[ -s gen.py ] && python3 gen.py bin

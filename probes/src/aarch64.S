@@ -1,4 +1,4 @@
-// qus probe for aarch64: write(1, msg, len); exit(0). Linux syscalls 64/93.
+// aarch64 / aarch64_be: write(1, msg, len); exit(0). Syscalls 64/93 in x8.
     .text
     .global _start
 _start:
@@ -11,5 +11,5 @@ _start:
     mov     x8, #93
     svc     #0
 msg:
-    .ascii  "qus-probe aarch64\n"
-    .set    len, . - msg
+    .include "msg.s"
+    .equ    len, . - msg

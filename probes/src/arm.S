@@ -1,4 +1,4 @@
-@ qus probe for arm (EABI): write(1, msg, len); exit(0). Syscalls 4/1 in r7.
+@ arm / armeb (EABI): write(1, msg, len); exit(0). Syscalls 4/1 in r7.
     .text
     .arm
     .global _start
@@ -12,5 +12,5 @@ _start:
     mov     r7, #1
     svc     #0
 msg:
-    .ascii  "qus-probe arm\n"
-    .set    len, . - msg
+    .include "msg.s"
+    .equ    len, . - msg

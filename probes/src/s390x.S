@@ -1,4 +1,4 @@
-# qus probe for s390x: write(1, msg, len); exit(0). svc 4 / svc 1.
+# s390x: write(1, msg, len); exit(0). svc 4 / svc 1.
     .text
     .global _start
 _start:
@@ -9,5 +9,5 @@ _start:
     lghi    %r2, 0
     svc     1
 msg:
-    .ascii  "qus-probe s390x\n"
-    .set    len, . - msg
+    .include "msg.s"
+    .equ    len, . - msg

@@ -1,8 +1,8 @@
-# qus probe for riscv64: write(1, msg, len); exit(0). Syscalls 64/93 in a7.
+# riscv32 / riscv64: write(1, msg, len); exit(0). Syscalls 64/93 in a7.
     .text
 msg:
-    .ascii  "qus-probe riscv64\n"
-    .set    len, . - msg
+    .include "msg.s"
+    .equ    len, . - msg
     .balign 4
     .global _start
 _start:

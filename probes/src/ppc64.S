@@ -1,12 +1,13 @@
-# qus probe for ppc64le: write(1, msg, len); exit(0). Syscall number in r0.
+# ppc64 / ppc64le (ELFv2 entry, no function descriptor): write; exit.
+# Syscall number in r0, arguments in r3..r5, `sc`.
     .abiversion 2
     .text
     .global _start
 _start:
     bl      1f                  # lr = address of msg, position-independent
 msg:
-    .ascii  "qus-probe ppc64le\n"
-    .set    len, . - msg
+    .include "msg.s"
+    .equ    len, . - msg
     .balign 4
 1:  mflr    4
     li      0, 4

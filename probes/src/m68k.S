@@ -1,0 +1,16 @@
+| m68k: write(1, msg, len); exit(0). Number in %d0, args %d1..%d3, trap #0.
+    .text
+    .global _start
+_start:
+    moveq   #4, %d0
+    moveq   #1, %d1
+    lea     msg(%pc), %a0
+    move.l  %a0, %d2
+    moveq   #len, %d3
+    trap    #0
+    moveq   #1, %d0
+    moveq   #0, %d1
+    trap    #0
+msg:
+    .include "msg.s"
+    .equ    len, . - msg
