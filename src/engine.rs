@@ -1,7 +1,7 @@
 //! observe → plan → apply, once. `qus register` runs it one time; `qusd`
 //! runs it on every debounced batch of events.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 use crate::apply::{self, Outcome};
 use crate::binfmt::{BinfmtMisc, KernelEntries};
 use crate::config::Config;
-use crate::observe::{self, Host, Overrides};
+use crate::observe::{self, Host, Native, Overrides};
 use crate::plan::{self, Action, Options, Plan};
 use crate::state::StateDir;
 
@@ -47,6 +47,35 @@ pub fn kernel_entries(binfmt: &BinfmtMisc) -> Result<KernelEntries> {
     Ok(good)
 }
 
+/// Native verdicts: the given ones, or decided now (and logged).
+pub fn native_now(
+    ctx: &Context,
+    kernel: &KernelEntries,
+    owned: &std::collections::BTreeMap<String, plan::Owned>,
+    known: Option<&BTreeMap<String, Native>>,
+) -> BTreeMap<String, Native> {
+    if let Some(k) = known {
+        return k.clone();
+    }
+    let enabled = ctx.binfmt.is_mounted() && ctx.binfmt.enabled().unwrap_or(false);
+    let verdicts = observe::native_verdicts(&ctx.host, kernel, owned, enabled);
+    for (arch, v) in &verdicts {
+        match v {
+            Native::Yes(why) => tracing::debug!("native {arch}: {why}"),
+            Native::No(why) => tracing::info!("{arch} is not native here: {why}"),
+        }
+    }
+    verdicts
+}
+
+/// The wanted set as of now (for `qus export`).
+pub fn wanted_now(ctx: &Context) -> Result<plan::Wanted> {
+    let kernel = kernel_entries(&ctx.binfmt)?;
+    let (owned, _) = ctx.state.load();
+    let native = native_now(ctx, &kernel, &owned, None);
+    Ok(observe::wanted(&ctx.config, &native, &Overrides::default()))
+}
+
 /// What one pass is asked to do.
 #[derive(Debug, Clone, Default)]
 pub struct Request {
@@ -55,6 +84,9 @@ pub struct Request {
     pub scope: Option<BTreeSet<String>>,
     /// Entries to leave alone this pass.
     pub hold: BTreeSet<String>,
+    /// Native verdicts decided earlier (the daemon keeps them); `None`:
+    /// decide now.
+    pub native: Option<BTreeMap<String, Native>>,
 }
 
 /// Observe and plan without changing anything (for `qus status`).
@@ -68,7 +100,8 @@ pub fn survey(
     if let Some(w) = warning {
         tracing::warn!("{w}");
     }
-    let wanted = observe::wanted(&ctx.config, &ctx.host, overrides);
+    let native = native_now(ctx, &kernel, &owned, None);
+    let wanted = observe::wanted(&ctx.config, &native, overrides);
     Ok(plan::plan(
         &wanted,
         &kernel,
@@ -97,6 +130,8 @@ pub struct Pass {
     /// The kernel's entries after the pass (what the daemon compares
     /// binfmt_misc events against, to tell its own writes from others').
     pub kernel_after: KernelEntries,
+    /// The native verdicts this pass used.
+    pub native: BTreeMap<String, Native>,
     scope: Option<BTreeSet<String>>,
 }
 
@@ -168,7 +203,7 @@ pub fn reconcile(
         &Request {
             overrides: overrides.clone(),
             scope,
-            hold: BTreeSet::new(),
+            ..Request::default()
         },
     )
 }
@@ -199,7 +234,8 @@ pub fn reconcile_with(ctx: &Context, request: &Request) -> Result<Pass> {
     if let Some(w) = warning {
         tracing::warn!("{w}");
     }
-    let wanted = observe::wanted(&ctx.config, &ctx.host, overrides);
+    let native = native_now(ctx, &kernel, &owned, request.native.as_ref());
+    let wanted = observe::wanted(&ctx.config, &native, overrides);
     for want in &wanted.items {
         if let Err(plan::Skip::Refused(why)) = &want.want {
             tracing::warn!("refused {}: {why}", want.name);
@@ -228,6 +264,7 @@ pub fn reconcile_with(ctx: &Context, request: &Request) -> Result<Pass> {
         mounted,
         reenabled,
         kernel_after,
+        native,
         scope,
     })
 }
@@ -241,7 +278,8 @@ pub fn unregister(ctx: &Context, names: Option<&BTreeSet<String>>) -> Result<Out
     if let Some(w) = warning {
         tracing::warn!("{w}");
     }
-    let wanted = observe::wanted(&ctx.config, &ctx.host, &Overrides::default());
+    let native = native_now(ctx, &kernel, &owned, None);
+    let wanted = observe::wanted(&ctx.config, &native, &Overrides::default());
     let plan_now = plan::plan(
         &wanted,
         &kernel,

@@ -57,6 +57,72 @@ impl Host {
     }
 }
 
+/// Does the host run an arch itself? Decided by running the arch's probe
+/// when no binfmt_misc entry can catch it (an aarch64 kernel without
+/// AArch32, or x86_64 booted with `ia32_emulation=0`, fails the family
+/// guess); otherwise by the family rule of `qemu-binfmt-conf.sh`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Native {
+    Yes(String),
+    No(String),
+}
+
+/// Native verdicts for the arches of the host's family (as configured or
+/// overridden) and of the running kernel's own family. Other arches are
+/// foreign without asking.
+pub fn native_verdicts(
+    host: &Host,
+    kernel: &crate::binfmt::KernelEntries,
+    owned: &std::collections::BTreeMap<String, crate::plan::Owned>,
+    binfmt_enabled: bool,
+) -> std::collections::BTreeMap<String, Native> {
+    let real_family = arch::host_family(&arch::kernel_machine());
+    let mut verdicts = std::collections::BTreeMap::new();
+    for a in arch::ARCHES {
+        if a.family != host.family && a.family != real_family {
+            continue;
+        }
+        let family_rule = || {
+            if a.family == host.family {
+                Native::Yes(format!(
+                    "host {} runs {} natively (family rule)",
+                    host.machine, a.name
+                ))
+            } else {
+                Native::No(format!("not of the {} family", host.family))
+            }
+        };
+        let verdict = match crate::probe::find(a.name) {
+            None => family_rule(),
+            Some(probe) => {
+                let catcher = kernel.iter().find(|(_, e)| {
+                    binfmt_enabled && e.enabled && e.spec.matcher.catches(probe.program)
+                });
+                match catcher {
+                    Some((name, _)) if owned.contains_key(name) => Native::No(format!(
+                        "{name}, registered by qus, runs it: the host could not"
+                    )),
+                    Some(_) => family_rule(),
+                    None => match crate::probe::run(probe, std::time::Duration::from_secs(5)) {
+                        crate::probe::RunResult::Pass => {
+                            Native::Yes(format!("the {} probe ran natively", a.name))
+                        }
+                        crate::probe::RunResult::ExecFormatError => Native::No(format!(
+                            "the host cannot run {} binaries (exec format error)",
+                            a.name
+                        )),
+                        crate::probe::RunResult::Fail(why) => {
+                            Native::No(format!("the {} probe failed natively: {why}", a.name))
+                        }
+                    },
+                }
+            }
+        };
+        verdicts.insert(a.name.to_string(), verdict);
+    }
+    verdicts
+}
+
 /// Run-time adjustments from the command line.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -88,10 +154,14 @@ pub fn find_emulator(config: &Config, arch: &Arch) -> Option<PathBuf> {
 }
 
 /// Build the wanted set: every arch of the table and every custom entry.
-pub fn wanted(config: &Config, host: &Host, overrides: &Overrides) -> Wanted {
+pub fn wanted(
+    config: &Config,
+    native: &std::collections::BTreeMap<String, Native>,
+    overrides: &Overrides,
+) -> Wanted {
     let mut items = Vec::new();
     for arch in arch::ARCHES {
-        items.push(want_arch(config, host, overrides, arch));
+        items.push(want_arch(config, native, overrides, arch));
     }
     for (name, entry) in &config.entries {
         let want = if !entry.enabled {
@@ -108,7 +178,12 @@ pub fn wanted(config: &Config, host: &Host, overrides: &Overrides) -> Wanted {
     Wanted { items }
 }
 
-fn want_arch(config: &Config, host: &Host, overrides: &Overrides, arch: &Arch) -> Want {
+fn want_arch(
+    config: &Config,
+    native: &std::collections::BTreeMap<String, Native>,
+    overrides: &Overrides,
+    arch: &Arch,
+) -> Want {
     let name = config.entry_name(arch.name);
     let over = config.arch.get(arch.name);
     let forced = over.and_then(|o| o.enabled.as_ref());
@@ -129,11 +204,10 @@ fn want_arch(config: &Config, host: &Host, overrides: &Overrides, arch: &Arch) -
             config.exclude.source
         ))),
         None if !targeted => Some(Skip::Excluded("not in qemu.targets".into())),
-        None if arch.family == host.family => Some(Skip::Native(format!(
-            "host {} runs {} natively",
-            host.machine, arch.name
-        ))),
-        None => None,
+        None => match native.get(arch.name) {
+            Some(Native::Yes(why)) => Some(Skip::Native(why.clone())),
+            _ => None,
+        },
     };
     let want = match skip {
         Some(skip) => Err(skip),

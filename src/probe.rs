@@ -70,3 +70,137 @@ pub static PROBES: &[Probe] = &[
 pub fn find(arch: &str) -> Option<&'static Probe> {
     PROBES.iter().find(|p| p.arch == arch)
 }
+
+/// How one run of a probe ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunResult {
+    /// Printed the expected line and exited 0.
+    Pass,
+    /// The kernel refused to execute it: no binfmt_misc entry matched (or
+    /// binfmt_misc is off) and the host cannot run it.
+    ExecFormatError,
+    /// Anything else, in words: crash signal, exit status, wrong output,
+    /// timeout, or another exec error.
+    Fail(String),
+}
+
+/// Run a probe through the kernel: its bytes go into a memfd that is
+/// executed by path, so binfmt_misc (or the native loader) decides who runs
+/// it, exactly as for any program. stdout/stderr go to memfds too, so a
+/// hung interpreter's children cannot block qus; on timeout the whole
+/// process group is killed.
+pub fn run(probe: &Probe, timeout: std::time::Duration) -> RunResult {
+    match run_inner(probe, timeout) {
+        Ok(r) => r,
+        Err(e) => RunResult::Fail(format!("could not run the probe: {e}")),
+    }
+}
+
+fn memfd(name: &str) -> std::io::Result<std::fs::File> {
+    let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)?;
+    Ok(std::fs::File::from(fd))
+}
+
+fn run_inner(probe: &Probe, timeout: std::time::Duration) -> std::io::Result<RunResult> {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+
+    // No CLOEXEC: the child execs /proc/self/fd/N, which must stay open.
+    let program = rustix::fs::memfd_create(
+        format!("qus-probe-{}", probe.arch),
+        rustix::fs::MemfdFlags::empty(),
+    )?;
+    let mut program = std::fs::File::from(program);
+    program.write_all(probe.program)?;
+    let mut out = memfd("qus-probe-stdout")?;
+    let mut err = memfd("qus-probe-stderr")?;
+    let path = format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&program)
+    );
+    let spawned = std::process::Command::new(&path)
+        .arg0(format!("qus-probe-{}", probe.arch))
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(err.try_clone()?)
+        .process_group(0)
+        .spawn();
+    drop(program);
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOEXEC.raw_os_error()) => {
+            return Ok(RunResult::ExecFormatError)
+        }
+        Err(e) => return Ok(RunResult::Fail(format!("exec failed: {e}"))),
+    };
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break Some(st);
+        }
+        if start.elapsed() >= timeout {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    let Some(status) = status else {
+        if let Some(pgid) = rustix::process::Pid::from_raw(child.id() as i32) {
+            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+        }
+        let _ = child.wait();
+        return Ok(RunResult::Fail(format!(
+            "timed out after {:.1} s",
+            timeout.as_secs_f64()
+        )));
+    };
+    let mut stdout = String::new();
+    out.rewind()?;
+    out.take(4096).read_to_string(&mut stdout).ok();
+    let mut stderr = String::new();
+    err.rewind()?;
+    err.take(4096).read_to_string(&mut stderr).ok();
+    let stderr = stderr.trim();
+    let with_stderr = |s: String| {
+        if stderr.is_empty() {
+            s
+        } else {
+            format!(
+                "{s}; stderr: {}",
+                crate::escape::escape_readable(stderr.as_bytes())
+            )
+        }
+    };
+    if let Some(sig) = status.signal() {
+        return Ok(RunResult::Fail(with_stderr(format!(
+            "crashed with signal {sig} ({})",
+            signal_name(sig)
+        ))));
+    }
+    match status.code() {
+        Some(0) if stdout == probe.expected_output() => Ok(RunResult::Pass),
+        Some(0) => Ok(RunResult::Fail(with_stderr(format!(
+            "wrong output: {:?} instead of {:?}",
+            stdout,
+            probe.expected_output()
+        )))),
+        Some(code) => Ok(RunResult::Fail(with_stderr(format!(
+            "exited with status {code}"
+        )))),
+        None => Ok(RunResult::Fail("ended without a status".into())),
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        15 => "SIGTERM",
+        _ => "signal",
+    }
+}

@@ -200,7 +200,7 @@ pub fn render(report: &Report) -> String {
 
 /// Control characters (a file name with a newline, say) must not forge
 /// lines in the table.
-fn clean(text: &str) -> String {
+pub fn clean(text: &str) -> String {
     if text.chars().any(char::is_control) {
         escape::escape_readable(text.as_bytes())
     } else {

@@ -121,6 +121,17 @@ impl Matcher {
         }
     }
 
+    /// Would this matcher catch a binary that starts with `header`?
+    /// (Extension entries need a file name, which probes do not have.)
+    pub fn catches(&self, header: &[u8]) -> bool {
+        match self.effective() {
+            Some((offset, magic, mask)) => header
+                .get(offset as usize..)
+                .is_some_and(|h| crate::arch::pattern_matches(&magic, &mask, h)),
+            None => false,
+        }
+    }
+
     /// Same binaries matched? The kernel stores magic already masked and an
     /// all-ones mask means the same as no mask, so compare what takes effect.
     pub fn equivalent(&self, other: &Matcher) -> bool {

@@ -171,5 +171,6 @@ pub fn render(c: &Config, dirs: &[std::path::PathBuf]) -> String {
         c.unregister_on_stop.value.to_string(),
         &c.unregister_on_stop,
     );
+    line(&mut o, "verify", c.verify.value.to_string(), &c.verify);
     o
 }

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 
 use super::{CommonArgs, ExportFormat};
-use crate::observe::{self, Overrides};
+use crate::engine;
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -21,7 +21,7 @@ pub struct ExportArgs {
 
 pub fn run(common: &CommonArgs, args: &ExportArgs) -> Result<ExitCode> {
     let ctx = common.context()?;
-    let wanted = observe::wanted(&ctx.config, &ctx.host, &Overrides::default());
+    let wanted = engine::wanted_now(&ctx)?;
     let ExportFormat::BinfmtD = args.format;
     if let Some(dir) = &args.output {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

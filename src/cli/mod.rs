@@ -5,6 +5,7 @@ mod config;
 mod export;
 mod register;
 mod status;
+mod test;
 mod unregister;
 
 use std::path::PathBuf;
@@ -137,6 +138,8 @@ pub enum Command {
     Config(config::ConfigArgs),
     /// Export the entries qus would register, in another tool's format.
     Export(export::ExportArgs),
+    /// Prove each registered emulator runs a real foreign program.
+    Test(test::TestArgs),
     /// List the built-in architecture table.
     Arches(arches::ArchesArgs),
 }
@@ -200,6 +203,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Unregister(a) => unregister::run(&cli.common, a),
         Command::Config(a) => config::run(&cli.common, a),
         Command::Export(a) => export::run(&cli.common, a),
+        Command::Test(a) => test::run(&cli.common, a),
         Command::Arches(a) => arches::run(&cli.common, a),
     }
 }

@@ -63,4 +63,5 @@ pub struct EntryFragment {
 pub struct DaemonFragment {
     pub debounce_ms: Option<Spanned<u64>>,
     pub unregister_on_stop: Option<Spanned<bool>>,
+    pub verify: Option<Spanned<bool>>,
 }

@@ -126,6 +126,8 @@ pub struct Config {
     pub entries: BTreeMap<String, CustomEntry>,
     pub debounce_ms: Sourced<u64>,
     pub unregister_on_stop: Sourced<bool>,
+    /// qusd runs each newly registered arch's probe and reports the result.
+    pub verify: Sourced<bool>,
     /// The fragments that were applied, in order.
     pub files: Vec<PathBuf>,
 }
@@ -151,6 +153,7 @@ impl Default for Config {
             entries: BTreeMap::new(),
             debounce_ms: Sourced::default(100),
             unregister_on_stop: Sourced::default(false),
+            verify: Sourced::default(false),
             files: vec![],
         }
     }
@@ -448,6 +451,9 @@ impl Merger {
             }
             if let Some(v) = d.unregister_on_stop {
                 self.config.unregister_on_stop = ctx.sourced(v);
+            }
+            if let Some(v) = d.verify {
+                self.config.verify = ctx.sourced(v);
             }
         }
         self.config.files.push(path.to_path_buf());

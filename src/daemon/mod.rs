@@ -27,7 +27,7 @@ use crate::arch;
 use crate::binfmt::KernelEntries;
 use crate::cli::CommonArgs;
 use crate::engine::{self, Context, Request};
-use crate::observe;
+use crate::{observe, plan};
 use watch::{Targets, Trigger, WatchSet};
 
 #[derive(Debug, Parser)]
@@ -83,6 +83,8 @@ struct Daemon {
     config_error: Option<String>,
     passes: u64,
     status: String,
+    /// Native verdicts from the first pass: the host does not change.
+    native: Option<std::collections::BTreeMap<String, observe::Native>>,
 }
 
 async fn run(common: CommonArgs) -> Result<()> {
@@ -101,6 +103,7 @@ async fn run(common: CommonArgs) -> Result<()> {
         config_error: None,
         passes: 0,
         status: String::new(),
+        native: None,
     };
     // Watch before the first pass so nothing that happens during it is missed.
     d.arm();
@@ -230,6 +233,43 @@ impl Daemon {
         self.watch.arm(&targets);
     }
 
+    /// `daemon.verify`: run the probe of every arch this pass registered or
+    /// replaced, so a broken emulator is reported now, not at the first
+    /// failed build.
+    fn verify(&mut self, pass: &engine::Pass) {
+        let (mut ok, mut failed) = (0, vec![]);
+        for action in &pass.outcome.done {
+            let (plan::Action::Register(t) | plan::Action::Replace { target: t, .. }) = action
+            else {
+                continue;
+            };
+            let Some(probe) = t.arch.as_deref().and_then(crate::probe::find) else {
+                continue;
+            };
+            match crate::probe::run(probe, Duration::from_secs(10)) {
+                crate::probe::RunResult::Pass => {
+                    ok += 1;
+                    tracing::info!("verified {}: the {} probe ran", t.name, probe.arch);
+                }
+                crate::probe::RunResult::ExecFormatError => {
+                    tracing::error!("verification of {} failed: exec format error", t.name);
+                    failed.push(t.name.clone());
+                }
+                crate::probe::RunResult::Fail(why) => {
+                    tracing::error!("verification of {} failed: {why}", t.name);
+                    failed.push(t.name.clone());
+                }
+            }
+        }
+        if ok + failed.len() > 0 {
+            self.status.push_str(&format!("; verified {ok}"));
+            if !failed.is_empty() {
+                self.status
+                    .push_str(&format!(", verification FAILED: {}", failed.join(" ")));
+            }
+        }
+    }
+
     /// Entries whose emulator file is still being written wait.
     fn held(&self) -> BTreeSet<String> {
         let mut hold = BTreeSet::new();
@@ -314,13 +354,20 @@ impl Daemon {
         }
         let request = Request {
             hold,
+            native: self.native.clone(),
             ..Request::default()
         };
         match engine::reconcile_with(&self.ctx, &request) {
             Ok(pass) => {
                 let enabled = self.ctx.binfmt.enabled().unwrap_or(false);
                 self.last_kernel = Some((enabled, pass.kernel_after.clone()));
+                if self.native.is_none() {
+                    self.native = Some(pass.native.clone());
+                }
                 self.status = pass.summary();
+                if self.ctx.config.verify.value {
+                    self.verify(&pass);
+                }
                 if let Some(e) = &self.config_error {
                     self.status.push_str(&format!(
                         "; config error (previous configuration kept): {e}"

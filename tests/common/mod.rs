@@ -148,6 +148,11 @@ impl Sandbox {
     /// `qus` or `qusd` inside the namespace, pointed at this sandbox's
     /// binfmt_misc, state and config dirs, on a pretend x86_64 host.
     pub fn tool(&self, program: &str) -> Command {
+        self.tool_on(program, "x86_64")
+    }
+
+    /// [`Sandbox::tool`] on a pretend host of another `uname -m`.
+    pub fn tool_on(&self, program: &str, host: &str) -> Command {
         let mut c = self.command(program);
         c.arg("--binfmt-misc")
             .arg(self.binfmt())
@@ -156,13 +161,22 @@ impl Sandbox {
             .arg("--config-dir")
             .arg(self.etc())
             .arg("--host-arch")
-            .arg("x86_64");
+            .arg(host);
         c
     }
 
     /// Run the real `qus` inside the namespace, pointed at this sandbox.
     pub fn qus(&self, args: &[&str]) -> Output {
-        let out = self.tool(QUS).args(args).output().expect("run qus");
+        self.qus_on("x86_64", args)
+    }
+
+    /// Run `qus` as if the host's `uname -m` were `host`.
+    pub fn qus_on(&self, host: &str, args: &[&str]) -> Output {
+        let out = self
+            .tool_on(QUS, host)
+            .args(args)
+            .output()
+            .expect("run qus");
         eprintln!(
             "$ qus {}\n[exit {:?}]\n{}{}",
             args.join(" "),

@@ -1,0 +1,219 @@
+//! `qus test` and native detection: probes run through the real kernel.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use common::{require_qemu, NotifySocket, Sandbox};
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn result_of(report: &serde_json::Value, arch: &str) -> (String, String) {
+    let r = report["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .find(|r| r["arch"] == arch)
+        .unwrap_or_else(|| panic!("{arch} not in report: {report}"));
+    (
+        r["result"].as_str().unwrap_or("").to_string(),
+        r["detail"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+#[test]
+fn every_emulator_of_qemu_user_static_passes() {
+    let sb = Sandbox::new();
+    require_qemu("aarch64");
+    sb.write_config("10.toml", "[qemu]\nsearch_path = [\"/usr/bin\"]\n");
+    sb.qus_ok(&["register"]);
+    let out = sb.qus(&["test", "--json"]);
+    assert!(out.status.success(), "qus test failed:\n{}", stdout(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let results = report["results"].as_array().expect("results");
+    // Every arch with an emulator in /usr/bin and a probe: 30 pass, 3 native.
+    let passed: Vec<&str> = results
+        .iter()
+        .filter(|r| r["result"] == "pass")
+        .filter_map(|r| r["arch"].as_str())
+        .collect();
+    for p in qus::probe::PROBES {
+        let a = qus::arch::find(p.arch).expect("arch");
+        if a.family == "i386" {
+            assert_eq!(result_of(&report, p.arch).0, "native", "{}", p.arch);
+        } else {
+            assert!(
+                passed.contains(&p.arch),
+                "{} did not pass: {report}",
+                p.arch
+            );
+            let r = results.iter().find(|r| r["arch"] == p.arch).expect("r");
+            assert_eq!(r["entry"], format!("qemu-{}", p.arch));
+        }
+    }
+    assert_eq!(report["summary"]["pass"], 30);
+    assert_eq!(report["summary"]["native"], 3);
+    assert!(stdout(&sb.qus(&["test"])).contains("30 pass"));
+}
+
+#[test]
+fn broken_emulators_fail_with_the_right_reason() {
+    let sb = Sandbox::new();
+    let script = |name: &str, body: &str| {
+        let p = sb.bin().join(name);
+        fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("script");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
+        p
+    };
+    let exit1 = script("exit1", "exit 1");
+    let crash = script("crash", "kill -SEGV $$");
+    let wrong = script("wrong", "echo not-the-probe");
+    let hang = script("hang", "exec sleep 100");
+    sb.write_config(
+        "10.toml",
+        &format!(
+            "[qemu]\nsearch_path = [\"{}\"]\n\
+             [qemu.arch.aarch64]\ninterpreter = \"{}\"\n\
+             [qemu.arch.arm]\ninterpreter = \"{}\"\n\
+             [qemu.arch.riscv64]\ninterpreter = \"{}\"\n\
+             [qemu.arch.s390x]\ninterpreter = \"{}\"\n",
+            sb.bin().display(),
+            exit1.display(),
+            crash.display(),
+            wrong.display(),
+            hang.display()
+        ),
+    );
+    sb.qus_ok(&["register"]);
+    let started = std::time::Instant::now();
+    let out = sb.qus(&["test", "--json", "--timeout", "1"]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "a hung probe held qus"
+    );
+    assert_eq!(out.status.code(), Some(1), "failures must exit 1");
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let (r, d) = result_of(&report, "aarch64");
+    assert_eq!(
+        (r.as_str(), d.contains("exited with status 1")),
+        ("fail", true),
+        "{d}"
+    );
+    let (r, d) = result_of(&report, "arm");
+    assert_eq!(
+        (r.as_str(), d.contains("crashed with signal 11 (SIGSEGV)")),
+        ("fail", true),
+        "{d}"
+    );
+    let (r, d) = result_of(&report, "riscv64");
+    assert_eq!(
+        (r.as_str(), d.contains("wrong output")),
+        ("fail", true),
+        "{d}"
+    );
+    assert!(d.contains("not-the-probe"), "{d}");
+    let (r, d) = result_of(&report, "s390x");
+    assert_eq!((r.as_str(), d.contains("timed out")), ("fail", true), "{d}");
+    // An arch with no entry.
+    let out = sb.qus(&["test", "--json", "ppc64le"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    assert_eq!(result_of(&report, "ppc64le").0, "not-registered");
+}
+
+#[test]
+fn native_is_decided_by_running_the_probe() {
+    let sb = Sandbox::new();
+    require_qemu("aarch64");
+    sb.write_config("10.toml", "[qemu]\nsearch_path = [\"/usr/bin\"]\n");
+    // This x86_64 host runs x86_64 (and i386) programs itself.
+    let s = sb.status();
+    let x = s["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|e| e["arch"] == "x86_64")
+        .expect("x86_64")
+        .clone();
+    assert_eq!(x["state"], "native");
+    assert!(
+        x["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("probe ran natively"),
+        "{x}"
+    );
+
+    // Pretend the host is an aarch64 machine: its family (arm, aarch64)
+    // cannot really run here, the probes prove it, and the emulators get
+    // registered; x86_64 stays native because it really is.
+    let out = sb.qus_on("aarch64", &["register"]);
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("arm is not native here: the host cannot run arm binaries"),
+        "{log}"
+    );
+    let entries = sb.entries();
+    assert!(entries.contains(&"qemu-arm".to_string()), "{entries:?}");
+    assert!(entries.contains(&"qemu-aarch64".to_string()), "{entries:?}");
+    assert!(!entries.contains(&"qemu-x86_64".to_string()), "{entries:?}");
+    let out = sb.qus_on("aarch64", &["test", "arm", "aarch64", "x86_64"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    // Stable on the next run: qus's own entry catches the arm probe now,
+    // and that means "not native", not "native".
+    let out = sb.qus_on("aarch64", &["register"]);
+    assert!(stdout(&out).contains(" 0 writes"), "{}", stdout(&out));
+}
+
+#[test]
+fn config_override_registers_a_native_arch() {
+    let sb = Sandbox::new();
+    require_qemu("i386");
+    sb.write_config(
+        "10.toml",
+        "[qemu]\nsearch_path = [\"/usr/bin\"]\ntargets = [\"i386\"]\n[qemu.arch.i386]\nenabled = true\n",
+    );
+    sb.qus_ok(&["register"]);
+    assert_eq!(sb.entries(), ["qemu-i386"]);
+    let out = sb.qus(&["test", "--json", "i386"]);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let r = &report["results"][0];
+    assert_eq!(r["result"], "pass", "{report}");
+    assert_eq!(r["entry"], "qemu-i386");
+}
+
+#[test]
+fn qusd_verifies_new_registrations_when_asked() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    let bad = sb.bin().join("qemu-arm-static");
+    fs::write(&bad, "#!/bin/sh\nexit 3\n").expect("bad emulator");
+    fs::set_permissions(&bad, fs::Permissions::from_mode(0o755)).expect("chmod");
+    sb.write_config(
+        "10.toml",
+        &format!(
+            "[qemu]\nsearch_path = [\"{}\"]\n[daemon]\nverify = true\n",
+            sb.bin().display()
+        ),
+    );
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd(Some(&n), &[]);
+    let ready = n.wait(20, "READY=1", |m| m.contains("READY=1"));
+    assert!(
+        ready.contains("verified 1, verification FAILED: qemu-arm"),
+        "{ready}"
+    );
+    let log = d.log_text();
+    assert!(
+        log.contains("verified qemu-aarch64: the aarch64 probe ran"),
+        "{log}"
+    );
+    assert!(
+        log.contains("verification of qemu-arm failed: exited with status 3"),
+        "{log}"
+    );
+}
