@@ -111,8 +111,15 @@ pub fn native_verdicts(
                             "the host cannot run {} binaries (exec format error)",
                             a.name
                         )),
+                        // Only the kernel's refusal proves the host cannot run
+                        // it; a crash may be our own sandbox (a seccomp filter
+                        // of a hardened service), so the family rule decides.
                         crate::probe::RunResult::Fail(why) => {
-                            Native::No(format!("the {} probe failed natively: {why}", a.name))
+                            tracing::warn!(
+                                "the {} probe failed natively ({why}); deciding by the family rule",
+                                a.name
+                            );
+                            family_rule()
                         }
                     },
                 }
