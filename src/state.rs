@@ -148,6 +148,41 @@ impl StateDir {
     }
 }
 
+/// What a running qusd publishes about itself (`STATE_DIR/qusd.json`), for
+/// `qus status --daemon` (readiness/liveness probes in containers, where
+/// there is no systemd to ask).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DaemonStatus {
+    pub pid: u32,
+    pub ready: bool,
+    pub status: String,
+}
+
+const DAEMON_FILE: &str = "qusd.json";
+
+impl StateDir {
+    /// Publish the daemon's status (atomically).
+    pub fn write_daemon_status(&self, st: &DaemonStatus) -> io::Result<()> {
+        fs::create_dir_all(&self.dir).map_err(|e| with_path(e, &self.dir))?;
+        let text =
+            serde_json::to_string(st).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let tmp = self.dir.join(format!(".{DAEMON_FILE}.tmp"));
+        fs::write(&tmp, text).map_err(|e| with_path(e, &tmp))?;
+        fs::rename(&tmp, self.dir.join(DAEMON_FILE)).map_err(|e| with_path(e, &self.dir))
+    }
+
+    /// The published daemon status, if any.
+    pub fn read_daemon_status(&self) -> Option<DaemonStatus> {
+        let text = fs::read_to_string(self.dir.join(DAEMON_FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Withdraw it (clean stop).
+    pub fn clear_daemon_status(&self) {
+        let _ = fs::remove_file(self.dir.join(DAEMON_FILE));
+    }
+}
+
 fn with_path(e: io::Error, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }

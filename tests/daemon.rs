@@ -532,10 +532,15 @@ fn sigterm_stops_cleanly_and_keeps_entries_by_default() {
     config(&sb, "");
     let mut n = NotifySocket::new(sb.path());
     let mut d = sb.qusd_ready(&mut n);
+    // Container readiness probes ask `qus status --daemon`.
+    let out = sb.qus(&["status", "--daemon"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is ready: 1 registered"));
     d.signal("TERM");
     n.wait(WAIT, "STOPPING=1", |m| m.contains("STOPPING=1"));
     assert_eq!(d.wait_exit(WAIT), Some(0));
     assert_eq!(sb.entries(), ["qemu-aarch64"]);
+    assert_eq!(sb.qus(&["status", "--daemon"]).status.code(), Some(1));
 }
 
 #[test]

@@ -14,9 +14,36 @@ pub struct StatusArgs {
     /// One JSON object (schema in the README) instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Only check that a qusd using this state dir is running and ready
+    /// (exit 0) or not (exit 1); for container readiness probes.
+    #[arg(long, conflicts_with = "json")]
+    pub daemon: bool,
 }
 
 pub fn run(common: &CommonArgs, args: &StatusArgs) -> Result<ExitCode> {
+    if args.daemon {
+        let state = crate::state::StateDir::new(common.state_dir());
+        return Ok(match state.read_daemon_status() {
+            Some(st) if st.ready && std::path::Path::new(&format!("/proc/{}", st.pid)).exists() => {
+                println!("qusd {} is ready: {}", st.pid, st.status);
+                ExitCode::SUCCESS
+            }
+            Some(st) => {
+                println!(
+                    "qusd {} is not running (last status: {})",
+                    st.pid, st.status
+                );
+                ExitCode::from(1)
+            }
+            None => {
+                println!(
+                    "no qusd has published its status in {}",
+                    state.path().display()
+                );
+                ExitCode::from(1)
+            }
+        });
+    }
     let ctx = common.context()?;
     let plan = engine::survey(&ctx, &Overrides::default(), None)?;
     let report = status::build(&ctx, &plan);

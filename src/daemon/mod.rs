@@ -110,6 +110,7 @@ async fn run(common: CommonArgs) -> Result<()> {
     d.pass("start")?;
     d.arm();
     notify::ready(&d.status);
+    d.publish();
     tracing::info!(
         "qusd ready: {}; watching {} directories, debounce {} ms",
         d.status,
@@ -161,6 +162,7 @@ async fn run(common: CommonArgs) -> Result<()> {
                 let _ = d.pass("SIGHUP");
                 d.arm();
                 notify::ready(&d.status);
+                d.publish();
             }
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
@@ -168,6 +170,7 @@ async fn run(common: CommonArgs) -> Result<()> {
         }
     }
     notify::stopping();
+    d.ctx.state.clear_daemon_status();
     if d.ctx.config.unregister_on_stop.value {
         match engine::unregister(&d.ctx, None) {
             Ok(o) => tracing::info!(
@@ -340,6 +343,19 @@ impl Daemon {
         let _ = self.pass(&t.reasons());
         self.arm();
         notify::status(&self.status);
+        self.publish();
+    }
+
+    /// Publish readiness and status for `qus status --daemon`.
+    fn publish(&self) {
+        let st = crate::state::DaemonStatus {
+            pid: std::process::id(),
+            ready: true,
+            status: self.status.clone(),
+        };
+        if let Err(e) = self.ctx.state.write_daemon_status(&st) {
+            tracing::warn!("cannot publish the daemon status: {e}");
+        }
     }
 
     /// One observe → plan → apply pass.

@@ -1,0 +1,55 @@
+# Build and install qus from source, the way distributions package it:
+#   make && make install DESTDIR=/tmp/stage PREFIX=/usr
+PREFIX ?= /usr
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DATADIR ?= $(PREFIX)/share
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+CARGO ?= cargo
+ASSETS := target/assets
+
+.PHONY: all build assets install check deb rpm image clean
+
+all: build assets
+
+build:
+	$(CARGO) build --release --locked
+
+# Man pages and shell completions generated from the CLI definitions.
+assets:
+	$(CARGO) run --quiet --example assets --locked -- $(ASSETS)
+	cp man/qus.d.5 $(ASSETS)/man/qus.d.5
+	gzip -9nf $(ASSETS)/man/qus.1 $(ASSETS)/man/qusd.8 $(ASSETS)/man/qus.d.5
+
+install: all
+	install -Dm755 target/release/qus $(DESTDIR)$(BINDIR)/qus
+	install -Dm755 target/release/qusd $(DESTDIR)$(BINDIR)/qusd
+	install -Dm644 dist/systemd/qusd.service $(DESTDIR)$(UNITDIR)/qusd.service
+	install -Dm644 etc/qus.d/50-example.toml $(DESTDIR)$(SYSCONFDIR)/qus.d/50-example.toml
+	install -dm755 $(DESTDIR)$(PREFIX)/lib/qus.d
+	install -Dm644 $(ASSETS)/man/qus.1.gz $(DESTDIR)$(MANDIR)/man1/qus.1.gz
+	install -Dm644 $(ASSETS)/man/qusd.8.gz $(DESTDIR)$(MANDIR)/man8/qusd.8.gz
+	install -Dm644 $(ASSETS)/man/qus.d.5.gz $(DESTDIR)$(MANDIR)/man5/qus.d.5.gz
+	for b in qus qusd; do \
+	  install -Dm644 $(ASSETS)/completions/$$b.bash $(DESTDIR)$(DATADIR)/bash-completion/completions/$$b; \
+	  install -Dm644 $(ASSETS)/completions/_$$b $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_$$b; \
+	  install -Dm644 $(ASSETS)/completions/$$b.fish $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/$$b.fish; \
+	done
+
+check:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets --locked -- -D warnings
+	$(CARGO) test --locked
+
+deb: all
+	$(CARGO) deb --no-build --no-strip
+
+rpm: all
+	$(CARGO) generate-rpm
+
+image:
+	packaging/container/build.sh
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,64 @@
+#!/bin/bash
+# Runs inside the booted container (from qus-boottest.service), checks qusd
+# as a user would, writes KEY=VALUE lines to /root/results, powers off.
+set -u
+out=/root/results
+: > "$out"
+say() { printf '%s=%s\n' "$1" "$2" >> "$out"; }
+wait_for() { # SECONDS COMMAND...
+    local n=$(( $1 * 10 )); shift
+    while [ $n -gt 0 ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; n=$((n - 1)); done
+    return 1
+}
+bm=/proc/sys/fs/binfmt_misc
+say boot_userspace_us "$(systemctl show -p UserspaceTimestampMonotonic --value)"
+say qusd_active_us "$(systemctl show -p ActiveEnterTimestampMonotonic --value qusd)"
+say enabled "$(systemctl is-enabled qusd)"
+say active "$(systemctl is-active qusd)"
+say status_text "$(systemctl show -p StatusText --value qusd)"
+say nrestarts "$(systemctl show -p NRestarts --value qusd)"
+say watchdog_usec "$(systemctl show -p WatchdogUSec --value qusd)"
+say watchdog_timestamp "$(systemctl show -p WatchdogTimestampMonotonic --value qusd)"
+
+# qusd mounted binfmt_misc in its own (hardened, private) mount namespace;
+# the entries belong to the container's user namespace, so mounting the same
+# instance here shows them too.
+mountpoint -q "$bm" || mount -t binfmt_misc binfmt_misc "$bm"
+emulators=$(ls /usr/bin/qemu-*-static | wc -l)
+say emulators "$emulators"
+say registered "$(qus --state-dir /run/qusd status --json | sed -n 's/.*"registered": \([0-9]*\).*/\1/p' | tail -1)"
+say entries "$(ls $bm | grep -c '^qemu-')"
+say aarch64_interpreter "$(sed -n 's/^interpreter //p' $bm/qemu-aarch64)"
+say aarch64_test "$(qus --state-dir /run/qusd test aarch64 >/dev/null 2>&1 && echo pass || echo fail)"
+say test_all "$(qus --state-dir /run/qusd test 2>&1 | tail -1)"
+
+# systemd-binfmt flushes every entry and registers Debian's own ones.
+systemctl restart systemd-binfmt
+say binfmt_restart_result "$(systemctl show -p Result --value systemd-binfmt)"
+sleep 0.5
+if wait_for 15 grep -q '^interpreter /usr/bin/qemu-aarch64-static' $bm/qemu-aarch64 \
+   && wait_for 15 test "$(ls $bm | grep -c '^qemu-')" -ge "$(ls /usr/lib/binfmt.d/qemu-*.conf | wc -l)"; then
+    say restored_after_systemd_binfmt yes
+else
+    say restored_after_systemd_binfmt no
+fi
+say entries_after_restart "$(ls $bm | grep -c '^qemu-')"
+say aarch64_interpreter_after_restart "$(sed -n 's/^interpreter //p' $bm/qemu-aarch64 2>/dev/null)"
+
+# A drop-in, then `systemctl reload qusd`.
+printf '[qemu]\nexclude = ["s390x"]\n' > /etc/qus.d/60-boottest.toml
+systemctl reload qusd 2>> /root/reload.log
+say reload_rc $?
+if wait_for 15 test ! -e $bm/qemu-s390x; then say reload_applied yes; else say reload_applied no; fi
+say status_after_reload "$(systemctl show -p StatusText --value qusd)"
+say active_after_reload "$(systemctl is-active qusd)"
+
+# Purge.
+apt-get purge -y qus > /root/purge.log 2>&1
+say purge_rc $?
+say unit_after_purge "$(systemctl list-unit-files qusd.service --no-legend | wc -l)"
+say wants_after_purge "$(ls /etc/systemd/system/*/qusd.service 2>/dev/null | wc -l)"
+say active_after_purge "$(systemctl is-active qusd)"
+say config_after_purge "$(ls /etc/qus.d 2>/dev/null | wc -l)"
+say done yes
+systemctl poweroff --no-block
