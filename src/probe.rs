@@ -120,7 +120,9 @@ fn run_inner(probe: &Probe, timeout: std::time::Duration) -> std::io::Result<Run
     );
     let spawned = std::process::Command::new(&path)
         .arg0(format!("qus-probe-{}", probe.arch))
-        .stdin(std::process::Stdio::null())
+        // An empty memfd, not /dev/null: a scratch container or chroot
+        // may have no /dev.
+        .stdin(memfd("qus-probe-stdin")?)
         .stdout(out.try_clone()?)
         .stderr(err.try_clone()?)
         .process_group(0)

@@ -44,6 +44,13 @@ cp -a "$base/." "$root/"
 # is started in the chroot: no systemd runs there).
 cp "$deb" "$root/root/qus.deb"
 chroot "$root" dpkg -i /root/qus.deb
+# The unit as installed: systemd-analyze verify, and the exposure scores of
+# qusd.service and of Debian's systemd-binfmt.service side by side.
+unit=$root/lib/systemd/system/qusd.service
+if systemd-analyze verify --root="$root" --man=no "$unit"; then verify=ok; else verify=failed; fi
+score() { systemd-analyze security --offline=true --root="$root" "$1" 2>/dev/null | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p'; }
+score_qusd=$(score "$unit")
+score_binfmt=$(score "$root/lib/systemd/system/systemd-binfmt.service")
 install -m755 "$here/inside.sh" "$root/usr/local/bin/qus-boottest"
 cat > "$root/etc/systemd/system/qus-boottest.service" <<'UNIT'
 [Unit]
@@ -89,6 +96,8 @@ expect() { # KEY PATTERN
     v=$(sed -n "s/^$1=//p" "$results")
     if [[ "$v" =~ $2 ]]; then echo "ok   $1 = $v"; else echo "FAIL $1 = '$v' (want /$2/)"; fail=1; fi
 }
+[ "$verify" = ok ] && echo "ok   systemd-analyze verify qusd.service" || { echo "FAIL systemd-analyze verify qusd.service"; fail=1; }
+echo "systemd-analyze security --offline: qusd.service $score_qusd, systemd-binfmt.service $score_binfmt (lower is better)"
 expect enabled '^enabled$'
 expect active '^active$'
 expect status_text 'registered, 0 errors'

@@ -1,0 +1,82 @@
+#!/bin/bash
+# Build every shipped artefact from the repo and check it, as CI does:
+# make install DESTDIR=, .deb (+ lintian), .rpm (+ rpm -qlp), the container
+# image (+ run from its own rootfs), the Kubernetes manifests (schemas),
+# and the real boot test of the .deb under systemd in systemd-nspawn.
+#
+# Needs (the CI script installs them): cargo-deb, cargo-generate-rpm,
+# lintian, rpm, buildah, debootstrap, systemd-container, bc, binutils,
+# kubernetes-validate (PyPI), qemu-user-static.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+fail=0
+step() { echo; echo "== $*"; }
+bad() { echo "FAIL $*"; fail=1; }
+
+step "make all + make install DESTDIR"
+make all
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+make install DESTDIR="$stage" PREFIX=/usr >/dev/null
+expected="/etc/qus.d/50-example.toml
+/usr/bin/qus
+/usr/bin/qusd
+/usr/lib/systemd/system/qusd.service
+/usr/share/bash-completion/completions/qus
+/usr/share/bash-completion/completions/qusd
+/usr/share/fish/vendor_completions.d/qus.fish
+/usr/share/fish/vendor_completions.d/qusd.fish
+/usr/share/man/man1/qus.1.gz
+/usr/share/man/man5/qus.d.5.gz
+/usr/share/man/man8/qusd.8.gz
+/usr/share/zsh/vendor-completions/_qus
+/usr/share/zsh/vendor-completions/_qusd"
+got=$(cd "$stage" && find . -type f | sed 's/^\.//' | sort)
+[ "$got" = "$expected" ] && echo "ok   make install file list" || { bad "make install file list"; diff <(echo "$expected") <(echo "$got") || true; }
+for page in qus.1 qusd.8 qus.d.5; do
+    sec=${page##*.}
+    if man -l "$stage/usr/share/man/man$sec/$page.gz" 2>&1 | grep "^NAME" >/dev/null; then echo "ok   man $page renders"; else bad "man $page"; fi
+done
+
+step "Debian package"
+cargo deb --no-build --no-strip
+deb=$(ls -t target/debian/qus_*.deb | head -1)
+[ "$(dpkg-deb -f "$deb" Recommends)" = qemu-user-static ] && echo "ok   Recommends: qemu-user-static" || bad "Recommends"
+ctl=$(mktemp -d)
+dpkg-deb -e "$deb" "$ctl"
+grep -q "deb-systemd-helper enable qusd.service" "$ctl/postinst" && echo "ok   postinst enables qusd" || bad "postinst"
+grep -q "deb-systemd-invoke stop qusd.service" "$ctl/prerm" && echo "ok   prerm stops qusd" || bad "prerm"
+grep -q "deb-systemd-helper purge qusd.service" "$ctl/postrm" && echo "ok   postrm purges" || bad "postrm"
+rm -rf "$ctl"
+lintian --info "$deb" > target/lintian.txt 2>&1 || true
+cat target/lintian.txt
+if grep -q "^E:" target/lintian.txt; then bad "lintian errors"; else echo "ok   lintian: no errors"; fi
+
+step "RPM"
+cargo generate-rpm
+rpm=$(ls -t target/generate-rpm/qus-*.rpm | head -1)
+rpmfiles=$(rpm -qlp "$rpm" 2>/dev/null | sort)
+echo "$rpmfiles"
+for f in /usr/bin/qus /usr/bin/qusd /usr/lib/systemd/system/qusd.service /etc/qus.d/50-example.toml \
+         /usr/share/man/man1/qus.1.gz /usr/share/man/man5/qus.d.5.gz /usr/share/man/man8/qusd.8.gz; do
+    echo "$rpmfiles" | grep -x "$f" >/dev/null || bad "rpm lacks $f"
+done
+rpm -qp --scripts "$rpm" 2>/dev/null | grep "systemctl preset qusd.service" >/dev/null && echo "ok   rpm %post presets qusd" || bad "rpm scripts"
+rpm -qp --recommends "$rpm" 2>/dev/null | grep qemu-user-static >/dev/null && echo "ok   rpm recommends qemu-user-static" || bad "rpm recommends"
+
+step "Kubernetes manifests"
+kubernetes-validate --strict packaging/kubernetes/qus.yaml || bad "kubernetes-validate"
+
+step "Container image"
+packaging/container/build.sh localhost/qus:ci
+tests/container/check.sh localhost/qus:ci || bad "container check"
+
+step "Boot test"
+tests/boot/run.sh "$deb" || bad "boot test"
+
+step "Sizes"
+ls -l "$deb" "$rpm" | awk '{print $5, $9}'
+buildah --storage-driver vfs images --format '{{.Size}} {{.Name}}:{{.Tag}}' localhost/qus:ci
+
+if [ $fail = 0 ]; then echo "packaging: 1 passed, 0 failed"; else echo "packaging: 0 passed, 1 failed"; fi
+exit $fail
