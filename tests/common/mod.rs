@@ -43,6 +43,8 @@ pub fn require_qemu(arch: &str) -> PathBuf {
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
     holder: Child,
+    /// Where binfmt_misc is mounted inside the namespace.
+    bm: PathBuf,
 }
 
 impl Sandbox {
@@ -54,6 +56,31 @@ impl Sandbox {
     /// A namespace whose binfmt_misc is not mounted yet (qus must mount it).
     pub fn unmounted() -> Sandbox {
         Sandbox::start(false)
+    }
+
+    /// binfmt_misc at the system path /proc/sys/fs/binfmt_misc (inside
+    /// the namespace), for tools that cannot be pointed elsewhere; also a
+    /// private /var/lib/binfmts for update-binfmts' database.
+    pub fn system_path() -> Sandbox {
+        let mut sb = Sandbox::start(false);
+        let varlib = sb.path().join("varlib-binfmts");
+        fs::create_dir(&varlib).expect("mkdir");
+        let st = sb
+            .command("sh")
+            .arg("-c")
+            .arg(format!(
+                "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc && \
+                 if [ -d /var/lib/binfmts ]; then mount --bind '{}' /var/lib/binfmts; fi",
+                varlib.display()
+            ))
+            .status()
+            .expect("mount");
+        assert!(
+            st.success(),
+            "cannot mount binfmt_misc on /proc/sys/fs/binfmt_misc in the namespace"
+        );
+        sb.bm = PathBuf::from("/proc/sys/fs/binfmt_misc");
+        sb
     }
 
     fn start(mount: bool) -> Sandbox {
@@ -104,7 +131,7 @@ impl Sandbox {
              with user namespaces enabled (kernel.unprivileged_userns_clone / \
              user.max_user_namespaces)"
         );
-        Sandbox { dir, holder }
+        Sandbox { bm, dir, holder }
     }
 
     pub fn path(&self) -> &Path {
@@ -113,7 +140,7 @@ impl Sandbox {
 
     /// The binfmt_misc mount point, as seen inside the namespace.
     pub fn binfmt(&self) -> PathBuf {
-        self.path().join("binfmt")
+        self.bm.clone()
     }
 
     /// The same directory as the test process can reach it.

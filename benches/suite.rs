@@ -1,0 +1,688 @@
+//! The performance suite: qus side by side with systemd-binfmt,
+//! update-binfmts and qemu-binfmt-conf.sh, each in its own private
+//! binfmt_misc instance (user + mount namespace, Linux >= 6.7), on the same
+//! work, interleaved. Prints one markdown report.
+//!
+//!     cargo bench --bench suite                  # full run (~5 min)
+//!     QUS_BENCH_QUICK=1 cargo bench --bench suite    # CI: checks it runs
+//!
+//! Needs: qemu-user-static, binfmt-support, strace, time, systemd (for
+//! /lib/systemd/systemd-binfmt); qemu-binfmt-conf.sh is fetched from
+//! Debian's qemu source package into /var/cache/qus-bench (never committed).
+//! Whole-process measurements, so a plain harness rather than criterion.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{require_qemu, require_tool, wait_for, NotifySocket, Sandbox, QUS, QUSD};
+
+struct Settings {
+    quick: bool,
+    apply_trials: usize,
+    latency_trials: usize,
+    idle_secs: u64,
+    scale: Vec<usize>,
+    burst: usize,
+}
+
+/// Median, min, max of samples in ms.
+#[derive(Clone, Copy)]
+struct Stat {
+    median: f64,
+    min: f64,
+    max: f64,
+    p99: f64,
+}
+
+fn stat(mut v: Vec<f64>) -> Stat {
+    v.sort_by(f64::total_cmp);
+    let at = |p: f64| v[(((v.len() - 1) as f64) * p).round() as usize];
+    Stat {
+        median: at(0.5),
+        min: v[0],
+        max: v[v.len() - 1],
+        p99: at(0.99),
+    }
+}
+
+fn fmt(s: Stat) -> String {
+    format!("{:.1} ({:.1}–{:.1})", s.median, s.min, s.max)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Tool {
+    Qus,
+    SystemdBinfmt,
+    UpdateBinfmts,
+    QemuBinfmtConf,
+    /// The namespace and nsenter cost alone, subtracted from the others.
+    Nothing,
+}
+
+impl Tool {
+    fn name(self) -> &'static str {
+        match self {
+            Tool::Qus => "qus register",
+            Tool::SystemdBinfmt => "systemd-binfmt",
+            Tool::UpdateBinfmts => "update-binfmts",
+            Tool::QemuBinfmtConf => "qemu-binfmt-conf.sh",
+            Tool::Nothing => "(namespace + nsenter only)",
+        }
+    }
+}
+
+/// Everything the peers need, found or fetched once.
+struct Peers {
+    binfmt_d: Vec<PathBuf>,
+    binfmts: Vec<String>,
+    conf_sh: PathBuf,
+}
+
+fn fetch_qemu_binfmt_conf() -> PathBuf {
+    let cache = Path::new("/var/cache/qus-bench");
+    let script = cache.join("qemu-binfmt-conf.sh");
+    if script.is_file() {
+        return script;
+    }
+    fs::create_dir_all(cache.join("apt/lists/partial")).expect("cache dir");
+    fs::write(
+        cache.join("src.list"),
+        "deb-src http://deb.debian.org/debian bookworm main\n",
+    )
+    .expect("src.list");
+    let apt = |args: &[&str]| {
+        let st = Command::new("apt-get")
+            .current_dir(cache)
+            .args([
+                "-qq",
+                "-o",
+                "Dir::Etc::SourceList=/var/cache/qus-bench/src.list",
+                "-o",
+                "Dir::Etc::SourceParts=/dev/null",
+                "-o",
+                "Dir::State::Lists=/var/cache/qus-bench/apt/lists",
+            ])
+            .args(args)
+            .status()
+            .expect("apt-get");
+        assert!(st.success(), "apt-get {args:?} failed");
+    };
+    apt(&["update"]);
+    apt(&["source", "--download-only", "qemu"]);
+    let orig = fs::read_dir(cache)
+        .expect("cache")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".orig.tar.xz"))
+        .expect("qemu orig tarball");
+    let st = Command::new("tar")
+        .current_dir(cache)
+        .arg("-xJf")
+        .arg(&orig)
+        .args([
+            "--wildcards",
+            "*/scripts/qemu-binfmt-conf.sh",
+            "--strip-components=2",
+        ])
+        .status()
+        .expect("tar");
+    assert!(
+        st.success() && script.is_file(),
+        "qemu-binfmt-conf.sh not in {}",
+        orig.display()
+    );
+    script
+}
+
+fn peers() -> Peers {
+    require_qemu("aarch64");
+    require_tool("update-binfmts", "binfmt-support");
+    require_tool("strace", "strace");
+    assert!(
+        Path::new("/lib/systemd/systemd-binfmt").is_file(),
+        "needs /lib/systemd/systemd-binfmt: apt-get install -y systemd"
+    );
+    let mut binfmt_d: Vec<PathBuf> = fs::read_dir("/usr/lib/binfmt.d")
+        .expect("/usr/lib/binfmt.d")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("qemu-"))
+        })
+        .collect();
+    binfmt_d.sort();
+    let mut binfmts: Vec<String> = fs::read_dir("/usr/share/binfmts")
+        .expect("/usr/share/binfmts")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("qemu-"))
+        .collect();
+    binfmts.sort();
+    Peers {
+        binfmt_d,
+        binfmts,
+        conf_sh: fetch_qemu_binfmt_conf(),
+    }
+}
+
+/// The command that makes `tool` register every emulator, inside `sb`.
+fn apply_command(tool: Tool, sb: &Sandbox, p: &Peers) -> Command {
+    match tool {
+        Tool::Qus => {
+            let mut c = sb.command(QUS);
+            c.arg("--state-dir")
+                .arg(sb.state())
+                .arg("--config-dir")
+                .arg(sb.etc());
+            c.arg("--log-level").arg("warn").arg("register");
+            c
+        }
+        Tool::SystemdBinfmt => {
+            let mut c = sb.command("/lib/systemd/systemd-binfmt");
+            c.args(&p.binfmt_d);
+            c
+        }
+        Tool::UpdateBinfmts => {
+            // Import (which enables) every qemu format Debian ships.
+            let mut c = sb.command("sh");
+            c.arg("-c").arg(format!(
+                "for f in {}; do update-binfmts --importdir /usr/share/binfmts --import $f || exit 1; done",
+                p.binfmts.join(" ")
+            ));
+            c
+        }
+        Tool::QemuBinfmtConf => {
+            let mut c = sb.command("sh");
+            c.arg(&p.conf_sh).args([
+                "--qemu-path",
+                "/usr/bin",
+                "--qemu-suffix",
+                "-static",
+                "--persistent",
+                "yes",
+                "--preserve-argv0",
+                "yes",
+            ]);
+            c
+        }
+        Tool::Nothing => sb.command("true"),
+    }
+}
+
+fn run_quiet(c: Command) -> Duration {
+    let (d, ok, text) = run_status(c);
+    assert!(ok, "failed: {text}");
+    d
+}
+
+/// Run, time, and say whether it succeeded (with its output).
+fn run_status(mut c: Command) -> (Duration, bool, String) {
+    let t0 = Instant::now();
+    let out = c.output().expect("run tool");
+    let d = t0.elapsed();
+    let text = format!(
+        "{:?}: {}{}",
+        c,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (d, out.status.success(), text)
+}
+
+/// Writes to binfmt_misc files made by a command, from strace.
+fn count_writes(tool: Tool, sb: &Sandbox, p: &Peers) -> BTreeMap<&'static str, usize> {
+    let trace = sb.path().join(format!("strace-{tool:?}"));
+    let c = apply_command(tool, sb, p);
+    // `c` is `nsenter … -- PROGRAM ARGS`: trace PROGRAM ARGS inside.
+    let inner: Vec<_> = c.get_args().skip_while(|a| *a != "--").skip(1).collect();
+    let mut s = sb.command("strace");
+    s.args([
+        "-f",
+        "-qq",
+        "-yy",
+        "-e",
+        "trace=write",
+        "-e",
+        "signal=none",
+        "-o",
+    ])
+    .arg(&trace)
+    .args(inner);
+    let _ = run_status(s);
+    let text = fs::read_to_string(&trace).unwrap_or_default();
+    let mut counts = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.contains("</proc/sys/fs/binfmt_misc/"))
+    {
+        let refused = line.contains("= -1 E");
+        let kind = if line.contains("/binfmt_misc/register>") {
+            if refused {
+                "register (refused: EEXIST)"
+            } else {
+                "register"
+            }
+        } else if line.contains("\"-1") {
+            "remove"
+        } else {
+            "enable/disable"
+        };
+        *counts.entry(kind).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn entries(sb: &Sandbox) -> usize {
+    sb.entries().len()
+}
+
+fn host_info() -> String {
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_default();
+    let qemu = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", "qemu-user-static"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    format!(
+        "Linux {}, {} CPUs ({cpu}), qemu-user-static {qemu}",
+        kernel.trim(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    )
+}
+
+fn main() {
+    let quick = std::env::var_os("QUS_BENCH_QUICK").is_some();
+    let s = if quick {
+        Settings {
+            quick,
+            apply_trials: 3,
+            latency_trials: 5,
+            idle_secs: 2,
+            scale: vec![1, 100],
+            burst: 100,
+        }
+    } else {
+        Settings {
+            quick,
+            apply_trials: 15,
+            latency_trials: 60,
+            idle_secs: 60,
+            scale: vec![1, 100, 1000],
+            burst: 1000,
+        }
+    };
+    let p = peers();
+    let mut out = String::new();
+    out.push_str(&format!(
+        "# qus performance suite{}\n\n{}. Each tool runs in its own private binfmt_misc \
+         instance (user + mount namespace), interleaved, {} trials. Times in ms: \
+         median (min–max), namespace + nsenter cost subtracted.\n\n",
+        if s.quick {
+            " (quick mode: not for quoting)"
+        } else {
+            ""
+        },
+        host_info(),
+        s.apply_trials
+    ));
+
+    // 1 + 2: cold apply and re-apply, interleaved.
+    let tools = [
+        Tool::Nothing,
+        Tool::Qus,
+        Tool::SystemdBinfmt,
+        Tool::UpdateBinfmts,
+        Tool::QemuBinfmtConf,
+    ];
+    let mut cold: BTreeMap<Tool, Vec<f64>> = BTreeMap::new();
+    let mut again: BTreeMap<Tool, Vec<f64>> = BTreeMap::new();
+    let mut count: BTreeMap<Tool, usize> = BTreeMap::new();
+    let mut again_fails: BTreeMap<Tool, usize> = BTreeMap::new();
+    for _ in 0..s.apply_trials {
+        for &t in &tools {
+            let sb = Sandbox::system_path();
+            let d1 = run_quiet(apply_command(t, &sb, &p));
+            // A second run over the same state: some tools fail (EEXIST).
+            let (d2, ok, _) = run_status(apply_command(t, &sb, &p));
+            if !ok {
+                *again_fails.entry(t).or_insert(0) += 1;
+            }
+            cold.entry(t).or_default().push(d1.as_secs_f64() * 1000.0);
+            again.entry(t).or_default().push(d2.as_secs_f64() * 1000.0);
+            count.insert(t, entries(&sb));
+        }
+    }
+    let base_cold = stat(cold[&Tool::Nothing].clone()).median;
+    let base_again = stat(again[&Tool::Nothing].clone()).median;
+    let adj = |v: &[f64], base: f64| stat(v.iter().map(|x| (x - base).max(0.0)).collect());
+    let qus_cold = adj(&cold[&Tool::Qus], base_cold).median;
+    let qus_again = adj(&again[&Tool::Qus], base_again).median;
+    // Writes on the re-apply, counted with strace in separate (untimed) runs.
+    let mut writes: BTreeMap<Tool, BTreeMap<&'static str, usize>> = BTreeMap::new();
+    for &t in &tools[1..] {
+        let sb = Sandbox::system_path();
+        run_quiet(apply_command(t, &sb, &p));
+        writes.insert(t, count_writes(t, &sb, &p));
+    }
+    out.push_str("## Cold apply and re-apply\n\n");
+    out.push_str("| tool | entries | cold apply ms | × qus | re-apply ms | × qus | writes on re-apply |\n|---|---|---|---|---|---|---|\n");
+    for &t in &tools[1..] {
+        let c = adj(&cold[&t], base_cold);
+        let a = adj(&again[&t], base_again);
+        let w = &writes[&t];
+        let mut wtext = if w.is_empty() {
+            "none".to_string()
+        } else {
+            w.iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if let Some(n) = again_fails.get(&t) {
+            wtext.push_str(&format!("; exits non-zero ({n}/{} runs)", s.apply_trials));
+        }
+        out.push_str(&format!(
+            "| {} | {} | {} | {:.1} | {} | {:.1} | {} |\n",
+            t.name(),
+            count[&t],
+            fmt(c),
+            c.median / qus_cold,
+            fmt(a),
+            a.median / qus_again.max(0.01),
+            wtext
+        ));
+    }
+    out.push_str(&format!(
+        "\nNamespace + nsenter cost subtracted: {:.1} ms. systemd-binfmt and update-binfmts \
+         register Debian's {} qemu formats; qus and qemu-binfmt-conf.sh every foreign emulator \
+         in /usr/bin.\n\n",
+        base_cold,
+        p.binfmt_d.len()
+    ));
+
+    // 3 + 4: reaction latency and upgrade under F (qusd only).
+    let latency = latency(&s);
+    let upgrade = upgrade(&s);
+    out.push_str("## Reaction (qusd; the peers have no such path)\n\n");
+    out.push_str("| event | qusd median ms | p99 ms | min–max | systemd-binfmt / update-binfmts / qemu-binfmt-conf.sh |\n|---|---|---|---|---|\n");
+    out.push_str(&format!(
+        "| emulator renamed into the search dir → entry live (debounce 100 ms) | {:.1} | {:.1} | {:.1}–{:.1} | never: needs a manual re-run |\n",
+        latency.median, latency.p99, latency.min, latency.max
+    ));
+    out.push_str(&format!(
+        "| emulator upgraded (renamed over) under F → kernel runs the new file | {:.1} | {:.1} | {:.1}–{:.1} | never: the old file runs until a manual re-run |\n\n",
+        upgrade.median, upgrade.p99, upgrade.min, upgrade.max
+    ));
+
+    // 5 + 6: idle cost and memory.
+    out.push_str(&format!(
+        "## Idle ({} s, no events) and memory\n\n",
+        s.idle_secs
+    ));
+    out.push_str("| qusd | CPU ms | voluntary ctx switches | involuntary | RSS after start KiB | RSS after idle KiB | peak RSS KiB |\n|---|---|---|---|---|---|---|\n");
+    for wd in [None, Some("10000000")] {
+        out.push_str(&idle(&s, wd));
+    }
+    let peak = qus_register_peak_rss();
+    out.push_str(&format!(
+        "\n`qus register` (32 entries, cold): peak RSS {peak} KiB. Stripped binaries: qus {} bytes, qusd {} bytes.\n\n",
+        fs::metadata(QUS).map(|m| m.len()).unwrap_or(0),
+        fs::metadata(QUSD).map(|m| m.len()).unwrap_or(0)
+    ));
+
+    // 7: scale.
+    out.push_str("## Scale\n\n| custom entries | cold `qus register` ms | re-apply ms | writes on re-apply |\n|---|---|---|---|\n");
+    for &n in &s.scale {
+        out.push_str(&scale_entries(n));
+    }
+    out.push_str(&burst(&s));
+    println!("{out}");
+}
+
+fn daemon_sandbox(debounce: u64) -> Sandbox {
+    let sb = Sandbox::new();
+    sb.write_config(
+        "10-bench.toml",
+        &format!(
+            "[qemu]\nsearch_path = [\"{}\"]\n[daemon]\ndebounce_ms = {debounce}\n",
+            sb.bin().display()
+        ),
+    );
+    sb
+}
+
+fn stage_emulator(sb: &Sandbox, arch: &str) -> PathBuf {
+    let stage = sb.path().join("stage");
+    fs::create_dir_all(&stage).expect("mkdir");
+    let staged = stage.join(format!("qemu-{arch}-static"));
+    if fs::hard_link(require_qemu(arch), &staged).is_err() {
+        fs::copy(require_qemu(arch), &staged).expect("copy");
+    }
+    staged
+}
+
+fn latency(s: &Settings) -> Stat {
+    let sb = daemon_sandbox(100);
+    let staged = stage_emulator(&sb, "aarch64");
+    let live = sb.bin().join("qemu-aarch64-static");
+    let entry = sb.binfmt_outside().join("qemu-aarch64");
+    let mut n = NotifySocket::new(sb.path());
+    let _d = sb.qusd_ready(&mut n);
+    let mut v = vec![];
+    for _ in 0..s.latency_trials {
+        let t0 = Instant::now();
+        fs::rename(&staged, &live).expect("rename in");
+        while !entry.exists() {
+            std::thread::sleep(Duration::from_micros(50));
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "entry never appeared"
+            );
+        }
+        v.push(t0.elapsed().as_secs_f64() * 1000.0);
+        fs::rename(&live, &staged).expect("rename out");
+        wait_for(10, "entry removed", || !entry.exists());
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    stat(v)
+}
+
+/// Upgrade by rename under F: time until the kernel runs the new file.
+/// The "emulator" alternates between the real qemu-aarch64 (the probe then
+/// prints its own line) and another ELF program (the x86_64 probe, which
+/// prints "qus-probe x86_64" whatever it is given). Both are ELF files, so
+/// F really pins the old one until qusd re-registers (a script would not
+/// show it: the kernel re-opens a script's interpreter by path).
+fn upgrade(s: &Settings) -> Stat {
+    let sb = daemon_sandbox(100);
+    sb.install_emulator("aarch64");
+    let live = sb.bin().join("qemu-aarch64-static");
+    let real = sb.path().join("real-qemu");
+    fs::copy(&live, &real).expect("copy");
+    let other = sb.path().join("other-elf");
+    fs::write(&other, qus::probe::find("x86_64").expect("probe").program).expect("write");
+    let mut n = NotifySocket::new(sb.path());
+    let _d = sb.qusd_ready(&mut n);
+    let probe = qus::probe::find("aarch64").expect("probe").program;
+    let mut v = vec![];
+    for i in 0..s.latency_trials.min(20) {
+        let (src, want) = if i % 2 == 0 {
+            (&other, "qus-probe x86_64\n")
+        } else {
+            (&real, "qus-probe aarch64\n")
+        };
+        let next = sb.bin().join(".next");
+        fs::copy(src, &next).expect("stage");
+        fs::set_permissions(&next, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        let t0 = Instant::now();
+        fs::rename(&next, &live).expect("upgrade");
+        loop {
+            let out = sb.run_program("probe", probe);
+            if String::from_utf8_lossy(&out.stdout) == want {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "upgrade never took effect"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        v.push(t0.elapsed().as_secs_f64() * 1000.0);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    stat(v)
+}
+
+fn proc_field(pid: u32, key: &str) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = s
+        .rsplit_once(") ")
+        .map(|(_, r)| r)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn idle(s: &Settings, watchdog: Option<&str>) -> String {
+    let sb = Sandbox::new();
+    sb.write_config("10-bench.toml", "[qemu]\nsearch_path = [\"/usr/bin\"]\n");
+    let mut n = NotifySocket::new(sb.path());
+    let env: Vec<(&str, &str)> = watchdog.iter().map(|w| ("WATCHDOG_USEC", *w)).collect();
+    let d = sb.qusd(Some(&n), &env);
+    n.wait(20, "READY=1", |m| m.contains("READY=1"));
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = d.pid();
+    let rss0 = proc_field(pid, "VmRSS:");
+    let (v0, i0, c0) = (
+        proc_field(pid, "voluntary_ctxt_switches:"),
+        proc_field(pid, "nonvoluntary_ctxt_switches:"),
+        cpu_ticks(pid),
+    );
+    std::thread::sleep(Duration::from_secs(s.idle_secs));
+    format!(
+        "| {} | {} | {} | {} | {rss0} | {} | {} |\n",
+        watchdog.map_or("no watchdog".to_string(), |w| format!(
+            "WATCHDOG_USEC={} s",
+            w.parse::<u64>().unwrap_or(0) / 1_000_000
+        )),
+        (cpu_ticks(pid) - c0) * 10,
+        proc_field(pid, "voluntary_ctxt_switches:") - v0,
+        proc_field(pid, "nonvoluntary_ctxt_switches:") - i0,
+        proc_field(pid, "VmRSS:"),
+        proc_field(pid, "VmHWM:")
+    )
+}
+
+fn qus_register_peak_rss() -> String {
+    let sb = Sandbox::new();
+    sb.write_config("10-bench.toml", "[qemu]\nsearch_path = [\"/usr/bin\"]\n");
+    let out = sb
+        .command("/usr/bin/time")
+        .args(["-f", "%M"])
+        .arg(QUS)
+        .arg("--binfmt-misc")
+        .arg(sb.binfmt())
+        .arg("--state-dir")
+        .arg(sb.state())
+        .arg("--config-dir")
+        .arg(sb.etc())
+        .args(["--log-level", "warn", "register"])
+        .output()
+        .expect("time qus register (apt-get install time)");
+    String::from_utf8_lossy(&out.stderr)
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or("?")
+        .to_string()
+}
+
+fn scale_entries(n: usize) -> String {
+    let sb = Sandbox::new();
+    let mut cfg = String::from("[qemu]\ntargets = []\n");
+    for i in 0..n {
+        cfg.push_str(&format!("[entry.qus-bench-{i}]\ntype = \"extension\"\nextension = \"qb{i}\"\ninterpreter = \"/bin/sh\"\n"));
+    }
+    sb.write_config("10-bench.toml", &cfg);
+    let t0 = Instant::now();
+    sb.qus_ok(&["--log-level", "warn", "register"]);
+    let cold = t0.elapsed().as_secs_f64() * 1000.0;
+    assert_eq!(sb.entries().len(), n);
+    let t0 = Instant::now();
+    let out = sb.qus_ok(&["--log-level", "warn", "register"]);
+    let again = t0.elapsed().as_secs_f64() * 1000.0;
+    let writes = out
+        .split(", ")
+        .find(|p| p.contains("writes"))
+        .and_then(|p| p.split_whitespace().next())
+        .unwrap_or("?")
+        .to_string();
+    format!("| {n} | {cold:.1} | {again:.1} | {writes} |\n")
+}
+
+/// A burst of file events in the search dir, one of them a real emulator.
+fn burst(s: &Settings) -> String {
+    let sb = daemon_sandbox(100);
+    let staged = stage_emulator(&sb, "riscv64");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    let passes_before = d.count(" INFO pass ");
+    let mut watch = common::WriteWatch::new(&sb.binfmt_outside());
+    let t0 = Instant::now();
+    for i in 0..s.burst - 1 {
+        let tmp = sb.bin().join(format!(".junk-{i}"));
+        fs::write(&tmp, b"x").expect("junk");
+        fs::rename(&tmp, sb.bin().join(format!("junk-{i}"))).expect("rename");
+    }
+    fs::rename(&staged, sb.bin().join("qemu-riscv64-static")).expect("rename in");
+    let entry = sb.binfmt_outside().join("qemu-riscv64");
+    while !entry.exists() {
+        std::thread::sleep(Duration::from_micros(100));
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "burst never settled"
+        );
+    }
+    let settled = t0.elapsed().as_secs_f64() * 1000.0;
+    std::thread::sleep(Duration::from_millis(500));
+    let passes = d.count(" INFO pass ") - passes_before;
+    let events = watch.drain();
+    let deletes = events.iter().filter(|e| e.contains("DELETE")).count();
+    format!(
+        "\nBurst of {} file events in the search dir (one a real emulator): settled in {settled:.1} ms, \
+         {passes} reconcile pass(es), {} new entry, {deletes} removals (one write per real change).\n",
+        s.burst,
+        sb.entries().len()
+    )
+}
