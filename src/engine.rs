@@ -57,8 +57,14 @@ pub fn native_now(
     if let Some(k) = known {
         return k.clone();
     }
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let key = format!("{} {}", boot_id.trim(), ctx.host.machine);
+    if let Some(cached) = ctx.state.load_native(&key) {
+        return cached;
+    }
     let enabled = ctx.binfmt.is_mounted() && ctx.binfmt.enabled().unwrap_or(false);
     let verdicts = observe::native_verdicts(&ctx.host, kernel, owned, enabled);
+    ctx.state.save_native(&key, &verdicts);
     for (arch, v) in &verdicts {
         match v {
             Native::Yes(why) => tracing::debug!("native {arch}: {why}"),

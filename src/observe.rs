@@ -61,7 +61,7 @@ impl Host {
 /// when no binfmt_misc entry can catch it (an aarch64 kernel without
 /// AArch32, or x86_64 booted with `ia32_emulation=0`, fails the family
 /// guess); otherwise by the family rule of `qemu-binfmt-conf.sh`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Native {
     Yes(String),
     No(String),
@@ -167,14 +167,15 @@ pub fn wanted(
     overrides: &Overrides,
 ) -> Wanted {
     let mut items = Vec::new();
+    let dirs = safety::DirCache::default();
     for arch in arch::ARCHES {
-        items.push(want_arch(config, native, overrides, arch));
+        items.push(want_arch(config, native, overrides, arch, &dirs));
     }
     for (name, entry) in &config.entries {
         let want = if !entry.enabled {
             Err(Skip::Excluded(format!("disabled in {}", entry.source)))
         } else {
-            checked(entry.spec.clone())
+            checked(entry.spec.clone(), &dirs)
         };
         items.push(Want {
             name: name.clone(),
@@ -190,6 +191,7 @@ fn want_arch(
     native: &std::collections::BTreeMap<String, Native>,
     overrides: &Overrides,
     arch: &Arch,
+    dirs: &safety::DirCache,
 ) -> Want {
     let name = config.entry_name(arch.name);
     let over = config.arch.get(arch.name);
@@ -241,15 +243,18 @@ fn want_arch(
                     .flags
                     .or_else(|| over.and_then(|o| o.flags.as_ref()).map(|f| f.value))
                     .unwrap_or(config.flags.value);
-                checked(EntrySpec {
-                    matcher: Matcher::Magic {
-                        offset: 0,
-                        magic: arch.magic.to_vec(),
-                        mask: Some(arch.mask.to_vec()),
+                checked(
+                    EntrySpec {
+                        matcher: Matcher::Magic {
+                            offset: 0,
+                            magic: arch.magic.to_vec(),
+                            mask: Some(arch.mask.to_vec()),
+                        },
+                        interpreter,
+                        flags,
                     },
-                    interpreter,
-                    flags,
-                })
+                    dirs,
+                )
             }
         },
     };
@@ -261,14 +266,15 @@ fn want_arch(
 }
 
 /// Apply the interpreter safety rules and take the file's identity.
-fn checked(spec: EntrySpec) -> Result<crate::plan::Desired, Skip> {
+fn checked(spec: EntrySpec, dirs: &safety::DirCache) -> Result<crate::plan::Desired, Skip> {
     if !spec.interpreter.exists() {
         return Err(Skip::NoInterpreter(format!(
             "{} does not exist",
             spec.interpreter.display()
         )));
     }
-    let resolved = safety::check_interpreter(&spec.interpreter).map_err(|r| Skip::Refused(r.0))?;
+    let resolved = safety::check_interpreter_cached(&spec.interpreter, dirs)
+        .map_err(|r| Skip::Refused(r.0))?;
     let identity = Identity::of(&resolved).map_err(|e| Skip::Refused(e.to_string()))?;
     Ok(crate::plan::Desired { spec, identity })
 }

@@ -41,8 +41,18 @@ impl std::fmt::Display for Refusal {
     }
 }
 
+/// Verdicts on directories already checked during one pass: 32 emulators
+/// in /usr/bin share every ancestor, so each directory is checked once.
+#[derive(Debug, Default)]
+pub struct DirCache(std::cell::RefCell<std::collections::HashMap<PathBuf, Result<(), Refusal>>>);
+
 /// Check an interpreter and return the resolved file it names.
 pub fn check_interpreter(path: &Path) -> Result<PathBuf, Refusal> {
+    check_interpreter_cached(path, &DirCache::default())
+}
+
+/// [`check_interpreter`] sharing directory verdicts through `cache`.
+pub fn check_interpreter_cached(path: &Path, cache: &DirCache) -> Result<PathBuf, Refusal> {
     if !path.is_absolute() {
         return Err(Refusal(format!(
             "{} is not an absolute path",
@@ -78,11 +88,17 @@ pub fn check_interpreter(path: &Path) -> Result<PathBuf, Refusal> {
     }
     // The directories holding the name we were given (a symlink may live
     // there) and those holding the file it resolves to.
-    if let Some(parent) = path.parent() {
-        check_directories(parent)?;
-    }
-    if let Some(parent) = resolved.parent() {
-        check_directories(parent)?;
+    for dir in [path.parent(), resolved.parent()].into_iter().flatten() {
+        let known = cache.0.borrow().get(dir).cloned();
+        let verdict = match known {
+            Some(v) => v,
+            None => {
+                let v = check_directories(dir);
+                cache.0.borrow_mut().insert(dir.to_path_buf(), v.clone());
+                v
+            }
+        };
+        verdict?;
     }
     Ok(resolved)
 }

@@ -159,6 +159,16 @@ pub struct DaemonStatus {
 }
 
 const DAEMON_FILE: &str = "qusd.json";
+const NATIVE_FILE: &str = "native.json";
+
+/// Native verdicts hold for one boot of one kernel (ia32_emulation and
+/// friends do not change while it runs), so they are cached under the boot
+/// id and the host's machine name: a re-run costs no probe executions.
+#[derive(Debug, Serialize, Deserialize)]
+struct NativeCache {
+    key: String,
+    verdicts: BTreeMap<String, crate::observe::Native>,
+}
 
 impl StateDir {
     /// Publish the daemon's status (atomically).
@@ -175,6 +185,29 @@ impl StateDir {
     pub fn read_daemon_status(&self) -> Option<DaemonStatus> {
         let text = fs::read_to_string(self.dir.join(DAEMON_FILE)).ok()?;
         serde_json::from_str(&text).ok()
+    }
+
+    /// Cached native verdicts for `key`, if any.
+    pub fn load_native(&self, key: &str) -> Option<BTreeMap<String, crate::observe::Native>> {
+        let text = fs::read_to_string(self.dir.join(NATIVE_FILE)).ok()?;
+        let cache: NativeCache = serde_json::from_str(&text).ok()?;
+        (cache.key == key).then_some(cache.verdicts)
+    }
+
+    /// Cache native verdicts; failure (read-only state dir) only costs a
+    /// re-probe next time.
+    pub fn save_native(&self, key: &str, verdicts: &BTreeMap<String, crate::observe::Native>) {
+        let cache = NativeCache {
+            key: key.to_string(),
+            verdicts: verdicts.clone(),
+        };
+        let Ok(text) = serde_json::to_string(&cache) else {
+            return;
+        };
+        let tmp = self.dir.join(format!(".{NATIVE_FILE}.tmp"));
+        if fs::create_dir_all(&self.dir).is_ok() && fs::write(&tmp, text).is_ok() {
+            let _ = fs::rename(&tmp, self.dir.join(NATIVE_FILE));
+        }
     }
 
     /// Withdraw it (clean stop).

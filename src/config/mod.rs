@@ -293,13 +293,29 @@ struct Merger {
 /// One file being applied: turns spans into lines.
 struct FileCtx<'a> {
     path: &'a Path,
-    text: &'a str,
+    /// Byte offsets where lines start, for a binary search per span
+    /// (counting newlines per value was quadratic in the file's size).
+    line_starts: Vec<usize>,
 }
 
-impl FileCtx<'_> {
+impl<'a> FileCtx<'a> {
+    fn new(path: &'a Path, text: &str) -> FileCtx<'a> {
+        let line_starts = std::iter::once(0)
+            .chain(
+                text.bytes()
+                    .enumerate()
+                    .filter(|(_, b)| *b == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
+            .collect();
+        FileCtx { path, line_starts }
+    }
+
     fn line(&self, span: Range<usize>) -> usize {
-        let end = span.start.min(self.text.len());
-        self.text[..end].bytes().filter(|b| *b == b'\n').count() + 1
+        match self.line_starts.binary_search(&span.start) {
+            Ok(i) => i + 1,
+            Err(i) => i,
+        }
     }
 
     fn source(&self, span: Range<usize>) -> Source {
@@ -365,7 +381,7 @@ impl FileCtx<'_> {
 
 impl Merger {
     fn apply(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
-        let ctx = FileCtx { path, text };
+        let ctx = FileCtx::new(path, text);
         let fragment: Fragment = toml::from_str(text)
             .map_err(|e| ctx.error(e.span(), e.message().trim_end().to_string()))?;
         let c = &mut self.config;
