@@ -341,7 +341,8 @@ pub fn parse_entry_file(text: &str) -> Result<KernelEntry, Invalid> {
                         .ok_or_else(|| Invalid(format!("mask {value:?} is not hex")))?,
                 )
             }
-            "extension" => extension = Some(value.trim_start_matches('.').to_string()),
+            // The kernel prints one dot before the extension, which may itself start with one.
+            "extension" => extension = Some(value.strip_prefix('.').unwrap_or(value).to_string()),
             _ => {}
         }
     }

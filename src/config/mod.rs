@@ -658,7 +658,12 @@ fn finish_entry(name: &str, raw: RawEntry) -> Result<CustomEntry, ConfigError> {
                     "extension is required for type = \"extension\"".into(),
                 );
             };
-            Matcher::Extension(ext.value.trim_start_matches('.').to_string())
+            Matcher::Extension(
+                ext.value
+                    .strip_prefix('.')
+                    .unwrap_or(&ext.value)
+                    .to_string(),
+            )
         }
         other => {
             let at = raw.kind.as_ref().map_or(&table, |k| &k.source);
