@@ -33,6 +33,44 @@ impl Context {
     }
 }
 
+/// What binfmt_misc holds once `done` was applied to `before`.
+fn expected_after(before: &KernelEntries, done: &[Action]) -> KernelEntries {
+    let mut k = before.clone();
+    for action in done {
+        match action {
+            Action::Register(t) | Action::Replace { target: t, .. } => {
+                k.insert(
+                    t.name.clone(),
+                    crate::binfmt::KernelEntry {
+                        enabled: true,
+                        spec: t.spec.clone(),
+                    },
+                );
+            }
+            Action::Enable { name } => {
+                if let Some(e) = k.get_mut(name) {
+                    e.enabled = true;
+                }
+            }
+            Action::Unregister { name, .. } => {
+                k.remove(name);
+            }
+            Action::Record(_) | Action::Forget { .. } => {}
+        }
+    }
+    k
+}
+
+/// Do both hold the same entries, compared the way the kernel shows them
+/// (masked magic, C as OC)?
+pub fn same_kernel(a: &KernelEntries, b: &KernelEntries) -> bool {
+    a.len() == b.len()
+        && a.iter().all(|(name, e)| {
+            b.get(name)
+                .is_some_and(|f| f.enabled == e.enabled && f.spec.equivalent(&e.spec))
+        })
+}
+
 /// The kernel's entries, or none when binfmt_misc is not mounted.
 pub fn kernel_entries(binfmt: &BinfmtMisc) -> Result<KernelEntries> {
     if !binfmt.is_mounted() {
@@ -133,8 +171,13 @@ pub struct Pass {
     pub mounted: bool,
     /// Did this pass turn binfmt_misc's global switch back on?
     pub reenabled: bool,
+    /// The global switch after the pass.
+    pub enabled_after: bool,
     /// The kernel's entries after the pass (what the daemon compares
     /// binfmt_misc events against, to tell its own writes from others').
+    /// Computed from what the pass did, never re-read: a change someone
+    /// else makes meanwhile must still look like a change. (Re-reading
+    /// lost such a removal; found by the soak test.)
     pub kernel_after: KernelEntries,
     /// The native verdicts this pass used.
     pub native: BTreeMap<String, Native>,
@@ -224,7 +267,8 @@ pub fn reconcile_with(ctx: &Context, request: &Request) -> Result<Pass> {
         tracing::info!("mounted binfmt_misc at {}", ctx.binfmt.root().display());
     }
     let mut reenabled = false;
-    if !ctx.binfmt.enabled().unwrap_or(true) {
+    let enabled_before = ctx.binfmt.enabled().unwrap_or(true);
+    if !enabled_before {
         if ctx.config.binfmt_enable.value {
             ctx.binfmt
                 .set_all_enabled(true)
@@ -259,16 +303,13 @@ pub fn reconcile_with(ctx: &Context, request: &Request) -> Result<Pass> {
             tracing::warn!("cannot save ownership records: {e}; the kernel's view still holds");
         }
     }
-    let kernel_after = if outcome.kernel_writes > 0 {
-        kernel_entries(&ctx.binfmt)?
-    } else {
-        kernel
-    };
+    let kernel_after = expected_after(&kernel, &outcome.done);
     Ok(Pass {
         plan,
         outcome,
         mounted,
         reenabled,
+        enabled_after: enabled_before || reenabled,
         kernel_after,
         native,
         scope,

@@ -88,6 +88,12 @@ struct Daemon {
 }
 
 async fn run(common: CommonArgs) -> Result<()> {
+    // Handlers first: a SIGHUP that arrives right after READY=1 (systemd's
+    // `reload` may) must reload, not kill us with its default action.
+    // (Found by the soak test.)
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     // Bad configuration at start: exit 1 with file:line (systemd shows it).
     let config = common.load_config()?;
     let ctx = Context::new(config, common.state_dir(), common.host());
@@ -118,9 +124,6 @@ async fn run(common: CommonArgs) -> Result<()> {
         d.ctx.config.debounce_ms.value
     );
 
-    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let watchdog = sd_notify::watchdog_enabled();
     let mut watchdog_tick =
         tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |usec| usec / 2));
@@ -334,7 +337,13 @@ impl Daemon {
         if t.rearm || t.config || t.overflow {
             self.arm();
         }
-        if t.kernel_only() && self.last_kernel.is_some() && self.kernel_now() == self.last_kernel {
+        let unchanged = match (self.kernel_now(), &self.last_kernel) {
+            (Some((en, now)), Some((last_en, last))) => {
+                en == *last_en && engine::same_kernel(&now, last)
+            }
+            _ => false,
+        };
+        if t.kernel_only() && unchanged {
             tracing::debug!(
                 "binfmt_misc is as the last pass left it (our own writes); nothing to do"
             );
@@ -375,8 +384,7 @@ impl Daemon {
         };
         match engine::reconcile_with(&self.ctx, &request) {
             Ok(pass) => {
-                let enabled = self.ctx.binfmt.enabled().unwrap_or(false);
-                self.last_kernel = Some((enabled, pass.kernel_after.clone()));
+                self.last_kernel = Some((pass.enabled_after, pass.kernel_after.clone()));
                 if self.native.is_none() {
                     self.native = Some(pass.native.clone());
                 }

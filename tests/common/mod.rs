@@ -267,6 +267,18 @@ impl Sandbox {
         self.write_inside(&self.binfmt().join("register"), line);
     }
 
+    /// Like [`Sandbox::write_inside`], but the target may vanish meanwhile
+    /// (qusd removing the entry): returns whether the write happened.
+    pub fn try_write_inside(&self, path: &Path, text: &str) -> bool {
+        self.command("sh")
+            .args(["-c", "printf '%s' \"$1\" > \"$2\" 2>/dev/null", "sh", text])
+            .arg(path)
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
     /// Write a string to a file from inside the namespace (one write).
     pub fn write_inside(&self, path: &Path, text: &str) {
         let st = self
@@ -448,6 +460,12 @@ impl NotifySocket {
         );
     }
 
+    /// Forget messages received so far (e.g. a stopped qusd's late READY=1,
+    /// which must not be taken for a new one's).
+    pub fn skip_pending(&mut self) {
+        self.take_new();
+    }
+
     /// Every message that arrives within `ms` milliseconds.
     pub fn collect_for(&mut self, ms: u64) -> Vec<String> {
         self.take_new();
@@ -536,6 +554,7 @@ impl Sandbox {
 
     /// Start qusd and wait for READY=1.
     pub fn qusd_ready(&self, notify: &mut NotifySocket) -> Qusd {
+        notify.skip_pending();
         let d = self.qusd(Some(notify), &[]);
         notify.wait(20, "READY=1", |m| m.contains("READY=1"));
         d
