@@ -59,6 +59,18 @@ pub fn check_interpreter_cached(path: &Path, cache: &DirCache) -> Result<PathBuf
             path.display()
         )));
     }
+    // A symlink's owner decides where it points (in a sticky directory,
+    // only that owner can replace it): it must be root's too. (Found by the
+    // hostile-input tests: a user's link in /tmp passed.)
+    if let Ok(link) = std::fs::symlink_metadata(path) {
+        if link.file_type().is_symlink() && !trusted_owner(link.uid()) {
+            return Err(Refusal(format!(
+                "{} is a symlink owned by uid {}, not root",
+                path.display(),
+                link.uid()
+            )));
+        }
+    }
     let resolved =
         std::fs::canonicalize(path).map_err(|e| Refusal(format!("{}: {e}", path.display())))?;
     let meta = std::fs::metadata(&resolved)

@@ -313,6 +313,11 @@ impl World {
                 let _ = fs::remove_file(self.sb.etc().join("50-soak.toml"));
             }
             Step::BreakDropIn => {
+                // Let pending changes settle first: a change that is valid
+                // for a few milliseconds and then broken together with a
+                // bad file is, rightly, never applied; the model would
+                // expect it.
+                std::thread::sleep(Duration::from_millis(DEBOUNCE_MS * 4));
                 self.sb
                     .write_config("60-broken.toml", "[qemu]\nflags = \"PQ\"\n");
                 self.broken = true;

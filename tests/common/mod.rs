@@ -83,6 +83,76 @@ impl Sandbox {
         sb
     }
 
+    /// A namespace that maps host uids/gids 0..65536 one to one (not just
+    /// root), so files of ordinary host users keep their owner inside
+    /// instead of showing as the overflow uid.
+    pub fn with_host_ids() -> Sandbox {
+        require_tool("unshare", "util-linux");
+        let dir = tempfile::Builder::new()
+            .prefix("qus-test-")
+            .tempdir()
+            .expect("temp dir");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        for sub in ["binfmt", "etc", "state", "bin"] {
+            fs::create_dir(dir.path().join(sub)).expect("mkdir");
+        }
+        let bm = dir.path().join("binfmt");
+        let script = format!(
+            "read go; mount -t binfmt_misc none '{}' || exit 1; echo ready; exec sleep 100000",
+            bm.display()
+        );
+        let mut holder = Command::new("unshare")
+            .args([
+                "--user",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+            ])
+            .arg(&script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn unshare");
+        let pid = holder.id();
+        // unshare has entered the namespace once its uid_map is writable
+        // and still empty.
+        let map = format!("/proc/{pid}/uid_map");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let ns = fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+            let own = fs::read_link("/proc/self/ns/user").ok();
+            if ns.is_some() && ns != own {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "unshare did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        fs::write(&map, "0 0 65536\n").expect("write uid_map");
+        fs::write(format!("/proc/{pid}/gid_map"), "0 0 65536\n").expect("write gid_map");
+        {
+            use std::io::Write as _;
+            let stdin = holder.stdin.as_mut().expect("stdin");
+            stdin.write_all(b"go\n").expect("go");
+        }
+        let mut line = String::new();
+        let stdout = holder.stdout.take().expect("holder stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read holder");
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "could not mount binfmt_misc in the mapped namespace"
+        );
+        Sandbox { bm, dir, holder }
+    }
+
     fn start(mount: bool) -> Sandbox {
         require_tool("unshare", "util-linux");
         require_tool("nsenter", "util-linux");

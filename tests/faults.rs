@@ -1,0 +1,277 @@
+//! Fault injection and hostile input, with the real kernel and binaries.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+
+use common::{require_qemu, wait_for, NotifySocket, Sandbox, WriteWatch};
+
+const WAIT: u64 = 15;
+
+fn base(sb: &Sandbox, extra: &str) {
+    sb.write_config(
+        "10-base.toml",
+        &format!(
+            "[qemu]\nsearch_path = [\"{}\"]\n{extra}",
+            sb.bin().display()
+        ),
+    );
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn sh(sb: &Sandbox, script: &str) {
+    let st = sb.command("sh").arg("-c").arg(script).status().expect("sh");
+    assert!(st.success(), "{script}");
+}
+
+/// The kernel refuses a registration qus's own checks allow: an
+/// interpreter on a `noexec` mount with F (the kernel cannot open it for
+/// execution). Logged, the others still registered, retried next time.
+#[test]
+fn kernel_refusal_is_logged_and_does_not_block_the_others() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    let noexec = sb.path().join("noexec");
+    fs::create_dir(&noexec).expect("mkdir");
+    sh(
+        &sb,
+        &format!(
+            "mount -t tmpfs -o noexec,mode=755 tmpfs '{}'",
+            noexec.display()
+        ),
+    );
+    let arm = noexec.join("qemu-arm-static");
+    sh(
+        &sb,
+        &format!(
+            "cp '{}' '{}' && chmod 755 '{}'",
+            require_qemu("arm").display(),
+            arm.display(),
+            arm.display()
+        ),
+    );
+    base(
+        &sb,
+        &format!("[qemu.arch.arm]\ninterpreter = \"{}\"\n", arm.display()),
+    );
+    for _ in 0..2 {
+        let out = sb.qus(&["register"]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("register qemu-arm ({}): failed", arm.display())),
+            "{err}"
+        );
+        assert!(sb.entries().contains(&"qemu-aarch64".to_string()));
+        assert!(!sb.entries().contains(&"qemu-arm".to_string()));
+    }
+}
+
+/// State dir full: qus keeps working from the kernel's view, and a second
+/// run adopts what the first registered instead of writing again.
+#[test]
+fn full_state_dir_costs_no_registration() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    base(&sb, "");
+    sh(&sb, &format!(
+        "mount -t tmpfs -o size=4k tmpfs '{0}' && (dd if=/dev/zero of='{0}/fill' bs=1k count=64 2>/dev/null; true)",
+        sb.state().display()
+    ));
+    let out = sb.qus(&["register"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot save ownership records"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sb.entries(), ["qemu-aarch64"]);
+    let mut watch = WriteWatch::new(&sb.binfmt_outside());
+    sb.qus_ok(&["register"]);
+    assert_eq!(
+        watch.drain(),
+        Vec::<String>::new(),
+        "wrote again without records"
+    );
+}
+
+/// The ownership records corrupted or deleted under a running qusd:
+/// recovered, and foreign entries are not touched.
+#[test]
+fn corrupt_or_deleted_state_is_recovered() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.install_emulator("s390x");
+    base(&sb, "");
+    sb.register_raw(":jar:E::jar::/bin/sh:");
+    let jar = sb.entry("jar").expect("jar");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    fs::write(sb.state().join("owned.json"), "{ not json").expect("corrupt");
+    sb.write_inside(&sb.binfmt().join("qemu-aarch64"), "-1");
+    wait_for(WAIT, "aarch64 restored", || sb.has_entry("qemu-aarch64"));
+    wait_for(WAIT, "corruption logged", || {
+        d.count("corrupt, starting afresh") >= 1
+    });
+    fs::remove_file(sb.state().join("owned.json")).expect("rm");
+    sb.write_inside(&sb.binfmt().join("qemu-s390x"), "-1");
+    wait_for(WAIT, "s390x restored", || sb.has_entry("qemu-s390x"));
+    assert_eq!(sb.entry("jar").as_deref(), Some(jar.as_str()));
+    let records = fs::read_to_string(sb.state().join("owned.json")).expect("records rewritten");
+    assert!(
+        records.contains("qemu-s390x") && !records.contains("\"jar\""),
+        "{records}"
+    );
+}
+
+/// A search dir deleted under qusd (its watch is lost): entries go with
+/// the emulators, and the directory is watched again once it is back.
+#[test]
+fn lost_watch_is_rebuilt() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    base(&sb, "");
+    let mut n = NotifySocket::new(sb.path());
+    let _d = sb.qusd_ready(&mut n);
+    fs::remove_dir_all(sb.bin()).expect("rm -r bin");
+    wait_for(WAIT, "entry removed", || !sb.has_entry("qemu-aarch64"));
+    fs::create_dir(sb.bin()).expect("mkdir");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    sb.install_emulator("aarch64");
+    wait_for(WAIT, "registered again", || sb.has_entry("qemu-aarch64"));
+}
+
+/// binfmt_misc switched off globally with `binfmt.enable = false`: qusd
+/// reports it and leaves it off.
+#[test]
+fn global_disable_is_only_reported_when_not_configured() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    base(&sb, "[binfmt]\nenable = false\n");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    sb.write_inside(&sb.binfmt().join("status"), "0");
+    wait_for(WAIT, "reported", || {
+        d.count("binfmt_misc is disabled globally") >= 1
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let st = fs::read_to_string(sb.binfmt_outside().join("status")).expect("status");
+    assert_eq!(st.trim(), "disabled");
+}
+
+/// Two `qus register` runs and qusd at once, over and over: serialised by
+/// the lock, never an error, a duplicate or a missing entry.
+#[test]
+fn concurrent_registers_and_daemon_are_serialised() {
+    let sb = Sandbox::new();
+    for a in ["aarch64", "arm", "s390x", "riscv64"] {
+        sb.install_emulator(a);
+    }
+    base(&sb, "");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    for round in 0..8 {
+        sb.write_inside(&sb.binfmt().join("status"), "-1");
+        let kids: Vec<_> = (0..2)
+            .map(|_| {
+                sb.tool(common::QUS)
+                    .arg("register")
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("qus")
+            })
+            .collect();
+        for k in kids {
+            let out = k.wait_with_output().expect("wait");
+            assert!(out.status.success(), "round {round}: {}", stderr(&out));
+        }
+        wait_for(WAIT, "all four back", || sb.entries().len() == 4);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        sb.entries(),
+        ["qemu-aarch64", "qemu-arm", "qemu-riscv64", "qemu-s390x"]
+    );
+    assert_eq!(d.count("failed"), 0, "{}", d.log_text());
+}
+
+/// A symlink planted by a non-root user in a sticky, world-writable
+/// directory must not make qus register what it points to.
+#[test]
+fn symlink_swap_in_a_world_writable_dir_is_refused() {
+    // Host uids mapped as they are: a user's file stays that user's.
+    let sb = Sandbox::with_host_ids();
+    let tmp = sb.path().join("sticky");
+    fs::create_dir(&tmp).expect("mkdir");
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let link = tmp.join("qemu-aarch64-static");
+    std::os::unix::fs::symlink(require_qemu("aarch64"), &link).expect("symlink");
+    let st = std::process::Command::new("chown")
+        .args(["-h", "12345:12345"])
+        .arg(&link)
+        .status()
+        .expect("chown");
+    assert!(st.success());
+    sb.write_config(
+        "10.toml",
+        &format!("[qemu]\nsearch_path = [\"{}\"]\n", tmp.display()),
+    );
+    let out = sb.qus(&["register"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("symlink owned by uid"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(sb.entries().is_empty());
+}
+
+/// A drop-in owned by a non-root user is refused with its name; nothing
+/// is registered or removed because of it.
+#[test]
+fn config_owned_by_a_user_is_refused() {
+    let sb = Sandbox::with_host_ids();
+    sb.install_emulator("aarch64");
+    base(&sb, "");
+    sb.qus_ok(&["register"]);
+    let evil = sb.write_config("90-user.toml", "[qemu]\nexclude = [\"aarch64\"]\n");
+    let st = std::process::Command::new("chown")
+        .args(["12345:12345"])
+        .arg(&evil)
+        .status()
+        .expect("chown");
+    assert!(st.success());
+    let out = sb.qus(&["register"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("{}: refused: owned by uid", evil.display())),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sb.entries(), ["qemu-aarch64"]);
+}
+
+/// Control characters in a foreign entry's name never reach the table or
+/// break the JSON.
+#[test]
+fn control_characters_never_corrupt_output() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    base(&sb, "");
+    sb.register_raw(":evil\u{1b}[31mname:E::ev::/bin/sh:");
+    sb.qus_ok(&["register"]);
+    let table = sb.qus_ok(&["status"]);
+    assert!(!table.contains('\u{1b}'), "{table:?}");
+    let json = sb.qus_ok(&["status", "--json"]);
+    serde_json::from_str::<serde_json::Value>(&json).expect("valid JSON");
+    assert!(
+        sb.entries().iter().any(|e| e.starts_with("evil")),
+        "the foreign entry stays"
+    );
+}
