@@ -13,16 +13,6 @@ use qus::probe;
 
 const WAIT: u64 = 15;
 
-fn config(sb: &Sandbox, extra: &str) {
-    sb.write_config(
-        "10-base.toml",
-        &format!(
-            "[qemu]\nsearch_path = [\"{}\"]\n{extra}",
-            sb.bin().display()
-        ),
-    );
-}
-
 /// Copy an emulator somewhere (not yet into the search dir).
 fn stage(sb: &Sandbox, arch: &str, name: &str) -> std::path::PathBuf {
     let src = require_qemu(arch);
@@ -43,7 +33,7 @@ fn start_registers_then_reports_ready_with_status() {
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
     sb.install_emulator("s390x");
-    config(&sb, "");
+    sb.search_bin("");
     let mut n = NotifySocket::new(sb.path());
     let d = sb.qusd(Some(&n), &[]);
     let msg = n.wait(WAIT, "READY=1", |m| m.contains("READY=1"));
@@ -65,7 +55,7 @@ fn start_registers_then_reports_ready_with_status() {
 #[test]
 fn emulators_appearing_are_registered_once_and_only_when_complete() {
     let sb = Sandbox::new();
-    config(&sb, "");
+    sb.search_bin("");
     let mut n = NotifySocket::new(sb.path());
     let d = sb.qusd_ready(&mut n);
     assert!(sb.entries().is_empty());
@@ -127,7 +117,7 @@ fn emulators_appearing_are_registered_once_and_only_when_complete() {
 fn upgraded_emulator_under_f_is_replaced_so_the_new_file_runs() {
     let sb = Sandbox::new();
     let emu = sb.install_emulator("aarch64");
-    config(&sb, "");
+    sb.search_bin("");
     let mut n = NotifySocket::new(sb.path());
     let d = sb.qusd_ready(&mut n);
     assert_eq!(run_probe(&sb, "aarch64"), "qus-probe aarch64\n");
@@ -175,7 +165,7 @@ fn removed_emulator_takes_its_entry_with_it() {
     let sb = Sandbox::new();
     let emu = sb.install_emulator("aarch64");
     sb.install_emulator("s390x");
-    config(&sb, "");
+    sb.search_bin("");
     let mut n = NotifySocket::new(sb.path());
     let d = sb.qusd_ready(&mut n);
     fs::remove_file(&emu).expect("rm");
@@ -211,7 +201,7 @@ fn drop_ins_added_changed_removed_and_masked_are_applied() {
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
     sb.install_emulator("s390x");
-    config(&sb, "");
+    sb.search_bin("");
     let vendor = sb.path().join("vendor");
     fs::create_dir(&vendor).expect("mkdir");
     let mut n = NotifySocket::new(sb.path());
@@ -298,7 +288,7 @@ fn invalid_drop_in_keeps_previous_config_and_says_so() {
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
     sb.install_emulator("s390x");
-    config(&sb, "");
+    sb.search_bin("");
     let mut n = NotifySocket::new(sb.path());
     let d = sb.qusd_ready(&mut n);
     let mut watch = WriteWatch::new(&sb.binfmt_outside());
@@ -337,7 +327,7 @@ fn removed_or_disabled_entries_are_restored_and_foreign_ones_left_as_they_are() 
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
     sb.install_emulator("s390x");
-    config(&sb, "");
+    sb.search_bin("");
     sb.register_raw(":jar:E::jar::/bin/sh:");
     sb.register_raw(":cafe:E::cafe::/bin/sh:");
     let mut n = NotifySocket::new(sb.path());
@@ -382,7 +372,7 @@ fn removed_or_disabled_entries_are_restored_and_foreign_ones_left_as_they_are() 
 fn unmounted_binfmt_misc_is_remounted_and_refilled() {
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
-    config(&sb, "");
+    sb.search_bin("");
     let mut n = NotifySocket::new(sb.path());
     let d = sb.qusd_ready(&mut n);
     let st = sb
@@ -402,7 +392,7 @@ fn unmounted_binfmt_misc_is_remounted_and_refilled() {
 fn inotify_overflow_triggers_a_full_rescan() {
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
-    config(&sb, "");
+    sb.search_bin("");
     let mut n = NotifySocket::new(sb.path());
     let d = sb.qusd_ready(&mut n);
     let max: usize = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
@@ -431,7 +421,7 @@ fn inotify_overflow_triggers_a_full_rescan() {
 #[test]
 fn a_burst_of_emulators_gives_one_pass_and_one_registration_each() {
     let sb = Sandbox::new();
-    config(&sb, "");
+    sb.search_bin("");
     let mut n = NotifySocket::new(sb.path());
     let d = sb.qusd_ready(&mut n);
     let stage_dir = sb.path().join("stage");
@@ -482,7 +472,7 @@ fn restart_after_sigkill_writes_nothing() {
     sb.install_emulator("aarch64");
     sb.install_emulator("riscv64");
     sb.register_raw(":jar:E::jar::/bin/sh:");
-    config(&sb, "");
+    sb.search_bin("");
     let mut n = NotifySocket::new(sb.path());
     let mut d = sb.qusd_ready(&mut n);
     d.signal("KILL");
@@ -507,7 +497,7 @@ fn sighup_reloads_with_reloading_monotonic_usec_then_ready() {
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
     sb.install_emulator("s390x");
-    config(&sb, "");
+    sb.search_bin("");
     let mut n = NotifySocket::new(sb.path());
     let d = sb.qusd_ready(&mut n);
     d.signal("HUP");
@@ -527,7 +517,7 @@ fn sighup_reloads_with_reloading_monotonic_usec_then_ready() {
 fn sigterm_stops_cleanly_and_keeps_entries_by_default() {
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
-    config(&sb, "");
+    sb.search_bin("");
     let mut n = NotifySocket::new(sb.path());
     let mut d = sb.qusd_ready(&mut n);
     // Container readiness probes ask `qus status --daemon`.
@@ -545,7 +535,7 @@ fn sigterm_stops_cleanly_and_keeps_entries_by_default() {
 fn sigint_with_unregister_on_stop_removes_owned_entries_only() {
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
-    config(&sb, "[daemon]\nunregister_on_stop = true\n");
+    sb.search_bin("[daemon]\nunregister_on_stop = true\n");
     sb.register_raw(":jar:E::jar::/bin/sh:");
     let mut n = NotifySocket::new(sb.path());
     let mut d = sb.qusd_ready(&mut n);
@@ -559,7 +549,7 @@ fn sigint_with_unregister_on_stop_removes_owned_entries_only() {
 fn watchdog_pings_at_half_the_interval_and_idle_means_no_wakeups() {
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
-    config(&sb, "");
+    sb.search_bin("");
     // With WATCHDOG_USEC: WATCHDOG=1 about every 100 ms for 200 ms.
     let mut n = NotifySocket::new(sb.path());
     let d = sb.qusd(Some(&n), &[("WATCHDOG_USEC", "200000")]);
@@ -610,7 +600,7 @@ fn bad_config_at_start_exits_1_with_file_and_line() {
 fn logs_are_journald_friendly_under_journal_stream() {
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
-    config(&sb, "");
+    sb.search_bin("");
     let mut n = NotifySocket::new(sb.path());
     let d = sb.qusd(Some(&n), &[("JOURNAL_STREAM", "8:12345")]);
     n.wait(WAIT, "READY=1", |m| m.contains("READY=1"));

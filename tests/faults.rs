@@ -10,16 +10,6 @@ use common::{require_qemu, wait_for, NotifySocket, Sandbox, WriteWatch};
 
 const WAIT: u64 = 15;
 
-fn base(sb: &Sandbox, extra: &str) {
-    sb.write_config(
-        "10-base.toml",
-        &format!(
-            "[qemu]\nsearch_path = [\"{}\"]\n{extra}",
-            sb.bin().display()
-        ),
-    );
-}
-
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -55,10 +45,10 @@ fn kernel_refusal_is_logged_and_does_not_block_the_others() {
             arm.display()
         ),
     );
-    base(
-        &sb,
-        &format!("[qemu.arch.arm]\ninterpreter = \"{}\"\n", arm.display()),
-    );
+    sb.search_bin(&format!(
+        "[qemu.arch.arm]\ninterpreter = \"{}\"\n",
+        arm.display()
+    ));
     for _ in 0..2 {
         let out = sb.qus(&["register"]);
         assert_eq!(out.status.code(), Some(1));
@@ -78,7 +68,7 @@ fn kernel_refusal_is_logged_and_does_not_block_the_others() {
 fn full_state_dir_costs_no_registration() {
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
-    base(&sb, "");
+    sb.search_bin("");
     sh(&sb, &format!(
         "mount -t tmpfs -o size=4k tmpfs '{0}' && (dd if=/dev/zero of='{0}/fill' bs=1k count=64 2>/dev/null; true)",
         sb.state().display()
@@ -107,7 +97,7 @@ fn corrupt_or_deleted_state_is_recovered() {
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
     sb.install_emulator("s390x");
-    base(&sb, "");
+    sb.search_bin("");
     sb.register_raw(":jar:E::jar::/bin/sh:");
     let jar = sb.entry("jar").expect("jar");
     let mut n = NotifySocket::new(sb.path());
@@ -135,7 +125,7 @@ fn corrupt_or_deleted_state_is_recovered() {
 fn lost_watch_is_rebuilt() {
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
-    base(&sb, "");
+    sb.search_bin("");
     let mut n = NotifySocket::new(sb.path());
     let _d = sb.qusd_ready(&mut n);
     fs::remove_dir_all(sb.bin()).expect("rm -r bin");
@@ -152,7 +142,7 @@ fn lost_watch_is_rebuilt() {
 fn global_disable_is_only_reported_when_not_configured() {
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
-    base(&sb, "[binfmt]\nenable = false\n");
+    sb.search_bin("[binfmt]\nenable = false\n");
     let mut n = NotifySocket::new(sb.path());
     let d = sb.qusd_ready(&mut n);
     sb.write_inside(&sb.binfmt().join("status"), "0");
@@ -172,7 +162,7 @@ fn concurrent_registers_and_daemon_are_serialised() {
     for a in ["aarch64", "arm", "s390x", "riscv64"] {
         sb.install_emulator(a);
     }
-    base(&sb, "");
+    sb.search_bin("");
     let mut n = NotifySocket::new(sb.path());
     let d = sb.qusd_ready(&mut n);
     for round in 0..8 {
@@ -238,7 +228,7 @@ fn symlink_swap_in_a_world_writable_dir_is_refused() {
 fn config_owned_by_a_user_is_refused() {
     let sb = Sandbox::with_host_ids();
     sb.install_emulator("aarch64");
-    base(&sb, "");
+    sb.search_bin("");
     sb.qus_ok(&["register"]);
     let evil = sb.write_config("90-user.toml", "[qemu]\nexclude = [\"aarch64\"]\n");
     let st = std::process::Command::new("chown")
@@ -263,7 +253,7 @@ fn config_owned_by_a_user_is_refused() {
 fn control_characters_never_corrupt_output() {
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
-    base(&sb, "");
+    sb.search_bin("");
     sb.register_raw(":evil\u{1b}[31mname:E::ev::/bin/sh:");
     sb.qus_ok(&["register"]);
     let table = sb.qus_ok(&["status"]);

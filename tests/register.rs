@@ -7,17 +7,6 @@ use std::os::unix::fs::PermissionsExt;
 
 use common::{Sandbox, WriteWatch};
 
-/// Config that searches only the sandbox's bin dir.
-fn base_config(sb: &Sandbox, extra: &str) {
-    sb.write_config(
-        "10-base.toml",
-        &format!(
-            "[qemu]\nsearch_path = [\"{}\"]\n{extra}",
-            sb.bin().display()
-        ),
-    );
-}
-
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -28,7 +17,7 @@ fn registers_every_emulator_found_and_nothing_else() {
     for arch in ["aarch64", "riscv64", "s390x"] {
         sb.install_emulator(arch);
     }
-    base_config(&sb, "");
+    sb.search_bin("");
     let out = sb.qus_ok(&["register"]);
     assert!(out.contains("3 writes"), "{out}");
     assert_eq!(sb.entries(), ["qemu-aarch64", "qemu-riscv64", "qemu-s390x"]);
@@ -57,7 +46,7 @@ fn second_register_writes_nothing() {
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
     sb.install_emulator("arm");
-    base_config(&sb, "");
+    sb.search_bin("");
     sb.qus_ok(&["register"]);
     let mut watch = WriteWatch::new(&sb.binfmt_outside());
     // The watch itself works: a write we make is seen.
@@ -101,7 +90,7 @@ fn targets_and_command_line_limit_the_arches() {
     for arch in ["aarch64", "riscv64", "s390x"] {
         sb.install_emulator(arch);
     }
-    base_config(&sb, "targets = [\"aarch64\"]\n");
+    sb.search_bin("targets = [\"aarch64\"]\n");
     sb.qus_ok(&["register"]);
     assert_eq!(sb.entries(), ["qemu-aarch64"]);
     assert_eq!(sb.state_of("qemu-riscv64"), "excluded");
@@ -123,10 +112,10 @@ fn exclude_keeps_an_arch_out_and_removes_what_qus_registered() {
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
     sb.install_emulator("riscv64");
-    base_config(&sb, "");
+    sb.search_bin("");
     sb.qus_ok(&["register"]);
     assert_eq!(sb.entries(), ["qemu-aarch64", "qemu-riscv64"]);
-    base_config(&sb, "exclude = [\"riscv64\"]\n");
+    sb.search_bin("exclude = [\"riscv64\"]\n");
     sb.qus_ok(&["register"]);
     assert_eq!(sb.entries(), ["qemu-aarch64"]);
     assert_eq!(sb.state_of("qemu-riscv64"), "excluded");
@@ -138,13 +127,10 @@ fn per_arch_override_sets_interpreter_and_flags() {
     let emu = sb.install_emulator("aarch64");
     let custom = sb.bin().join("my-aarch64");
     fs::rename(&emu, &custom).expect("rename");
-    base_config(
-        &sb,
-        &format!(
-            "flags = \"P\"\n[qemu.arch.aarch64]\ninterpreter = \"{}\"\nflags = \"OCF\"\n",
-            custom.display()
-        ),
-    );
+    sb.search_bin(&format!(
+        "flags = \"P\"\n[qemu.arch.aarch64]\ninterpreter = \"{}\"\nflags = \"OCF\"\n",
+        custom.display()
+    ));
     sb.qus_ok(&["register"]);
     let entry = sb.entry("qemu-aarch64").expect("entry");
     assert!(
@@ -166,9 +152,7 @@ fn per_arch_override_sets_interpreter_and_flags() {
 #[test]
 fn custom_entries_by_magic_and_by_extension() {
     let sb = Sandbox::new();
-    base_config(
-        &sb,
-        "[entry.qus-magic]\nmagic = \"#!qus\\\\x00\"\nmask = \"\\\\xff\\\\xff\\\\xff\\\\xff\\\\xff\\\\xff\"\noffset = 2\ninterpreter = \"/bin/sh\"\n\
+    sb.search_bin("[entry.qus-magic]\nmagic = \"#!qus\\\\x00\"\nmask = \"\\\\xff\\\\xff\\\\xff\\\\xff\\\\xff\\\\xff\"\noffset = 2\ninterpreter = \"/bin/sh\"\n\
          [entry.qus-ext]\ntype = \"extension\"\nextension = \"qusx\"\ninterpreter = \"/bin/sh\"\nflags = \"P\"\n",
     );
     sb.qus_ok(&["register"]);
@@ -196,7 +180,7 @@ fn unregister_removes_only_owned_entries() {
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
     sb.install_emulator("s390x");
-    base_config(&sb, "");
+    sb.search_bin("");
     sb.register_raw(":python-test:E::pyq::/bin/sh:");
     sb.qus_ok(&["register"]);
     assert_eq!(sb.entries(), ["python-test", "qemu-aarch64", "qemu-s390x"]);
@@ -216,7 +200,7 @@ fn unregister_removes_only_owned_entries() {
 fn foreign_entries_are_left_alone_and_conflicts_reported() {
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
-    base_config(&sb, "takeover = false\n");
+    sb.search_bin("takeover = false\n");
     // Someone else's entries: an unrelated one, and a same-named different one.
     sb.register_raw(":jar:E::jar::/bin/sh:");
     // (Only aarch64 headers: an entry matching native ELF files would catch qus itself.)
@@ -235,7 +219,7 @@ fn foreign_entries_are_left_alone_and_conflicts_reported() {
     sb.qus_ok(&["unregister", "--all"]);
     assert_eq!(sb.entries(), ["jar", "qemu-aarch64"]);
     // With takeover (the default) the same-named entry is replaced; jar stays.
-    base_config(&sb, "");
+    sb.search_bin("");
     sb.qus_ok(&["register"]);
     let now = sb.entry("qemu-aarch64").expect("ours");
     assert!(now.contains("qemu-aarch64-static"), "{now}");
@@ -247,7 +231,7 @@ fn bad_config_fails_with_file_and_line_and_removes_nothing() {
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
     sb.install_emulator("riscv64");
-    base_config(&sb, "");
+    sb.search_bin("");
     sb.qus_ok(&["register"]);
     let before = sb.entries();
     let cases = [
@@ -304,7 +288,7 @@ fn bad_config_fails_with_file_and_line_and_removes_nothing() {
 fn insecure_interpreters_are_refused() {
     let sb = Sandbox::new();
     let emu = sb.install_emulator("aarch64");
-    base_config(&sb, "");
+    sb.search_bin("");
     // World-writable emulator file.
     fs::set_permissions(&emu, fs::Permissions::from_mode(0o777)).expect("chmod");
     let out = sb.qus(&["register"]);
@@ -344,7 +328,7 @@ fn disabled_removed_and_upgraded_entries_are_repaired() {
     let sb = Sandbox::new();
     let emu = sb.install_emulator("aarch64");
     sb.install_emulator("s390x");
-    base_config(&sb, "");
+    sb.search_bin("");
     sb.qus_ok(&["register"]);
     sb.write_inside(&sb.binfmt().join("qemu-aarch64"), "0");
     sb.write_inside(&sb.binfmt().join("qemu-s390x"), "-1");
@@ -381,7 +365,7 @@ fn disabled_removed_and_upgraded_entries_are_repaired() {
 fn status_json_follows_the_documented_schema() {
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
-    base_config(&sb, "");
+    sb.search_bin("");
     sb.qus_ok(&["register"]);
     let s = sb.status();
     assert_eq!(s["version"], 1);
@@ -414,7 +398,7 @@ fn status_json_follows_the_documented_schema() {
 fn export_writes_binfmt_d_lines_the_kernel_accepts() {
     let sb = Sandbox::new();
     sb.install_emulator("riscv64");
-    base_config(&sb, "");
+    sb.search_bin("");
     let out_dir = sb.path().join("export");
     sb.qus_ok(&[
         "export",
@@ -510,14 +494,14 @@ fn masking_a_vendor_file_with_dev_null() {
 fn mounts_binfmt_misc_when_allowed_and_says_so_when_not() {
     let sb = Sandbox::unmounted();
     sb.install_emulator("aarch64");
-    base_config(&sb, "[binfmt]\nmount = false\n");
+    sb.search_bin("[binfmt]\nmount = false\n");
     let out = sb.qus(&["register"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not mounted"), "{}", stderr(&out));
     let s = sb.status();
     assert_eq!(s["binfmt_misc"]["mounted"], false);
     assert_eq!(sb.state_of("qemu-aarch64"), "missing");
-    base_config(&sb, "");
+    sb.search_bin("");
     let out = sb.qus(&["register"]);
     assert!(out.status.success());
     assert!(

@@ -40,6 +40,20 @@ pub fn require_qemu(arch: &str) -> PathBuf {
     p
 }
 
+/// A fresh work dir with the sandbox's sub-directories. Root-owned 0755:
+/// the safety rules refuse interpreters below dirs others can write.
+fn workdir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("qus-test-")
+        .tempdir()
+        .expect("temp dir");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    for sub in ["binfmt", "etc", "state", "bin"] {
+        fs::create_dir(dir.path().join(sub)).expect("mkdir");
+    }
+    dir
+}
+
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
     holder: Child,
@@ -88,14 +102,7 @@ impl Sandbox {
     /// instead of showing as the overflow uid.
     pub fn with_host_ids() -> Sandbox {
         require_tool("unshare", "util-linux");
-        let dir = tempfile::Builder::new()
-            .prefix("qus-test-")
-            .tempdir()
-            .expect("temp dir");
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-        for sub in ["binfmt", "etc", "state", "bin"] {
-            fs::create_dir(dir.path().join(sub)).expect("mkdir");
-        }
+        let dir = workdir();
         let bm = dir.path().join("binfmt");
         let script = format!(
             "read go; mount -t binfmt_misc none '{}' || exit 1; echo ready; exec sleep 100000",
@@ -156,15 +163,7 @@ impl Sandbox {
     fn start(mount: bool) -> Sandbox {
         require_tool("unshare", "util-linux");
         require_tool("nsenter", "util-linux");
-        let dir = tempfile::Builder::new()
-            .prefix("qus-test-")
-            .tempdir()
-            .expect("temp dir");
-        // Root-only: the safety rules refuse interpreters below dirs others can write.
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-        for sub in ["binfmt", "etc", "state", "bin"] {
-            fs::create_dir(dir.path().join(sub)).expect("mkdir");
-        }
+        let dir = workdir();
         let bm = dir.path().join("binfmt");
         let script = if mount {
             format!(
@@ -361,6 +360,17 @@ impl Sandbox {
             st.success(),
             "writing {text:?} to {} failed",
             path.display()
+        );
+    }
+
+    /// `10-base.toml`: search only the sandbox's bin dir, plus `extra`.
+    pub fn search_bin(&self, extra: &str) {
+        self.write_config(
+            "10-base.toml",
+            &format!(
+                "[qemu]\nsearch_path = [\"{}\"]\n{extra}",
+                self.bin().display()
+            ),
         );
     }
 
