@@ -112,7 +112,12 @@ fn corrupt_or_deleted_state_is_recovered() {
     sb.write_inside(&sb.binfmt().join("qemu-s390x"), "-1");
     wait_for(WAIT, "s390x restored", || sb.has_entry("qemu-s390x"));
     assert_eq!(sb.entry("jar").as_deref(), Some(jar.as_str()));
-    let records = fs::read_to_string(sb.state().join("owned.json")).expect("records rewritten");
+    // The records are saved right after the kernel write: wait for them.
+    let owned = sb.state().join("owned.json");
+    wait_for(WAIT, "records rewritten", || {
+        fs::read_to_string(&owned).is_ok_and(|r| r.contains("qemu-s390x"))
+    });
+    let records = fs::read_to_string(&owned).expect("records rewritten");
     assert!(
         records.contains("qemu-s390x") && !records.contains("\"jar\""),
         "{records}"

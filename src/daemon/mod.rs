@@ -115,8 +115,10 @@ async fn run(common: CommonArgs) -> Result<()> {
     d.arm();
     d.pass("start")?;
     d.arm();
-    notify::ready(&d.status);
+    // Publish for `qus status --daemon` first: whoever reacts to READY=1
+    // may ask it at once.
     d.publish();
+    notify::ready(&d.status);
     tracing::info!(
         "qusd ready: {}; watching {} directories, debounce {} ms",
         d.status,
@@ -164,8 +166,8 @@ async fn run(common: CommonArgs) -> Result<()> {
                 d.arm();
                 let _ = d.pass("SIGHUP");
                 d.arm();
-                notify::ready(&d.status);
                 d.publish();
+                notify::ready(&d.status);
             }
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
@@ -351,8 +353,8 @@ impl Daemon {
         }
         let _ = self.pass(&t.reasons());
         self.arm();
-        notify::status(&self.status);
         self.publish();
+        notify::status(&self.status);
     }
 
     /// Publish readiness and status for `qus status --daemon`.
