@@ -1,11 +1,16 @@
-# ppc (32-bit): write(1, msg, len); exit(0). Number in r0, `sc`.
+# ppc / ppc64 / ppc64le: write(1, msg, len); exit(0). Number in r0,
+# arguments in r3..r5, `sc`. The 64-bit builds (--defsym ELFV2=1) mark the
+# ELFv2 ABI, whose entry point is code, not a function descriptor.
+    .ifdef ELFV2
+    .abiversion 2
+    .endif
     .text
     .global _start
 _start:
-    bl      1f
+    bl      1f                  # lr = address of msg, position-independent
 msg:
     .include "msg.s"
-    .equ    len, . - msg
+    .set    len, . - msg
     .balign 4
 1:  mflr    4
     li      0, 4
