@@ -436,19 +436,26 @@ impl World {
         {
             return Err("binfmt_misc left disabled".into());
         }
-        // Owned F entries were registered from the file that is there now.
-        let state: serde_json::Value = serde_json::from_str(
-            &fs::read_to_string(self.sb.state().join("owned.json")).unwrap_or_else(|_| "{}".into()),
-        )
-        .map_err(|e| e.to_string())?;
+        // Owned F entries were registered from the file that is there now;
+        // every record must name a pool arch whose emulator still exists
+        // (the planner forgets the others).
+        let records = fs::read_to_string(self.sb.state().join("owned.json"));
+        let has_qemu = real.keys().any(|k| k.starts_with("qemu-"));
+        let state: serde_json::Value = match records {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| e.to_string())?,
+            Err(e) if has_qemu => {
+                return Err(format!("no ownership records with entries registered: {e}"))
+            }
+            Err(_) => serde_json::json!({}),
+        };
         if let Some(entries) = state["entries"].as_object() {
             for (name, rec) in entries {
-                let Some(a) = ARCHES.iter().position(|a| format!("qemu-{a}") == *name) else {
-                    continue;
-                };
-                let Ok(m) = fs::metadata(self.emu(a)) else {
-                    continue;
-                };
+                let a = ARCHES
+                    .iter()
+                    .position(|a| format!("qemu-{a}") == *name)
+                    .ok_or_else(|| format!("record for {name}, which qus never registered here"))?;
+                let m = fs::metadata(self.emu(a))
+                    .map_err(|e| format!("{name}: recorded, but its emulator is gone: {e}"))?;
                 let ino = rec["identity"]["ino"].as_u64().unwrap_or(0);
                 if ino != m.ino() {
                     return Err(format!(
