@@ -2,11 +2,11 @@
 //! records, one log line per action. A failed action is logged and counted;
 //! the others still run, so one bad entry never blocks the rest.
 
-use std::collections::BTreeMap;
 use std::io;
 
 use crate::binfmt::BinfmtMisc;
-use crate::plan::{Action, Owned, Plan, Target};
+use crate::model::{Owned, OwnedEntries};
+use crate::plan::{Action, Target};
 
 /// What applying a plan did.
 #[derive(Debug, Default)]
@@ -21,10 +21,11 @@ pub struct Outcome {
     pub records_changed: bool,
 }
 
-/// Apply `plan` to `binfmt`, keeping `owned` in step.
-pub fn apply(plan: &Plan, binfmt: &BinfmtMisc, owned: &mut BTreeMap<String, Owned>) -> Outcome {
+/// Apply `actions` (in the order given: `Plan::actions` orders them) to
+/// `binfmt`, keeping `owned` in step.
+pub fn apply(actions: &[Action], binfmt: &BinfmtMisc, owned: &mut OwnedEntries) -> Outcome {
     let mut out = Outcome::default();
-    for action in plan.actions() {
+    for action in actions {
         match run(action, binfmt, owned, &mut out) {
             Ok(()) => out.done.push(action.clone()),
             Err(e) => {
@@ -39,7 +40,7 @@ pub fn apply(plan: &Plan, binfmt: &BinfmtMisc, owned: &mut BTreeMap<String, Owne
 fn run(
     action: &Action,
     binfmt: &BinfmtMisc,
-    owned: &mut BTreeMap<String, Owned>,
+    owned: &mut OwnedEntries,
     out: &mut Outcome,
 ) -> io::Result<()> {
     match action {
@@ -109,7 +110,7 @@ fn run(
     Ok(())
 }
 
-fn record(owned: &mut BTreeMap<String, Owned>, t: &Target, out: &mut Outcome) {
+fn record(owned: &mut OwnedEntries, t: &Target, out: &mut Outcome) {
     owned.insert(
         t.name.clone(),
         Owned {

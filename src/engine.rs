@@ -1,36 +1,176 @@
-//! observe → plan → apply, once. `qus register` runs it one time; `qusd`
-//! runs it on every debounced batch of events.
+//! One pass: lock, observe, plan, apply, save the records. `qus register`
+//! and `qus unregister` run one; `qusd` runs one for every debounced batch
+//! of events (off its event loop: a pass may run probes and wait for the
+//! lock).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
 use crate::apply::{self, Outcome};
-use crate::binfmt::{BinfmtMisc, KernelEntries};
-use crate::config::Config;
-use crate::observe::{self, Host, Native, Overrides};
-use crate::plan::{self, Action, Options, Plan};
-use crate::state::StateDir;
+use crate::binfmt::{KernelEntries, KernelEntry};
+use crate::model::{NativeVerdicts, World};
+use crate::observe::{self, Request, System};
+use crate::plan::{self, Action, Mode, Plan, State};
+use crate::state::Lock;
 
-/// Everything one reconcile needs to know about where things are.
-#[derive(Debug, Clone)]
-pub struct Context {
-    pub config: Config,
-    pub binfmt: BinfmtMisc,
-    pub state: StateDir,
-    pub host: Host,
+/// Result of one pass.
+#[derive(Debug)]
+pub struct Pass {
+    pub world: World,
+    pub mode: Mode,
+    pub plan: Plan,
+    pub outcome: Outcome,
+    /// Did this pass mount binfmt_misc?
+    pub mounted: bool,
+    /// Did this pass turn binfmt_misc's global switch back on?
+    pub reenabled: bool,
+    /// Why the ownership records could not be kept, if so.
+    pub records_note: Option<String>,
+    /// binfmt_misc (global switch, entries) as this pass left it: what the
+    /// daemon compares later events against, to tell its own writes from
+    /// others'. Computed from what the pass did, never re-read: a change
+    /// someone else makes meanwhile must still look like a change.
+    pub kernel_after: (bool, KernelEntries),
 }
 
-impl Context {
-    pub fn new(config: Config, state_dir: PathBuf, host: Host) -> Context {
-        Context {
-            binfmt: BinfmtMisc::new(config.binfmt_path.value.clone()),
-            state: StateDir::new(state_dir),
-            config,
-            host,
+impl Pass {
+    /// The native verdicts this pass used.
+    pub fn native(&self) -> &NativeVerdicts {
+        &self.world.native
+    }
+
+    /// Entries (in scope) that are registered as wanted after this pass.
+    pub fn registered(&self) -> usize {
+        let failed: BTreeSet<&str> = self
+            .outcome
+            .failed
+            .iter()
+            .filter_map(|(a, _)| match a {
+                Action::Register(t) | Action::Replace { target: t, .. } => Some(t.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        self.in_scope()
+            .filter(|i| {
+                i.wanted.is_some()
+                    && i.state != State::Conflict
+                    && !failed.contains(i.name.as_str())
+            })
+            .count()
+    }
+
+    fn in_scope(&self) -> impl Iterator<Item = &plan::Item> {
+        self.plan
+            .items
+            .iter()
+            .filter(|i| self.mode.in_scope(&i.name))
+    }
+
+    /// Items in scope with this state.
+    pub fn count(&self, state: State) -> usize {
+        self.in_scope().filter(|i| i.state == state).count()
+    }
+
+    /// One line for people and for sd_notify's STATUS=.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} registered, {} errors",
+            self.registered(),
+            self.outcome.failed.len()
+        );
+        for (state, word) in [(State::Refused, "refused"), (State::Conflict, "conflicts")] {
+            let n = self.count(state);
+            if n > 0 {
+                s.push_str(&format!(", {n} {word}"));
+            }
+        }
+        if let Some(note) = &self.records_note {
+            s.push_str(&format!("; {note}"));
+        }
+        s
+    }
+}
+
+/// How long a pass waits for another qus or qusd to release the lock.
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Observe and plan without changing anything (`qus status`, `qus export`).
+pub fn survey(system: &System, request: &Request) -> Result<(World, Plan)> {
+    let world = observe::observe(system, request)?;
+    let plan = plan::plan(&world, &Mode::reconcile(system.config.takeover.value));
+    Ok((world, plan))
+}
+
+/// Lock, mount and switch on binfmt_misc if needed and allowed, observe,
+/// plan for `mode`, apply, save the records.
+pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
+    let lock = system
+        .state
+        .lock(LOCK_WAIT)
+        .context("taking the state-dir lock")?;
+    let mut records_note = None;
+    if let Lock::ReadOnly(why) = &lock {
+        tracing::warn!("working without ownership records: {why}");
+        records_note = Some("state dir read-only: no ownership records".to_string());
+    }
+    let reconciling = matches!(mode, Mode::Reconcile { .. });
+    let mounted = if reconciling {
+        let m = system
+            .binfmt
+            .ensure_mounted(system.config.binfmt_mount.value)?;
+        if m {
+            tracing::info!("mounted binfmt_misc at {}", system.binfmt.root().display());
+        }
+        m
+    } else {
+        false
+    };
+    let reenabled = reconciling && switch_on(system)?;
+    let world = observe::observe(system, request)?;
+    let plan = plan::plan(&world, &mode);
+    let mut owned = world.owned.clone();
+    let outcome = apply::apply(&plan.actions(), &system.binfmt, &mut owned);
+    if outcome.records_changed && records_note.is_none() {
+        if let Err(e) = system.state.save(&owned) {
+            tracing::warn!("cannot save ownership records: {e}; the kernel's view still holds");
+            records_note = Some(format!("cannot save ownership records: {e}"));
         }
     }
+    let kernel_after = (
+        world.enabled.unwrap_or(false),
+        expected_after(&world.kernel, &outcome.done),
+    );
+    drop(lock);
+    Ok(Pass {
+        world,
+        mode,
+        plan,
+        outcome,
+        mounted,
+        reenabled,
+        records_note,
+        kernel_after,
+    })
+}
+
+/// Turn binfmt_misc's global switch back on when it is off and the
+/// configuration allows it; returns whether it did.
+fn switch_on(system: &System) -> Result<bool> {
+    if !system.binfmt.is_mounted() || system.binfmt.enabled().unwrap_or(true) {
+        return Ok(false);
+    }
+    if !system.config.binfmt_enable.value {
+        tracing::warn!("binfmt_misc is disabled globally; no entry works until it is enabled (binfmt.enable = false)");
+        return Ok(false);
+    }
+    system
+        .binfmt
+        .set_all_enabled(true)
+        .context("turning binfmt_misc back on")?;
+    tracing::info!("binfmt_misc was disabled globally; enabled it (binfmt.enable = true)");
+    Ok(true)
 }
 
 /// What binfmt_misc holds once `done` was applied to `before`.
@@ -41,7 +181,7 @@ fn expected_after(before: &KernelEntries, done: &[Action]) -> KernelEntries {
             Action::Register(t) | Action::Replace { target: t, .. } => {
                 k.insert(
                     t.name.clone(),
-                    crate::binfmt::KernelEntry {
+                    KernelEntry {
                         enabled: true,
                         spec: t.spec.clone(),
                     },
@@ -69,322 +209,4 @@ pub fn same_kernel(a: &KernelEntries, b: &KernelEntries) -> bool {
             b.get(name)
                 .is_some_and(|f| f.enabled == e.enabled && f.spec.equivalent(&e.spec))
         })
-}
-
-/// The kernel's entries, or none when binfmt_misc is not mounted.
-pub fn kernel_entries(binfmt: &BinfmtMisc) -> Result<KernelEntries> {
-    if !binfmt.is_mounted() {
-        return Ok(KernelEntries::new());
-    }
-    let (good, bad) = binfmt
-        .entries()
-        .with_context(|| format!("reading {}", binfmt.root().display()))?;
-    for (name, why) in bad {
-        tracing::warn!("cannot parse binfmt_misc entry {name}: {why}; leaving it alone");
-    }
-    Ok(good)
-}
-
-/// Native verdicts: the given ones, or decided now (and logged).
-pub fn native_now(
-    ctx: &Context,
-    kernel: &KernelEntries,
-    owned: &std::collections::BTreeMap<String, plan::Owned>,
-    known: Option<&BTreeMap<String, Native>>,
-) -> BTreeMap<String, Native> {
-    if let Some(k) = known {
-        return k.clone();
-    }
-    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    let key = format!("{} {}", boot_id.trim(), ctx.host.machine);
-    if let Some(cached) = ctx.state.load_native(&key) {
-        return cached;
-    }
-    let enabled = ctx.binfmt.is_mounted() && ctx.binfmt.enabled().unwrap_or(false);
-    let verdicts = observe::native_verdicts(&ctx.host, kernel, owned, enabled);
-    ctx.state.save_native(&key, &verdicts);
-    for (arch, v) in &verdicts {
-        match v {
-            Native::Yes(why) => tracing::debug!("native {arch}: {why}"),
-            Native::No(why) => tracing::info!("{arch} is not native here: {why}"),
-        }
-    }
-    verdicts
-}
-
-/// The wanted set as of now (for `qus export`).
-pub fn wanted_now(ctx: &Context) -> Result<plan::Wanted> {
-    let kernel = kernel_entries(&ctx.binfmt)?;
-    let (owned, _) = ctx.state.load();
-    let native = native_now(ctx, &kernel, &owned, None);
-    Ok(observe::wanted(&ctx.config, &native, &Overrides::default()))
-}
-
-/// What one pass is asked to do.
-#[derive(Debug, Clone, Default)]
-pub struct Request {
-    pub overrides: Overrides,
-    /// Only these entry names (`None` = all).
-    pub scope: Option<BTreeSet<String>>,
-    /// Entries to leave alone this pass.
-    pub hold: BTreeSet<String>,
-    /// Native verdicts decided earlier (the daemon keeps them); `None`:
-    /// decide now.
-    pub native: Option<BTreeMap<String, Native>>,
-}
-
-/// Observe and plan without changing anything (for `qus status`).
-pub fn survey(
-    ctx: &Context,
-    overrides: &Overrides,
-    scope: Option<BTreeSet<String>>,
-) -> Result<Plan> {
-    let kernel = kernel_entries(&ctx.binfmt)?;
-    let (owned, warning) = ctx.state.load();
-    if let Some(w) = warning {
-        tracing::warn!("{w}");
-    }
-    let native = native_now(ctx, &kernel, &owned, None);
-    let wanted = observe::wanted(&ctx.config, &native, overrides);
-    Ok(plan::plan(
-        &wanted,
-        &kernel,
-        &owned,
-        &options(ctx, scope, BTreeSet::new()),
-    ))
-}
-
-fn options(ctx: &Context, scope: Option<BTreeSet<String>>, hold: BTreeSet<String>) -> Options {
-    Options {
-        takeover: ctx.config.takeover.value,
-        scope,
-        hold,
-    }
-}
-
-/// Result of one reconcile pass.
-#[derive(Debug)]
-pub struct Pass {
-    pub plan: Plan,
-    pub outcome: Outcome,
-    /// Did this pass mount binfmt_misc?
-    pub mounted: bool,
-    /// Did this pass turn binfmt_misc's global switch back on?
-    pub reenabled: bool,
-    /// The global switch after the pass.
-    pub enabled_after: bool,
-    /// The kernel's entries after the pass (what the daemon compares
-    /// binfmt_misc events against, to tell its own writes from others').
-    /// Computed from what the pass did, never re-read: a change someone
-    /// else makes meanwhile must still look like a change. (Re-reading
-    /// lost such a removal; found by the soak test.)
-    pub kernel_after: KernelEntries,
-    /// The native verdicts this pass used.
-    pub native: BTreeMap<String, Native>,
-    scope: Option<BTreeSet<String>>,
-}
-
-impl Pass {
-    fn in_scope(&self, name: &str) -> bool {
-        self.scope.as_ref().is_none_or(|s| s.contains(name))
-    }
-
-    /// Entries (in scope) that are registered as wanted after this pass.
-    pub fn registered(&self) -> usize {
-        let failed: BTreeSet<&str> = self
-            .outcome
-            .failed
-            .iter()
-            .filter_map(|(a, _)| match a {
-                Action::Register(t) | Action::Replace { target: t, .. } => Some(t.name.as_str()),
-                _ => None,
-            })
-            .collect();
-        self.plan
-            .items
-            .iter()
-            .filter(|i| {
-                self.in_scope(&i.name)
-                    && i.wanted.is_some()
-                    && i.state != plan::State::Conflict
-                    && !failed.contains(i.name.as_str())
-            })
-            .count()
-    }
-
-    /// Items in scope with this state.
-    pub fn count(&self, state: plan::State) -> usize {
-        self.plan
-            .items
-            .iter()
-            .filter(|i| self.in_scope(&i.name) && i.state == state)
-            .count()
-    }
-
-    /// One line for people and for sd_notify's STATUS=.
-    pub fn summary(&self) -> String {
-        let mut s = format!(
-            "{} registered, {} errors",
-            self.registered(),
-            self.outcome.failed.len()
-        );
-        for (state, word) in [
-            (plan::State::Refused, "refused"),
-            (plan::State::Conflict, "conflicts"),
-        ] {
-            let n = self.count(state);
-            if n > 0 {
-                s.push_str(&format!(", {n} {word}"));
-            }
-        }
-        s
-    }
-}
-
-/// Lock, mount if needed and allowed, observe, plan, apply, save records.
-pub fn reconcile(
-    ctx: &Context,
-    overrides: &Overrides,
-    scope: Option<BTreeSet<String>>,
-) -> Result<Pass> {
-    reconcile_with(
-        ctx,
-        &Request {
-            overrides: overrides.clone(),
-            scope,
-            ..Request::default()
-        },
-    )
-}
-
-/// [`reconcile`] with every knob.
-pub fn reconcile_with(ctx: &Context, request: &Request) -> Result<Pass> {
-    let overrides = &request.overrides;
-    let scope = request.scope.clone();
-    let _lock = ctx.state.lock().context("taking the state-dir lock")?;
-    let mounted = ctx.binfmt.ensure_mounted(ctx.config.binfmt_mount.value)?;
-    if mounted {
-        tracing::info!("mounted binfmt_misc at {}", ctx.binfmt.root().display());
-    }
-    let mut reenabled = false;
-    let enabled_before = ctx.binfmt.enabled().unwrap_or(true);
-    if !enabled_before {
-        if ctx.config.binfmt_enable.value {
-            ctx.binfmt
-                .set_all_enabled(true)
-                .context("turning binfmt_misc back on")?;
-            tracing::info!("binfmt_misc was disabled globally; enabled it (binfmt.enable = true)");
-            reenabled = true;
-        } else {
-            tracing::warn!("binfmt_misc is disabled globally; no entry works until it is enabled (binfmt.enable = false)");
-        }
-    }
-    let kernel = kernel_entries(&ctx.binfmt)?;
-    let (mut owned, warning) = ctx.state.load();
-    if let Some(w) = warning {
-        tracing::warn!("{w}");
-    }
-    let native = native_now(ctx, &kernel, &owned, request.native.as_ref());
-    let wanted = observe::wanted(&ctx.config, &native, overrides);
-    for want in &wanted.items {
-        if let Err(plan::Skip::Refused(why)) = &want.want {
-            tracing::warn!("refused {}: {why}", want.name);
-        }
-    }
-    let plan = plan::plan(
-        &wanted,
-        &kernel,
-        &owned,
-        &options(ctx, scope.clone(), request.hold.clone()),
-    );
-    let outcome = apply::apply(&plan, &ctx.binfmt, &mut owned);
-    if outcome.records_changed {
-        if let Err(e) = ctx.state.save(&owned) {
-            tracing::warn!("cannot save ownership records: {e}; the kernel's view still holds");
-        }
-    }
-    let kernel_after = expected_after(&kernel, &outcome.done);
-    Ok(Pass {
-        plan,
-        outcome,
-        mounted,
-        reenabled,
-        enabled_after: enabled_before || reenabled,
-        kernel_after,
-        native,
-        scope,
-    })
-}
-
-/// Remove owned entries: those qus recorded, and configured ones that are
-/// identical to what qus would register. `names = None` means all of them.
-pub fn unregister(ctx: &Context, names: Option<&BTreeSet<String>>) -> Result<Outcome> {
-    let _lock = ctx.state.lock().context("taking the state-dir lock")?;
-    let kernel = kernel_entries(&ctx.binfmt)?;
-    let (mut owned, warning) = ctx.state.load();
-    if let Some(w) = warning {
-        tracing::warn!("{w}");
-    }
-    let native = native_now(ctx, &kernel, &owned, None);
-    let wanted = observe::wanted(&ctx.config, &native, &Overrides::default());
-    let plan_now = plan::plan(
-        &wanted,
-        &kernel,
-        &owned,
-        &options(ctx, None, BTreeSet::new()),
-    );
-    let mut items = Vec::new();
-    for item in plan_now.items {
-        if names.is_some_and(|n| !n.contains(&item.name)) {
-            continue;
-        }
-        let Some(k) = &item.kernel else {
-            if owned.contains_key(&item.name) {
-                items.push((
-                    item.name.clone(),
-                    Action::Forget {
-                        name: item.name.clone(),
-                    },
-                ));
-            }
-            continue;
-        };
-        let recorded = owned
-            .get(&item.name)
-            .is_some_and(|o| o.spec.equivalent(&k.spec));
-        let configured_same = item.wanted.as_ref().is_some_and(|w| w.equivalent(&k.spec));
-        if recorded || configured_same {
-            items.push((
-                item.name.clone(),
-                Action::Unregister {
-                    name: item.name.clone(),
-                    reason: "qus unregister".into(),
-                },
-            ));
-        } else if names.is_some() {
-            tracing::warn!("{} is not owned by qus; left alone", item.name);
-        }
-    }
-    let plan = Plan {
-        items: items
-            .into_iter()
-            .map(|(name, action)| plan::Item {
-                name,
-                arch: None,
-                state: plan::State::Registered,
-                detail: None,
-                wanted: None,
-                kernel: None,
-                owned: true,
-                actions: vec![action],
-            })
-            .collect(),
-    };
-    let outcome = apply::apply(&plan, &ctx.binfmt, &mut owned);
-    if outcome.records_changed {
-        if let Err(e) = ctx.state.save(&owned) {
-            tracing::warn!("cannot save ownership records: {e}");
-        }
-    }
-    Ok(outcome)
 }

@@ -1,11 +1,16 @@
 //! qus: keeps binfmt_misc registrations for QEMU user-mode emulators correct.
 //!
-//! The shape is observe → plan → apply:
-//! - [`config`] loads the drop-ins, [`observe`] finds emulators and checks
-//!   them ([`safety`]), [`binfmt`] reads the kernel;
-//! - [`plan`] (pure) decides the minimal actions;
-//! - [`apply`] carries them out; [`engine`] ties one pass together;
-//! - [`cli`] is the `qus` command, [`daemon`] the `qusd` event loop.
+//! The shape is observe → plan → apply, over a shared vocabulary:
+//! - [`model`]: the plain data every layer speaks (no I/O, imports nothing
+//!   above it);
+//! - [`observe`]: the one place that gathers input (kernel entries in match
+//!   order, ownership records, native verdicts, the wanted set built from
+//!   [`config`] and the emulator files, checked by [`safety`]);
+//! - [`plan`]: pure, world + mode → states and actions;
+//! - [`apply`]: carries actions out on [`binfmt`] and the records;
+//!   [`engine`] runs one locked pass of all three;
+//! - [`setup`]: what both shells share; [`cli`] (`qus`) and [`daemon`]
+//!   (`qusd`) stand side by side on it.
 
 pub mod apply;
 pub mod arch;
@@ -15,10 +20,12 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod escape;
+pub mod fsutil;
 pub mod logging;
+pub mod model;
 pub mod observe;
 pub mod plan;
 pub mod probe;
 pub mod safety;
+pub mod setup;
 pub mod state;
-pub mod status;

@@ -1,83 +1,181 @@
-//! Observe: turn configuration + the files on disk into what qus wants
-//! registered, entry by entry, with the reason when an entry is not wanted.
-//! This is the only place that looks for emulators and checks them.
+//! Observe: the one place that gathers what a pass needs to know. It reads
+//! the kernel's entries (in match order) and global switch, the ownership
+//! records, decides native arches, finds and checks every emulator, and
+//! returns it all as one [`World`]. Every command and every daemon pass
+//! goes through [`observe`]; nothing else assembles these inputs.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use anyhow::{Context as _, Result};
 
 use crate::arch::{self, Arch};
-use crate::binfmt::{EntrySpec, Flags, Matcher};
+use crate::binfmt::{BinfmtMisc, EntrySpec, Flags, KernelEntries, Matcher};
 use crate::config::Config;
-use crate::plan::{Skip, Want, Wanted};
+use crate::model::{
+    Desired, Host, Identity, Instance, Native, NativeVerdicts, OwnedEntries, Skip, Want, Wanted,
+    World,
+};
+use crate::probe;
 use crate::safety;
+use crate::state::StateDir;
 
-/// Identity of an interpreter file: with `F` the kernel keeps the file it
-/// opened at registration, so a change of any of these means an upgrade
-/// that only a re-registration makes the kernel see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Identity {
-    pub dev: u64,
-    pub ino: u64,
-    pub size: u64,
-    pub mtime_ns: i128,
-}
-
-impl Identity {
-    /// Identity of the file a path resolves to (symlinks followed).
-    pub fn of(path: &Path) -> std::io::Result<Identity> {
-        let m = std::fs::metadata(path)?;
-        Ok(Identity {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.size(),
-            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-        })
-    }
-}
-
-/// Facts about the host that decide what is native.
+/// Where everything is: the configuration, binfmt_misc, the state dir and
+/// the host. Built once per command (and per configuration in qusd).
 #[derive(Debug, Clone)]
-pub struct Host {
-    /// Kernel machine name (`uname -m`) or the override.
-    pub machine: String,
-    pub family: String,
+pub struct System {
+    pub config: Config,
+    pub binfmt: BinfmtMisc,
+    pub state: StateDir,
+    pub host: Host,
 }
 
-impl Host {
-    /// The running host, or `machine` when given (for tests and for
-    /// preparing configuration for another host).
-    pub fn detect(machine: Option<&str>) -> Host {
-        let machine = machine.map_or_else(arch::kernel_machine, str::to_string);
-        Host {
-            family: arch::host_family(&machine),
-            machine,
+impl System {
+    pub fn new(config: Config, state_dir: PathBuf, host: Host) -> System {
+        System {
+            binfmt: BinfmtMisc::new(config.binfmt_path.value.clone()),
+            state: StateDir::new(state_dir),
+            config,
+            host,
         }
     }
 }
 
-/// Does the host run an arch itself? Decided by running the arch's probe
-/// when no binfmt_misc entry can catch it (an aarch64 kernel without
-/// AArch32, or x86_64 booted with `ia32_emulation=0`, fails the family
-/// guess); otherwise by the family rule of `qemu-binfmt-conf.sh`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Native {
-    Yes(String),
-    No(String),
+/// Run-time adjustments from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Replaces `qemu.targets` for this run (`qus register ARCH…`).
+    pub targets: Option<Vec<String>>,
+    /// Replaces the flags of every qemu entry (`--flags`).
+    pub flags: Option<Flags>,
+}
+
+/// What an observation is asked to take into account.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub overrides: Overrides,
+    /// Native verdicts decided earlier (the daemon keeps them: the host
+    /// does not change while it runs); `None`: decide now.
+    pub native: Option<NativeVerdicts>,
+}
+
+/// Gather everything one pass needs. Warnings about inputs (unusable
+/// ownership records, unparsable kernel entries, refused emulators) are
+/// logged here, once per observation.
+pub fn observe(system: &System, request: &Request) -> Result<World> {
+    let mounted = system.binfmt.is_mounted();
+    let (enabled, kernel, match_order) = if mounted {
+        let listing = system
+            .binfmt
+            .entries()
+            .with_context(|| format!("reading {}", system.binfmt.root().display()))?;
+        for (name, why) in &listing.unparsable {
+            tracing::warn!("cannot parse binfmt_misc entry {name}: {why}; leaving it alone");
+        }
+        (system.binfmt.enabled().ok(), listing.entries, listing.order)
+    } else {
+        (None, KernelEntries::new(), Vec::new())
+    };
+    let (owned, owned_warning) = system.state.load();
+    if let Some(w) = &owned_warning {
+        tracing::warn!("{w}");
+    }
+    let native = match &request.native {
+        Some(known) => known.clone(),
+        None => native_cached(system, &kernel, &owned, mounted && enabled == Some(true)),
+    };
+    let wanted = wanted(&system.config, &native, &request.overrides);
+    for want in &wanted.items {
+        if let Err(Skip::Refused(why)) = &want.want {
+            tracing::warn!("refused {}: {why}", want.name);
+        }
+    }
+    Ok(World {
+        mounted,
+        enabled,
+        kernel,
+        match_order,
+        owned,
+        owned_warning,
+        native,
+        wanted,
+    })
+}
+
+/// The running host, or `machine` when given (for tests and for preparing
+/// configuration for another host).
+pub fn detect_host(machine: Option<&str>) -> Host {
+    let machine = machine.map_or_else(arch::kernel_machine, str::to_string);
+    Host {
+        family: arch::host_family(&machine),
+        machine,
+    }
+}
+
+/// Which binfmt_misc instance a process here talks to.
+pub fn instance() -> Instance {
+    // The initial user namespace has this fixed inode (PROC_USER_INIT_INO).
+    let initial = std::fs::read_link("/proc/self/ns/user")
+        .map(|l| l.to_string_lossy() == "user:[4026531837]")
+        .unwrap_or(true);
+    if initial {
+        Instance::Host
+    } else {
+        Instance::Private
+    }
+}
+
+/// Identity of the file a path resolves to (symlinks followed).
+pub fn identity_of(path: &Path) -> std::io::Result<Identity> {
+    let m = std::fs::metadata(path)?;
+    Ok(Identity {
+        dev: m.dev(),
+        ino: m.ino(),
+        size: m.size(),
+        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+    })
+}
+
+/// How long a native probe may take: natively it takes well under a
+/// millisecond, so this only bounds a host that is badly stuck.
+const NATIVE_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Native verdicts hold for one boot of one kernel, so they are cached in
+/// the state dir under the boot id and the host's machine name.
+fn native_cached(
+    system: &System,
+    kernel: &KernelEntries,
+    owned: &OwnedEntries,
+    binfmt_live: bool,
+) -> NativeVerdicts {
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let key = format!("{} {}", boot_id.trim(), system.host.machine);
+    if let Some(cached) = system.state.load_native(&key) {
+        return cached;
+    }
+    let verdicts = native_verdicts(&system.host, kernel, owned, binfmt_live);
+    system.state.save_native(&key, &verdicts);
+    for (arch, v) in &verdicts {
+        match v {
+            Native::Yes(why) => tracing::debug!("native {arch}: {why}"),
+            Native::No(why) => tracing::info!("{arch} is not native here: {why}"),
+        }
+    }
+    verdicts
 }
 
 /// Native verdicts for the arches of the host's family (as configured or
 /// overridden) and of the running kernel's own family. Other arches are
 /// foreign without asking.
-pub fn native_verdicts(
+fn native_verdicts(
     host: &Host,
-    kernel: &crate::binfmt::KernelEntries,
-    owned: &std::collections::BTreeMap<String, crate::plan::Owned>,
-    binfmt_enabled: bool,
-) -> std::collections::BTreeMap<String, Native> {
+    kernel: &KernelEntries,
+    owned: &OwnedEntries,
+    binfmt_live: bool,
+) -> NativeVerdicts {
     let real_family = arch::host_family(&arch::kernel_machine());
-    let mut verdicts = std::collections::BTreeMap::new();
+    let mut verdicts = NativeVerdicts::new();
     for a in arch::ARCHES {
         if a.family != host.family && a.family != real_family {
             continue;
@@ -92,29 +190,29 @@ pub fn native_verdicts(
                 Native::No(format!("not of the {} family", host.family))
             }
         };
-        let verdict = match crate::probe::find(a.name) {
+        let verdict = match probe::find(a.name) {
             None => family_rule(),
-            Some(probe) => {
-                let catcher = kernel.iter().find(|(_, e)| {
-                    binfmt_enabled && e.enabled && e.spec.matcher.catches(probe.program)
-                });
+            Some(p) => {
+                let catcher = kernel
+                    .iter()
+                    .find(|(_, e)| binfmt_live && e.enabled && e.spec.matcher.catches(p.program));
                 match catcher {
                     Some((name, _)) if owned.contains_key(name) => Native::No(format!(
                         "{name}, registered by qus, runs it: the host could not"
                     )),
                     Some(_) => family_rule(),
-                    None => match crate::probe::run(probe, std::time::Duration::from_secs(5)) {
-                        crate::probe::RunResult::Pass => {
+                    None => match probe::run(p, NATIVE_PROBE_TIMEOUT) {
+                        probe::RunResult::Pass => {
                             Native::Yes(format!("the {} probe ran natively", a.name))
                         }
-                        crate::probe::RunResult::ExecFormatError => Native::No(format!(
+                        probe::RunResult::ExecFormatError => Native::No(format!(
                             "the host cannot run {} binaries (exec format error)",
                             a.name
                         )),
                         // Only the kernel's refusal proves the host cannot run
                         // it; a crash may be our own sandbox (a seccomp filter
                         // of a hardened service), so the family rule decides.
-                        crate::probe::RunResult::Fail(why) => {
+                        probe::RunResult::Fail(why) => {
                             tracing::warn!(
                                 "the {} probe failed natively ({why}); deciding by the family rule",
                                 a.name
@@ -128,15 +226,6 @@ pub fn native_verdicts(
         verdicts.insert(a.name.to_string(), verdict);
     }
     verdicts
-}
-
-/// Run-time adjustments from the command line.
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    /// Replaces `qemu.targets` for this run (`qus register ARCH…`).
-    pub targets: Option<Vec<String>>,
-    /// Replaces the flags of every qemu entry (`--flags`).
-    pub flags: Option<Flags>,
 }
 
 /// Find the emulator for an arch: the per-arch override, else the first
@@ -160,12 +249,24 @@ pub fn find_emulator(config: &Config, arch: &Arch) -> Option<PathBuf> {
     None
 }
 
+/// Every interpreter path the configuration points at now, by entry name:
+/// the emulator found for each arch and each custom entry's interpreter.
+/// (What the daemon watches, and what it holds while a file is written.)
+pub fn interpreters(config: &Config) -> Vec<(String, PathBuf)> {
+    let mut all = Vec::new();
+    for a in arch::ARCHES {
+        if let Some(path) = find_emulator(config, a) {
+            all.push((config.entry_name(a.name), path));
+        }
+    }
+    for (name, e) in &config.entries {
+        all.push((name.clone(), e.spec.interpreter.clone()));
+    }
+    all
+}
+
 /// Build the wanted set: every arch of the table and every custom entry.
-pub fn wanted(
-    config: &Config,
-    native: &std::collections::BTreeMap<String, Native>,
-    overrides: &Overrides,
-) -> Wanted {
+fn wanted(config: &Config, native: &NativeVerdicts, overrides: &Overrides) -> Wanted {
     let mut items = Vec::new();
     let dirs = safety::DirCache::default();
     for arch in arch::ARCHES {
@@ -186,26 +287,20 @@ pub fn wanted(
     Wanted { items }
 }
 
-fn want_arch(
+/// Why an arch is not wanted, before looking for its emulator.
+fn arch_skip(
     config: &Config,
-    native: &std::collections::BTreeMap<String, Native>,
+    native: &NativeVerdicts,
     overrides: &Overrides,
     arch: &Arch,
-    dirs: &safety::DirCache,
-) -> Want {
-    let name = config.entry_name(arch.name);
-    let over = config.arch.get(arch.name);
-    let forced = over.and_then(|o| o.enabled.as_ref());
+) -> Option<Skip> {
+    let forced = config.arch.get(arch.name).and_then(|o| o.enabled.as_ref());
     let targeted = match &overrides.targets {
         Some(list) => list.iter().any(|t| t == arch.name),
-        None => config
-            .targets
-            .value
-            .iter()
-            .any(|t| t == "all" || t == arch.name),
+        None => config.targets_arch(arch.name),
     };
     let excluded = config.exclude.value.iter().any(|e| e == arch.name);
-    let skip = match forced {
+    match forced {
         Some(e) if !e.value => Some(Skip::Excluded(format!("enabled = false ({})", e.source))),
         Some(_) => None,
         None if excluded => Some(Skip::Excluded(format!(
@@ -217,28 +312,22 @@ fn want_arch(
             Some(Native::Yes(why)) => Some(Skip::Native(why.clone())),
             _ => None,
         },
-    };
-    let want = match skip {
+    }
+}
+
+fn want_arch(
+    config: &Config,
+    native: &NativeVerdicts,
+    overrides: &Overrides,
+    arch: &Arch,
+    dirs: &safety::DirCache,
+) -> Want {
+    let want = match arch_skip(config, native, overrides, arch) {
         Some(skip) => Err(skip),
         None => match find_emulator(config, arch) {
-            None => Err(Skip::NoInterpreter(format!(
-                "no {} in {}",
-                config
-                    .binary_names
-                    .value
-                    .iter()
-                    .map(|t| t.replace("{arch}", arch.emulator))
-                    .collect::<Vec<_>>()
-                    .join(" or "),
-                config
-                    .search_path
-                    .value
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(":")
-            ))),
+            None => Err(Skip::NoInterpreter(not_found(config, arch))),
             Some(interpreter) => {
+                let over = config.arch.get(arch.name);
                 let flags = overrides
                     .flags
                     .or_else(|| over.and_then(|o| o.flags.as_ref()).map(|f| f.value))
@@ -259,14 +348,35 @@ fn want_arch(
         },
     };
     Want {
-        name,
+        name: config.entry_name(arch.name),
         arch: Some(arch.name.to_string()),
         want,
     }
 }
 
+/// "no qemu-x-static or qemu-x in /usr/bin:/usr/local/bin"
+fn not_found(config: &Config, arch: &Arch) -> String {
+    format!(
+        "no {} in {}",
+        config
+            .binary_names
+            .value
+            .iter()
+            .map(|t| t.replace("{arch}", arch.emulator))
+            .collect::<Vec<_>>()
+            .join(" or "),
+        config
+            .search_path
+            .value
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":")
+    )
+}
+
 /// Apply the interpreter safety rules and take the file's identity.
-fn checked(spec: EntrySpec, dirs: &safety::DirCache) -> Result<crate::plan::Desired, Skip> {
+fn checked(spec: EntrySpec, dirs: &safety::DirCache) -> Result<Desired, Skip> {
     if !spec.interpreter.exists() {
         return Err(Skip::NoInterpreter(format!(
             "{} does not exist",
@@ -275,6 +385,6 @@ fn checked(spec: EntrySpec, dirs: &safety::DirCache) -> Result<crate::plan::Desi
     }
     let resolved = safety::check_interpreter_cached(&spec.interpreter, dirs)
         .map_err(|r| Skip::Refused(r.0))?;
-    let identity = Identity::of(&resolved).map_err(|e| Skip::Refused(e.to_string()))?;
-    Ok(crate::plan::Desired { spec, identity })
+    let identity = identity_of(&resolved).map_err(|e| Skip::Refused(e.to_string()))?;
+    Ok(Desired { spec, identity })
 }

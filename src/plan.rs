@@ -18,66 +18,60 @@
 //!   config) → unregister only what qus registered and nobody changed since;
 //! - anything qus did not register and does not name is never touched.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::binfmt::{EntrySpec, KernelEntries, KernelEntry};
-use crate::observe::Identity;
+use crate::binfmt::{EntrySpec, KernelEntry};
+use crate::model::{Identity, Owned, Skip, Want, World};
 
-/// A registration qus wants, with the identity of its interpreter file.
+/// What a plan is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Desired {
-    pub spec: EntrySpec,
-    pub identity: Identity,
+pub enum Mode {
+    /// Make the kernel match the configuration (`qus register`, every
+    /// qusd pass).
+    Reconcile {
+        /// Replace same-named entries qus did not register.
+        takeover: bool,
+        /// Only act on these entry names (`qus register ARCH…`); `None` = all.
+        scope: Option<BTreeSet<String>>,
+        /// Leave these alone this time (their emulator file is still being
+        /// written; the daemon acts once it is complete).
+        holds: BTreeSet<String>,
+    },
+    /// Remove what qus owns (`qus unregister`, `unregister_on_stop`):
+    /// these entry names, or every owned entry when `None`.
+    Unregister { names: Option<BTreeSet<String>> },
 }
 
-/// Why an entry is not wanted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Skip {
-    /// Not targeted, excluded, or disabled in configuration.
-    Excluded(String),
-    /// The host runs this arch itself.
-    Native(String),
-    /// No emulator file found.
-    NoInterpreter(String),
-    /// An emulator was found but fails the safety rules.
-    Refused(String),
-}
+impl Mode {
+    /// A full reconcile with nothing held.
+    pub fn reconcile(takeover: bool) -> Mode {
+        Mode::Reconcile {
+            takeover,
+            scope: None,
+            holds: BTreeSet::new(),
+        }
+    }
 
-/// One entry qus has an opinion about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Want {
-    pub name: String,
-    /// The table arch for qemu entries; `None` for custom entries.
-    pub arch: Option<String>,
-    pub want: Result<Desired, Skip>,
-}
+    /// Is this entry one the plan may act on (and report on)?
+    pub fn in_scope(&self, name: &str) -> bool {
+        match self {
+            Mode::Reconcile { scope, .. } => scope.as_ref().is_none_or(|s| s.contains(name)),
+            Mode::Unregister { names } => names.as_ref().is_none_or(|n| n.contains(name)),
+        }
+    }
 
-/// Everything qus has an opinion about.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Wanted {
-    pub items: Vec<Want>,
-}
+    fn may_act(&self, name: &str) -> bool {
+        match self {
+            Mode::Reconcile { holds, .. } => self.in_scope(name) && !holds.contains(name),
+            Mode::Unregister { .. } => self.in_scope(name),
+        }
+    }
 
-/// What qus recorded when it registered (or adopted) an entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owned {
-    pub arch: Option<String>,
-    pub spec: EntrySpec,
-    pub identity: Option<Identity>,
-}
-
-/// Planner options.
-#[derive(Debug, Clone, Default)]
-pub struct Options {
-    /// Replace same-named entries qus did not register.
-    pub takeover: bool,
-    /// Only act on these entry names (`qus register ARCH…`); `None` = all.
-    pub scope: Option<BTreeSet<String>>,
-    /// Leave these alone this time (their emulator file is still being
-    /// written; the daemon acts once it is complete).
-    pub hold: BTreeSet<String>,
+    fn takeover(&self) -> bool {
+        matches!(self, Mode::Reconcile { takeover: true, .. })
+    }
 }
 
 /// A registration to make, and what to record about it.
@@ -203,9 +197,9 @@ pub struct Plan {
 
 impl Plan {
     /// Every action, in the order it must be applied.
-    pub fn actions(&self) -> Vec<&Action> {
-        let mut all: Vec<&Action> = self.items.iter().flat_map(|i| &i.actions).collect();
-        all.sort_by_key(|a| a.rank());
+    pub fn actions(&self) -> Vec<Action> {
+        let mut all: Vec<Action> = self.items.iter().flat_map(|i| i.actions.clone()).collect();
+        all.sort_by_key(Action::rank);
         all
     }
 
@@ -215,40 +209,49 @@ impl Plan {
     }
 }
 
-/// Plan: wanted + kernel + ownership records → states and actions.
-pub fn plan(
-    wanted: &Wanted,
-    kernel: &KernelEntries,
-    owned: &BTreeMap<String, Owned>,
-    options: &Options,
-) -> Plan {
+/// Plan: the observed world + what the plan is for → states and actions.
+pub fn plan(world: &World, mode: &Mode) -> Plan {
+    let reconciled = reconcile(world, mode.takeover());
+    match mode {
+        Mode::Reconcile { .. } => {
+            let mut plan = reconciled;
+            for item in &mut plan.items {
+                if !mode.may_act(&item.name) {
+                    item.actions.clear();
+                }
+            }
+            plan
+        }
+        Mode::Unregister { .. } => unregister(world, reconciled, mode),
+    }
+}
+
+/// Every entry qus has an opinion about or a record of, judged.
+fn reconcile(world: &World, takeover: bool) -> Plan {
     let mut items = Vec::new();
     let mut seen = BTreeSet::new();
-    for want in &wanted.items {
+    for want in &world.wanted.items {
         seen.insert(want.name.clone());
-        let mut item = judge(want, kernel.get(&want.name), owned.get(&want.name), options);
-        if !in_scope(options, &want.name) {
-            item.actions.clear();
-        }
-        items.push(item);
+        items.push(judge(
+            want,
+            world.kernel.get(&want.name),
+            world.owned.get(&want.name),
+            takeover,
+        ));
     }
     // Entries qus registered before and no longer names at all.
-    for (name, record) in owned {
+    for (name, record) in &world.owned {
         if seen.contains(name) {
             continue;
         }
-        let k = kernel.get(name);
-        let mut actions = Vec::new();
-        match k {
-            Some(k) if k.spec.equivalent(&record.spec) => actions.push(Action::Unregister {
+        let k = world.kernel.get(name);
+        let action = match k {
+            Some(k) if k.spec.equivalent(&record.spec) => Action::Unregister {
                 name: name.clone(),
                 reason: "no longer configured".into(),
-            }),
-            _ => actions.push(Action::Forget { name: name.clone() }),
-        }
-        if !in_scope(options, name) {
-            actions.clear();
-        }
+            },
+            _ => Action::Forget { name: name.clone() },
+        };
         items.push(Item {
             name: name.clone(),
             arch: record.arch.clone(),
@@ -257,21 +260,62 @@ pub fn plan(
             wanted: None,
             kernel: k.cloned(),
             owned: true,
-            actions,
+            actions: vec![action],
         });
     }
     Plan { items }
 }
 
-fn in_scope(options: &Options, name: &str) -> bool {
-    options.scope.as_ref().is_none_or(|s| s.contains(name)) && !options.hold.contains(name)
+/// Unregister: remove an entry in scope when qus registered exactly what
+/// the kernel holds, or when it is identical to what qus would register
+/// (so a configured entry adopted from another tool counts as owned).
+/// Records of entries that are gone are dropped. Anything else is left
+/// alone, with a note when the user named it.
+fn unregister(world: &World, reconciled: Plan, mode: &Mode) -> Plan {
+    let named = matches!(mode, Mode::Unregister { names: Some(_) });
+    let mut items = Vec::new();
+    for mut item in reconciled.items {
+        if !mode.in_scope(&item.name) {
+            continue;
+        }
+        item.actions.clear();
+        let record = world.owned.get(&item.name);
+        match &item.kernel {
+            None => {
+                if record.is_some() {
+                    item.actions.push(Action::Forget {
+                        name: item.name.clone(),
+                    });
+                } else if !named {
+                    continue;
+                }
+            }
+            Some(k) => {
+                let recorded = record.is_some_and(|o| o.spec.equivalent(&k.spec));
+                let configured_same = item.wanted.as_ref().is_some_and(|w| w.equivalent(&k.spec));
+                if recorded || configured_same {
+                    item.actions.push(Action::Unregister {
+                        name: item.name.clone(),
+                        reason: "qus unregister".into(),
+                    });
+                } else if named {
+                    item.owned = false;
+                    item.detail = Some(format!("{} is not owned by qus; left alone", item.name));
+                } else {
+                    continue;
+                }
+            }
+        }
+        items.push(item);
+    }
+    Plan { items }
 }
 
 fn judge(
     want: &Want,
     kernel: Option<&KernelEntry>,
     record: Option<&Owned>,
-    options: &Options,
+    takeover: bool,
 ) -> Item {
     let name = &want.name;
     let mut item = Item {
@@ -355,7 +399,7 @@ fn judge(
         return item;
     }
     // Same name, different registration.
-    if ours_unchanged || options.takeover {
+    if ours_unchanged || takeover {
         item.state = State::Stale;
         let reason = if ours_unchanged {
             "configuration or emulator changed"

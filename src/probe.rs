@@ -84,6 +84,17 @@ pub enum RunResult {
     Fail(String),
 }
 
+impl RunResult {
+    /// Why the probe did not pass, in words; `None` when it passed.
+    pub fn failure(&self) -> Option<String> {
+        match self {
+            RunResult::Pass => None,
+            RunResult::ExecFormatError => Some("exec format error".into()),
+            RunResult::Fail(why) => Some(why.clone()),
+        }
+    }
+}
+
 /// Run a probe through the kernel: its bytes go into a memfd that is
 /// executed by path, so binfmt_misc (or the native loader) decides who runs
 /// it, exactly as for any program. stdout/stderr go to memfds too, so a
@@ -96,14 +107,44 @@ pub fn run(probe: &Probe, timeout: std::time::Duration) -> RunResult {
     }
 }
 
+/// Process groups of the probes running now, so a stopping daemon can
+/// end them at once instead of waiting for their timeouts.
+static RUNNING: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// Kill every probe running now (with its children). The waits on them
+/// then return at once, so whatever ran them finishes quickly.
+pub fn kill_running() {
+    let groups = match RUNNING.lock() {
+        Ok(g) => g.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    for pgid in groups {
+        if let Some(pid) = rustix::process::Pid::from_raw(pgid) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+fn track(pgid: i32, running: bool) {
+    let mut groups = match RUNNING.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if running {
+        groups.push(pgid);
+    } else {
+        groups.retain(|g| *g != pgid);
+    }
+}
+
 fn memfd(name: &str) -> std::io::Result<std::fs::File> {
     let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)?;
     Ok(std::fs::File::from(fd))
 }
 
 fn run_inner(probe: &Probe, timeout: std::time::Duration) -> std::io::Result<RunResult> {
-    use std::io::{Read, Seek, Write};
-    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
 
     // No CLOEXEC: the child execs /proc/self/fd/N, which must stay open.
     let program = rustix::fs::memfd_create(
@@ -135,6 +176,26 @@ fn run_inner(probe: &Probe, timeout: std::time::Duration) -> std::io::Result<Run
         }
         Err(e) => return Ok(RunResult::Fail(format!("exec failed: {e}"))),
     };
+    let pgid = child.id() as i32;
+    track(pgid, true);
+    let status = wait_bounded(&mut child, timeout);
+    track(pgid, false);
+    let status = status?;
+    let Some(status) = status else {
+        return Ok(RunResult::Fail(format!(
+            "timed out after {:.1} s",
+            timeout.as_secs_f64()
+        )));
+    };
+    judge(probe, status, &mut out, &mut err)
+}
+
+/// Wait for the probe at most `timeout`; on timeout kill its whole process
+/// group and return `None`.
+fn wait_bounded(
+    child: &mut std::process::Child,
+    timeout: std::time::Duration,
+) -> std::io::Result<Option<std::process::ExitStatus>> {
     let start = std::time::Instant::now();
     // A probe usually finishes in well under a millisecond natively and in
     // a few under QEMU: poll with a doubling pause (20 µs … 5 ms) rather
@@ -150,16 +211,24 @@ fn run_inner(probe: &Probe, timeout: std::time::Duration) -> std::io::Result<Run
         std::thread::sleep(pause);
         pause = (pause * 2).min(std::time::Duration::from_millis(5));
     };
-    let Some(status) = status else {
+    if status.is_none() {
         if let Some(pgid) = rustix::process::Pid::from_raw(child.id() as i32) {
             let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
         }
         let _ = child.wait();
-        return Ok(RunResult::Fail(format!(
-            "timed out after {:.1} s",
-            timeout.as_secs_f64()
-        )));
-    };
+    }
+    Ok(status)
+}
+
+/// What the probe's exit status and output say.
+fn judge(
+    probe: &Probe,
+    status: std::process::ExitStatus,
+    out: &mut std::fs::File,
+    err: &mut std::fs::File,
+) -> std::io::Result<RunResult> {
+    use std::io::{Read, Seek};
+    use std::os::unix::process::ExitStatusExt;
     let mut stdout = String::new();
     out.rewind()?;
     out.take(4096).read_to_string(&mut stdout).ok();

@@ -1,30 +1,41 @@
-//! The state directory: ownership records and the lock that serialises
-//! `qus` and `qusd`.
+//! The state directory: ownership records, the lock that serialises `qus`
+//! and `qusd`, the native-verdict cache and the daemon's published status.
 //!
 //! `owned.json` lists the entries qus registered or adopted, with the
 //! register string and the interpreter identity at that time. It lives in
 //! `/run` by default: binfmt_misc entries do not survive a reboot either.
 //! A missing or unreadable file means "nothing owned yet": qus then adopts
 //! identical entries instead of touching anything else.
+//!
+//! The records decide what qus may remove, so nobody but the caller may be
+//! able to change them: the directory must belong to the caller and be
+//! writable by nobody else, it is created 0700 and its files 0600 whatever
+//! the umask, and no link inside it is ever followed. A read-only state
+//! dir (a read-only bind mount, a rootless user pointed at `/run/qusd`) is
+//! not an error: qus then works without records and says so.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::binfmt::entry::parse_register_line;
-use crate::observe::Identity;
-use crate::plan::Owned;
+use crate::fsutil::{with_path, write_atomic};
+use crate::model::{Identity, NativeVerdicts, Owned, OwnedEntries};
 
 const FILE: &str = "owned.json";
 const LOCK: &str = "lock";
+const DAEMON_FILE: &str = "qusd.json";
+const NATIVE_FILE: &str = "native.json";
+const PID_FILE: &str = "qusd.pid";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct OnDisk {
     version: u32,
-    entries: BTreeMap<String, Record>,
+    entries: std::collections::BTreeMap<String, Record>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -43,10 +54,25 @@ pub struct StateDir {
     dir: PathBuf,
 }
 
-/// Holds the lock until dropped.
+/// The outcome of taking the lock.
 #[derive(Debug)]
-pub struct Lock {
-    _file: File,
+pub enum Lock {
+    /// Held until dropped.
+    Held(File),
+    /// The state dir cannot be written (read-only file system, no
+    /// permission): there is nothing to serialise records against, so qus
+    /// goes on without records. The reason is for a WARN line.
+    ReadOnly(String),
+}
+
+fn nofollow() -> i32 {
+    rustix::fs::OFlags::NOFOLLOW.bits() as i32
+}
+
+fn read_only(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::PermissionDenied
+        || e.kind() == io::ErrorKind::ReadOnlyFilesystem
+        || e.raw_os_error() == Some(rustix::io::Errno::ROFS.raw_os_error())
 }
 
 impl StateDir {
@@ -58,39 +84,167 @@ impl StateDir {
         &self.dir
     }
 
-    /// Take the exclusive lock, waiting for another qus/qusd to finish.
-    pub fn lock(&self) -> io::Result<Lock> {
-        fs::create_dir_all(&self.dir).map_err(|e| with_path(e, &self.dir))?;
-        let path = self.dir.join(LOCK);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| with_path(e, &path))?;
-        file.lock().map_err(|e| with_path(e, &path))?;
-        Ok(Lock { _file: file })
+    /// May the caller trust this directory? It must be a real directory
+    /// (not a link), owned by the caller and writable by nobody else.
+    /// `Ok(false)`: it does not exist.
+    fn trusted(&self) -> Result<bool, String> {
+        let meta = match fs::symlink_metadata(&self.dir) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(format!("{}: {e}", self.dir.display())),
+        };
+        let me = rustix::process::geteuid().as_raw();
+        if !meta.is_dir() {
+            return Err(format!(
+                "state dir {} is not a directory (a symlink?)",
+                self.dir.display()
+            ));
+        }
+        if meta.uid() != me {
+            return Err(format!(
+                "state dir {} is owned by uid {}, not by the caller (uid {me}); \
+                 its records decide what qus removes, so only the caller may own it",
+                self.dir.display(),
+                meta.uid()
+            ));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(format!(
+                "state dir {} is writable by group or others (mode {:o}); make it 0700 or 0755",
+                self.dir.display(),
+                meta.mode() & 0o7777
+            ));
+        }
+        Ok(true)
     }
 
-    /// Read the ownership records. Returns the records and, when the file
-    /// was unusable, a warning saying why (the records are then empty).
-    pub fn load(&self) -> (BTreeMap<String, Owned>, Option<String>) {
+    /// Create the directory (0700) if needed and check it.
+    fn prepare(&self) -> io::Result<()> {
+        match self.trusted() {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(why) => return Err(io::Error::new(io::ErrorKind::PermissionDenied, why)),
+        }
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(|e| with_path(e, &self.dir))?;
+        self.trusted()
+            .map(|_| ())
+            .map_err(|why| io::Error::new(io::ErrorKind::PermissionDenied, why))
+    }
+
+    /// Take the exclusive lock, waiting at most `wait` for another qus or
+    /// qusd to finish. The lock file is the caller's, mode 0600: nobody
+    /// else can open it, so nobody else can hold it.
+    pub fn lock(&self, wait: Duration) -> io::Result<Lock> {
+        if let Err(e) = self.prepare() {
+            if read_only(&e) && self.trusted().is_ok() {
+                return Ok(Lock::ReadOnly(e.to_string()));
+            }
+            return Err(e);
+        }
+        let path = self.dir.join(LOCK);
+        let file = match self.open_lock(&path) {
+            Ok(f) => f,
+            Err(e) if read_only(&e) => return Ok(Lock::ReadOnly(e.to_string())),
+            Err(e) => return Err(e),
+        };
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Lock::Held(file)),
+                Err(fs::TryLockError::WouldBlock) => {}
+                Err(fs::TryLockError::Error(e)) => return Err(with_path(e, &path)),
+            }
+            if start.elapsed() >= wait {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!(
+                        "{} is held by another qus or qusd for more than {:.0} s; \
+                         try again when it has finished",
+                        path.display(),
+                        wait.as_secs_f64()
+                    ),
+                ));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// Open the lock file; one that others could open (from an older qus,
+    /// or planted) is replaced, so a descriptor opened on it earlier locks
+    /// a file nobody uses any more.
+    fn open_lock(&self, path: &Path) -> io::Result<File> {
+        let me = rustix::process::geteuid().as_raw();
+        if let Ok(meta) = fs::symlink_metadata(path) {
+            if !meta.is_file() || meta.uid() != me || meta.mode() & 0o077 != 0 {
+                fs::remove_file(path).map_err(|e| with_path(e, path))?;
+            }
+        }
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(nofollow())
+            .open(path)
+            .map_err(|e| with_path(e, path))
+    }
+
+    /// Read a file of the state dir, never through a link; `None` when it
+    /// does not exist.
+    fn read(&self, name: &str) -> io::Result<Option<String>> {
+        let path = self.dir.join(name);
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(nofollow())
+            .open(&path);
+        match file {
+            Ok(mut f) => {
+                let mut text = String::new();
+                io::Read::read_to_string(&mut f, &mut text).map_err(|e| with_path(e, &path))?;
+                Ok(Some(text))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(with_path(e, &path)),
+        }
+    }
+
+    /// Read the ownership records. Returns the records and, when they were
+    /// unusable (or the directory cannot be trusted), a warning saying why
+    /// (the records are then empty: qus adopts, never removes, on doubt).
+    pub fn load(&self) -> (OwnedEntries, Option<String>) {
+        match self.trusted() {
+            Ok(true) => {}
+            Ok(false) => return (OwnedEntries::new(), None),
+            Err(why) => {
+                return (
+                    OwnedEntries::new(),
+                    Some(format!("{why}; ignoring its records")),
+                )
+            }
+        }
         let path = self.dir.join(FILE);
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return (BTreeMap::new(), None),
-            Err(e) => return (BTreeMap::new(), Some(format!("{}: {e}", path.display()))),
+        let text = match self.read(FILE) {
+            Ok(Some(t)) => t,
+            Ok(None) => return (OwnedEntries::new(), None),
+            Err(e) => return (OwnedEntries::new(), Some(e.to_string())),
         };
         let disk: OnDisk = match serde_json::from_str(&text) {
             Ok(d) => d,
             Err(e) => {
                 return (
-                    BTreeMap::new(),
+                    OwnedEntries::new(),
                     Some(format!("{}: corrupt, starting afresh: {e}", path.display())),
                 )
             }
         };
-        let mut owned = BTreeMap::new();
+        let mut owned = OwnedEntries::new();
         let mut bad = Vec::new();
         for (name, r) in disk.entries {
             match parse_register_line(&r.register) {
@@ -117,9 +271,8 @@ impl StateDir {
         (owned, warning)
     }
 
-    /// Write the records atomically (temp file + rename).
-    pub fn save(&self, owned: &BTreeMap<String, Owned>) -> io::Result<()> {
-        fs::create_dir_all(&self.dir).map_err(|e| with_path(e, &self.dir))?;
+    /// Write the records atomically.
+    pub fn save(&self, owned: &OwnedEntries) -> io::Result<()> {
         let disk = OnDisk {
             version: 1,
             entries: owned
@@ -138,13 +291,12 @@ impl StateDir {
         };
         let text = serde_json::to_string_pretty(&disk)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        let path = self.dir.join(FILE);
-        let tmp = self.dir.join(format!(".{FILE}.tmp"));
-        let mut f = File::create(&tmp).map_err(|e| with_path(e, &tmp))?;
-        f.write_all(text.as_bytes())
-            .map_err(|e| with_path(e, &tmp))?;
-        f.sync_all().map_err(|e| with_path(e, &tmp))?;
-        fs::rename(&tmp, &path).map_err(|e| with_path(e, &path))
+        self.write(FILE, text.as_bytes())
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        self.prepare()?;
+        write_atomic(&self.dir, name, bytes, 0o600)
     }
 }
 
@@ -154,12 +306,13 @@ impl StateDir {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DaemonStatus {
     pub pid: u32,
+    /// The process's start time (field 22 of `/proc/PID/stat`), so a pid
+    /// reused by another process after a crash is not taken for qusd.
+    #[serde(default)]
+    pub start_time: u64,
     pub ready: bool,
     pub status: String,
 }
-
-const DAEMON_FILE: &str = "qusd.json";
-const NATIVE_FILE: &str = "native.json";
 
 /// Native verdicts hold for one boot of one kernel (ia32_emulation and
 /// friends do not change while it runs), so they are cached under the boot
@@ -167,55 +320,96 @@ const NATIVE_FILE: &str = "native.json";
 #[derive(Debug, Serialize, Deserialize)]
 struct NativeCache {
     key: String,
-    verdicts: BTreeMap<String, crate::observe::Native>,
+    verdicts: NativeVerdicts,
+}
+
+/// The start time of a process, in clock ticks since boot.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count
+    // from the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 impl StateDir {
     /// Publish the daemon's status (atomically).
     pub fn write_daemon_status(&self, st: &DaemonStatus) -> io::Result<()> {
-        fs::create_dir_all(&self.dir).map_err(|e| with_path(e, &self.dir))?;
         let text =
             serde_json::to_string(st).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        let tmp = self.dir.join(format!(".{DAEMON_FILE}.tmp"));
-        fs::write(&tmp, text).map_err(|e| with_path(e, &tmp))?;
-        fs::rename(&tmp, self.dir.join(DAEMON_FILE)).map_err(|e| with_path(e, &self.dir))
+        self.write(DAEMON_FILE, text.as_bytes())
     }
 
     /// The published daemon status, if any.
     pub fn read_daemon_status(&self) -> Option<DaemonStatus> {
-        let text = fs::read_to_string(self.dir.join(DAEMON_FILE)).ok()?;
+        self.trusted().ok().filter(|t| *t)?;
+        let text = self.read(DAEMON_FILE).ok()??;
         serde_json::from_str(&text).ok()
     }
 
     /// Cached native verdicts for `key`, if any.
-    pub fn load_native(&self, key: &str) -> Option<BTreeMap<String, crate::observe::Native>> {
-        let text = fs::read_to_string(self.dir.join(NATIVE_FILE)).ok()?;
+    pub fn load_native(&self, key: &str) -> Option<NativeVerdicts> {
+        self.trusted().ok().filter(|t| *t)?;
+        let text = self.read(NATIVE_FILE).ok()??;
         let cache: NativeCache = serde_json::from_str(&text).ok()?;
         (cache.key == key).then_some(cache.verdicts)
     }
 
     /// Cache native verdicts; failure (read-only state dir) only costs a
     /// re-probe next time.
-    pub fn save_native(&self, key: &str, verdicts: &BTreeMap<String, crate::observe::Native>) {
+    pub fn save_native(&self, key: &str, verdicts: &NativeVerdicts) {
         let cache = NativeCache {
             key: key.to_string(),
             verdicts: verdicts.clone(),
         };
-        let Ok(text) = serde_json::to_string(&cache) else {
-            return;
-        };
-        let tmp = self.dir.join(format!(".{NATIVE_FILE}.tmp"));
-        if fs::create_dir_all(&self.dir).is_ok() && fs::write(&tmp, text).is_ok() {
-            let _ = fs::rename(&tmp, self.dir.join(NATIVE_FILE));
+        if let Ok(text) = serde_json::to_string(&cache) {
+            let _ = self.write(NATIVE_FILE, text.as_bytes());
         }
     }
 
-    /// Withdraw it (clean stop).
-    pub fn clear_daemon_status(&self) {
-        let _ = fs::remove_file(self.dir.join(DAEMON_FILE));
+    /// Claim the state dir for one qusd: an exclusive lock on `qusd.pid`
+    /// (mode 0600), held as long as the returned file is open. A second
+    /// qusd gets an error naming the first one's pid. `Ok(None)` when the
+    /// state dir cannot be written (there is nothing to share then).
+    pub fn claim_daemon(&self) -> io::Result<Option<File>> {
+        if let Err(e) = self.prepare() {
+            if read_only(&e) && self.trusted().is_ok() {
+                return Ok(None);
+            }
+            return Err(e);
+        }
+        let path = self.dir.join(PID_FILE);
+        let mut file = match self.open_lock(&path) {
+            Ok(f) => f,
+            Err(e) if read_only(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = io::Read::read_to_string(&mut file, &mut pid);
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "another qusd (pid {}) is already running on state dir {};                          stop it first, or give this one another --state-dir",
+                        pid.trim(),
+                        self.dir.display()
+                    ),
+                ));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(with_path(e, &path)),
+        }
+        file.set_len(0).map_err(|e| with_path(e, &path))?;
+        io::Write::write_all(&mut file, format!("{}\n", std::process::id()).as_bytes())
+            .map_err(|e| with_path(e, &path))?;
+        Ok(Some(file))
     }
-}
 
-fn with_path(e: io::Error, path: &Path) -> io::Error {
-    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+    /// Withdraw it (clean stop), unless another process published since.
+    pub fn clear_daemon_status(&self, pid: u32) {
+        if self.read_daemon_status().is_some_and(|st| st.pid == pid) {
+            let _ = fs::remove_file(self.dir.join(DAEMON_FILE));
+        }
+    }
 }

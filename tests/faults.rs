@@ -70,7 +70,7 @@ fn full_state_dir_costs_no_registration() {
     sb.install_emulator("aarch64");
     sb.search_bin("");
     sh(&sb, &format!(
-        "mount -t tmpfs -o size=4k tmpfs '{0}' && (dd if=/dev/zero of='{0}/fill' bs=1k count=64 2>/dev/null; true)",
+        "mount -t tmpfs -o size=4k,mode=0700 tmpfs '{0}' && (dd if=/dev/zero of='{0}/fill' bs=1k count=64 2>/dev/null; true)",
         sb.state().display()
     ));
     let out = sb.qus(&["register"]);

@@ -23,6 +23,16 @@ pub struct BinfmtMisc {
 /// What the kernel's entry files hold, keyed by entry name.
 pub type KernelEntries = BTreeMap<String, KernelEntry>;
 
+/// What one read of binfmt_misc found.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub entries: KernelEntries,
+    /// Entry names in the kernel's match order (tried first comes first).
+    pub order: Vec<String>,
+    /// Entries whose file could not be parsed, with the reason.
+    pub unparsable: BTreeMap<String, String>,
+}
+
 impl BinfmtMisc {
     pub fn new(root: impl Into<PathBuf>) -> BinfmtMisc {
         BinfmtMisc { root: root.into() }
@@ -95,11 +105,16 @@ impl BinfmtMisc {
         write_once(&self.root.join("status"), if enabled { "1" } else { "0" })
     }
 
-    /// Read every entry. Entries whose file cannot be parsed are returned
-    /// in the second map with the reason, so callers can leave them alone.
-    pub fn entries(&self) -> io::Result<(KernelEntries, BTreeMap<String, String>)> {
-        let mut good = BTreeMap::new();
-        let mut bad = BTreeMap::new();
+    /// Read every entry, in the kernel's match order. Entries whose file
+    /// cannot be parsed are listed apart with the reason, so callers can
+    /// leave them alone.
+    ///
+    /// binfmt_misc tries entries newest-registered first, and `readdir`
+    /// returns them in that same order (checked on Linux 6.18: register
+    /// `zzz aaa mmm bbb` and the listing is `bbb mmm aaa zzz`); so the
+    /// listing is kept unsorted.
+    pub fn entries(&self) -> io::Result<Listing> {
+        let mut listing = Listing::default();
         for dirent in fs::read_dir(&self.root)? {
             let dirent = dirent?;
             let Ok(name) = dirent.file_name().into_string() else {
@@ -111,20 +126,21 @@ impl BinfmtMisc {
             match fs::read_to_string(dirent.path()) {
                 Ok(text) => match parse_entry_file(&text) {
                     Ok(entry) => {
-                        good.insert(name, entry);
+                        listing.order.push(name.clone());
+                        listing.entries.insert(name, entry);
                     }
                     Err(e) => {
-                        bad.insert(name, e.to_string());
+                        listing.unparsable.insert(name, e.to_string());
                     }
                 },
                 // Removed between readdir and read: it is simply gone.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    bad.insert(name, e.to_string());
+                    listing.unparsable.insert(name, e.to_string());
                 }
             }
         }
-        Ok((good, bad))
+        Ok(listing)
     }
 
     /// Register a new entry. Fails with EEXIST if the name is taken.

@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::{CommonArgs, ExportFormat};
 use crate::engine;
+use crate::observe::Request;
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -20,13 +21,13 @@ pub struct ExportArgs {
 }
 
 pub fn run(common: &CommonArgs, args: &ExportArgs) -> Result<ExitCode> {
-    let ctx = common.context()?;
-    let wanted = engine::wanted_now(&ctx)?;
+    let system = common.system()?;
+    let (world, _) = engine::survey(&system, &Request::default())?;
     let ExportFormat::BinfmtD = args.format;
     if let Some(dir) = &args.output {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    for want in &wanted.items {
+    for want in &world.wanted.items {
         let Ok(d) = &want.want else { continue };
         let line = d.spec.register_line(&want.name);
         match &args.output {

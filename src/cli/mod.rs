@@ -4,19 +4,17 @@ mod arches;
 mod config;
 mod export;
 mod register;
+mod report;
 mod status;
 mod test;
 mod unregister;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::{self as cfg, Config, Source, Sourced};
-use crate::engine::Context;
-use crate::observe::Host;
+use crate::setup::{print_error, CommonArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,100 +28,6 @@ pub struct Cli {
     pub common: CommonArgs,
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Options shared by `qus` and `qusd`: where things are.
-#[derive(Debug, Clone, Args)]
-pub struct CommonArgs {
-    /// Configuration directory (repeatable; replaces the default list,
-    /// lowest priority first). Env: QUS_CONFIG_DIRS=dir1:dir2
-    #[arg(long = "config-dir", value_name = "DIR", global = true)]
-    pub config_dirs: Vec<PathBuf>,
-    /// Where binfmt_misc is (or is to be) mounted. Env: QUS_BINFMT_MISC
-    #[arg(long, value_name = "PATH", global = true)]
-    pub binfmt_misc: Option<PathBuf>,
-    /// State directory (ownership records, lock). Env: QUS_STATE_DIR
-    #[arg(long, value_name = "DIR", global = true)]
-    pub state_dir: Option<PathBuf>,
-    /// Pretend the host's machine is this (`uname -m` value), which decides
-    /// what is native. Env: QUS_HOST_ARCH
-    #[arg(long, value_name = "MACHINE", global = true)]
-    pub host_arch: Option<String>,
-    /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
-    #[arg(long, value_name = "LEVEL", global = true)]
-    pub log_level: Option<String>,
-}
-
-impl CommonArgs {
-    /// The configuration directories: `--config-dir`, else `QUS_CONFIG_DIRS`,
-    /// else the defaults.
-    pub fn config_dirs(&self) -> Vec<PathBuf> {
-        if !self.config_dirs.is_empty() {
-            return self.config_dirs.clone();
-        }
-        if let Some(list) = std::env::var_os("QUS_CONFIG_DIRS") {
-            let dirs: Vec<PathBuf> = std::env::split_paths(&list)
-                .filter(|p| !p.as_os_str().is_empty())
-                .collect();
-            if !dirs.is_empty() {
-                return dirs;
-            }
-        }
-        cfg::DEFAULT_DIRS.iter().map(PathBuf::from).collect()
-    }
-
-    /// Load the configuration and apply the command-line/environment overrides.
-    pub fn load_config(&self) -> Result<Config> {
-        let mut config = cfg::load(&self.config_dirs())?;
-        if let Some(p) = &self.binfmt_misc {
-            config.binfmt_path = Sourced {
-                value: p.clone(),
-                source: Source::Override("--binfmt-misc".into()),
-            };
-        } else if let Some(p) = std::env::var_os("QUS_BINFMT_MISC").filter(|p| !p.is_empty()) {
-            config.binfmt_path = Sourced {
-                value: PathBuf::from(p),
-                source: Source::Override("QUS_BINFMT_MISC".into()),
-            };
-        }
-        if !config.binfmt_path.value.is_absolute() {
-            bail!(
-                "binfmt_misc path {} ({}) must be absolute",
-                config.binfmt_path.value.display(),
-                config.binfmt_path.source
-            );
-        }
-        Ok(config)
-    }
-
-    pub fn state_dir(&self) -> PathBuf {
-        self.state_dir
-            .clone()
-            .or_else(|| {
-                std::env::var_os("QUS_STATE_DIR")
-                    .filter(|p| !p.is_empty())
-                    .map(PathBuf::from)
-            })
-            .unwrap_or_else(|| PathBuf::from(cfg::DEFAULT_STATE_DIR))
-    }
-
-    pub fn host(&self) -> Host {
-        let forced = self.host_arch.clone().or_else(|| {
-            std::env::var("QUS_HOST_ARCH")
-                .ok()
-                .filter(|s| !s.is_empty())
-        });
-        Host::detect(forced.as_deref())
-    }
-
-    /// Configuration + paths, ready for a reconcile.
-    pub fn context(&self) -> Result<Context> {
-        Ok(Context::new(
-            self.load_config()?,
-            self.state_dir(),
-            self.host(),
-        ))
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,14 +89,6 @@ pub fn main() -> ExitCode {
             print_error(&e);
             ExitCode::from(1)
         }
-    }
-}
-
-/// `error: top` then `  caused by: …` for each cause.
-pub fn print_error(e: &anyhow::Error) {
-    eprintln!("error: {e}");
-    for cause in e.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
     }
 }
 

@@ -9,8 +9,8 @@ use clap::Args;
 use super::{check_arch_names, CommonArgs};
 use crate::binfmt::Flags;
 use crate::engine;
-use crate::observe::Overrides;
-use crate::plan::State;
+use crate::observe::{Overrides, Request};
+use crate::plan::{Mode, State};
 
 #[derive(Debug, Args)]
 pub struct RegisterArgs {
@@ -30,33 +30,34 @@ pub fn run(common: &CommonArgs, args: &RegisterArgs) -> Result<ExitCode> {
         Some(f) => Some(Flags::parse(f).map_err(|e| anyhow::anyhow!("--flags: {e}"))?),
         None => None,
     };
-    let ctx = common.context()?;
-    let (overrides, scope) = if args.arches.is_empty() {
-        (
-            Overrides {
-                targets: None,
-                flags,
-            },
-            None,
-        )
-    } else {
-        let scope: BTreeSet<String> = args
-            .arches
+    let system = common.system()?;
+    let named = !args.arches.is_empty();
+    let scope: Option<BTreeSet<String>> = named.then(|| {
+        args.arches
             .iter()
-            .map(|a| ctx.config.entry_name(a))
-            .collect();
-        (
-            Overrides {
-                targets: Some(args.arches.clone()),
-                flags,
-            },
-            Some(scope),
-        )
+            .map(|a| system.config.entry_name(a))
+            .collect()
+    });
+    let request = Request {
+        overrides: Overrides {
+            targets: named.then(|| args.arches.clone()),
+            flags,
+        },
+        native: None,
     };
-    let pass = engine::reconcile(&ctx, &overrides, scope.clone())?;
-    let in_scope = |name: &str| scope.as_ref().is_none_or(|s| s.contains(name));
+    let mode = Mode::Reconcile {
+        takeover: system.config.takeover.value,
+        scope,
+        holds: BTreeSet::new(),
+    };
+    let pass = engine::run(&system, &request, mode)?;
     let mut refused = 0;
-    for item in pass.plan.items.iter().filter(|i| in_scope(&i.name)) {
+    for item in pass
+        .plan
+        .items
+        .iter()
+        .filter(|i| pass.mode.in_scope(&i.name))
+    {
         match item.state {
             State::Refused => {
                 refused += 1;
@@ -71,7 +72,7 @@ pub fn run(common: &CommonArgs, args: &RegisterArgs) -> Result<ExitCode> {
                 item.name,
                 item.detail.as_deref().unwrap_or("")
             ),
-            State::Excluded | State::Native | State::NoInterpreter if !args.arches.is_empty() => {
+            State::Excluded | State::Native | State::NoInterpreter if named => {
                 eprintln!(
                     "qus: {} not registered: {}: {}",
                     item.name,

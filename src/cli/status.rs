@@ -5,9 +5,11 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
+use super::report;
 use super::CommonArgs;
-use crate::observe::Overrides;
-use crate::{engine, status};
+use crate::engine;
+use crate::observe::Request;
+use crate::state::{process_start_time, StateDir};
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -22,9 +24,9 @@ pub struct StatusArgs {
 
 pub fn run(common: &CommonArgs, args: &StatusArgs) -> Result<ExitCode> {
     if args.daemon {
-        let state = crate::state::StateDir::new(common.state_dir());
+        let state = StateDir::new(common.state_dir());
         return Ok(match state.read_daemon_status() {
-            Some(st) if st.ready && std::path::Path::new(&format!("/proc/{}", st.pid)).exists() => {
+            Some(st) if st.ready && process_start_time(st.pid) == Some(st.start_time) => {
                 println!("qusd {} is ready: {}", st.pid, st.status);
                 ExitCode::SUCCESS
             }
@@ -44,13 +46,13 @@ pub fn run(common: &CommonArgs, args: &StatusArgs) -> Result<ExitCode> {
             }
         });
     }
-    let ctx = common.context()?;
-    let plan = engine::survey(&ctx, &Overrides::default(), None)?;
-    let report = status::build(&ctx, &plan);
+    let system = common.system()?;
+    let (world, plan) = engine::survey(&system, &Request::default())?;
+    let report = report::build(&system, &world, &plan);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", status::render(&report));
+        print!("{}", report::render(&report));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,10 +8,11 @@ use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 
+use super::report::clean;
 use super::{check_arch_names, CommonArgs};
-use crate::observe::Native;
-use crate::probe::{self, RunResult};
-use crate::{arch, engine, status};
+use crate::model::Native;
+use crate::observe::{self, Request};
+use crate::{arch, probe};
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
@@ -76,11 +77,9 @@ pub struct Report {
 
 pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
     check_arch_names(&args.arches)?;
-    let ctx = common.context()?;
-    let kernel = engine::kernel_entries(&ctx.binfmt)?;
-    let enabled = ctx.binfmt.is_mounted() && ctx.binfmt.enabled().unwrap_or(false);
-    let (owned, _) = ctx.state.load();
-    let native = engine::native_now(&ctx, &kernel, &owned, None);
+    let system = common.system()?;
+    let world = observe::observe(&system, &Request::default())?;
+    let enabled = world.binfmt_live();
     let timeout = Duration::from_secs(args.timeout.max(1));
     let named = !args.arches.is_empty();
 
@@ -102,10 +101,9 @@ pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
             }
             continue;
         };
-        let catcher = kernel
-            .iter()
-            .find(|(_, e)| enabled && e.enabled && e.spec.matcher.catches(probe.program));
-        let is_native = matches!(native.get(a.name), Some(Native::Yes(_)));
+        // The entry the kernel itself would pick: the first in match order.
+        let catcher = world.catcher(probe.program);
+        let is_native = matches!(world.native.get(a.name), Some(Native::Yes(_)));
         if catcher.is_none() && !is_native {
             if named {
                 results.push(ArchResult {
@@ -126,18 +124,16 @@ pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
         let start = Instant::now();
         let outcome = probe::run(probe, timeout);
         let millis = Some(start.elapsed().as_millis() as u64);
-        let (result, detail) = match (&outcome, catcher) {
-            (RunResult::Pass, None) => (Verdict::Native, None),
-            (RunResult::Pass, Some(_)) => (Verdict::Pass, None),
-            (RunResult::ExecFormatError, _) => {
-                (Verdict::Fail, Some("exec format error".to_string()))
-            }
-            (RunResult::Fail(why), _) => (Verdict::Fail, Some(why.clone())),
+        let detail = outcome.failure();
+        let result = match (&detail, catcher) {
+            (Some(_), _) => Verdict::Fail,
+            (None, None) => Verdict::Native,
+            (None, Some(_)) => Verdict::Pass,
         };
         results.push(ArchResult {
             arch: a.name.into(),
             result,
-            entry: catcher.map(|(n, _)| n.clone()),
+            entry: catcher.map(|(n, _)| n.to_string()),
             interpreter: catcher.map(|(_, e)| e.spec.interpreter.display().to_string()),
             detail,
             millis,
@@ -152,7 +148,7 @@ pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
         .any(|r| r.result == Verdict::Fail || (named && r.result == Verdict::NotRegistered));
     let report = Report {
         version: 1,
-        binfmt_misc: ctx.binfmt.root().display().to_string(),
+        binfmt_misc: system.binfmt.root().display().to_string(),
         results,
         summary,
     };
@@ -182,7 +178,7 @@ fn render(r: &Report) -> String {
             a.millis
                 .map(|m| m.to_string())
                 .unwrap_or_else(|| "-".into()),
-            status::clean(a.detail.as_deref().unwrap_or(""))
+            clean(a.detail.as_deref().unwrap_or(""))
         ));
     }
     let summary: Vec<String> = r.summary.iter().map(|(k, v)| format!("{v} {k}")).collect();

@@ -8,11 +8,14 @@ use clap::Args;
 
 use super::{check_arch_names, CommonArgs};
 use crate::engine;
+use crate::observe::Request;
+use crate::plan::Mode;
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["arches", "all"])))]
 pub struct UnregisterArgs {
     /// Arches whose entries to remove.
-    #[arg(value_name = "ARCH", conflicts_with = "all")]
+    #[arg(value_name = "ARCH")]
     pub arches: Vec<String>,
     /// Remove every entry qus owns (qemu and custom ones).
     #[arg(long)]
@@ -20,25 +23,30 @@ pub struct UnregisterArgs {
 }
 
 pub fn run(common: &CommonArgs, args: &UnregisterArgs) -> Result<ExitCode> {
-    if args.arches.is_empty() && !args.all {
-        eprintln!("error: name the arches to unregister, or pass --all");
-        return Ok(ExitCode::from(2));
-    }
     check_arch_names(&args.arches)?;
-    let ctx = common.context()?;
-    if !ctx.binfmt.is_mounted() {
+    let system = common.system()?;
+    if !system.binfmt.is_mounted() {
         bail!(
             "binfmt_misc is not mounted at {}",
-            ctx.binfmt.root().display()
+            system.binfmt.root().display()
         );
     }
     let names: Option<BTreeSet<String>> = (!args.all).then(|| {
         args.arches
             .iter()
-            .map(|a| ctx.config.entry_name(a))
+            .map(|a| system.config.entry_name(a))
             .collect()
     });
-    let outcome = engine::unregister(&ctx, names.as_ref())?;
+    let pass = engine::run(&system, &Request::default(), Mode::Unregister { names })?;
+    for item in &pass.plan.items {
+        if item.actions.is_empty() {
+            match (&item.kernel, &item.detail) {
+                (Some(_), Some(note)) => eprintln!("qus: {note}"),
+                _ => eprintln!("qus: {} is not registered", item.name),
+            }
+        }
+    }
+    let outcome = &pass.outcome;
     println!(
         "qus: {} removed, {} errors",
         outcome.kernel_writes - outcome.failed.len(),

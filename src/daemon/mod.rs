@@ -1,18 +1,25 @@
 //! qusd: register at start, then watch and reconcile until stopped.
 //!
-//! One current-thread tokio runtime waits on four things only: inotify
-//! events, the debounce deadline (armed only after an event), signals, and
-//! the systemd watchdog tick (only when systemd asks for one). Idle is idle.
+//! One current-thread tokio runtime waits on inotify events, the debounce
+//! deadline (armed only after an event), signals, the systemd watchdog
+//! tick (only when systemd asks for one) and the pass that is running, if
+//! any. Idle is idle.
 //!
-//! Each debounced batch of events runs the same observe → plan → apply pass
-//! as `qus register`. qusd's own writes to binfmt_misc come back as
-//! inotify events; when binfmt_misc is exactly as the last pass left it,
-//! those are recognised and cost no pass, so qusd never loops.
+//! Each debounced batch of events runs the same lock → observe → plan →
+//! apply pass as `qus register`, on a blocking thread: a pass may run
+//! probe programs (native detection, `daemon.verify`) or wait for the
+//! lock, and none of that may stop the loop. While it runs, watchdog pings
+//! keep their period, SIGTERM/SIGINT stop qusd at once (killing the
+//! probes it started), and new events and SIGHUP wait for the pass to end.
+//!
+//! qusd's own writes to binfmt_misc come back as inotify events; when
+//! binfmt_misc is exactly as the last pass left it, those are recognised
+//! and cost no pass, so qusd never loops.
 
 mod notify;
+mod pass;
 mod watch;
 
-use std::collections::{BTreeSet, HashSet};
 use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -20,14 +27,17 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use futures_util::StreamExt;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::arch;
 use crate::binfmt::KernelEntries;
-use crate::cli::CommonArgs;
-use crate::engine::{self, Context, Request};
-use crate::{observe, plan};
+use crate::engine;
+use crate::model::NativeVerdicts;
+use crate::observe::{self, System};
+use crate::setup::{print_error, CommonArgs};
+use crate::state::{DaemonStatus, StateDir};
+use pass::{Job, Outcome};
 use watch::{Targets, Trigger, WatchSet};
 
 #[derive(Debug, Parser)]
@@ -42,6 +52,9 @@ pub struct DaemonArgs {
     #[command(flatten)]
     pub common: CommonArgs,
 }
+
+/// An emulator file with no write for this long counts as complete.
+const WRITE_QUIET: Duration = Duration::from_secs(5);
 
 /// Entry point of the `qusd` binary.
 pub fn main() -> ExitCode {
@@ -63,10 +76,14 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(args.common)) {
+    let result = runtime.block_on(run(args.common));
+    // A pass still on its thread (its probes are killed; it may be waiting
+    // for the lock) must not delay the exit.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            crate::cli::print_error(&e);
+            print_error(&e);
             ExitCode::from(1)
         }
     }
@@ -75,7 +92,7 @@ pub fn main() -> ExitCode {
 /// The daemon's state between passes.
 struct Daemon {
     common: CommonArgs,
-    ctx: Context,
+    system: System,
     watch: WatchSet,
     /// binfmt_misc (global switch + entries) as the last pass left it.
     last_kernel: Option<(bool, KernelEntries)>,
@@ -84,19 +101,59 @@ struct Daemon {
     passes: u64,
     status: String,
     /// Native verdicts from the first pass: the host does not change.
-    native: Option<std::collections::BTreeMap<String, observe::Native>>,
+    native: Option<NativeVerdicts>,
+    /// Held for qusd's whole life: one qusd per state dir.
+    _instance: Option<std::fs::File>,
+}
+
+/// Signals qusd handles.
+struct Signals {
+    hup: Signal,
+    term: Signal,
+    int: Signal,
+}
+
+/// Why the loop wakes up.
+#[derive(Debug, Default)]
+struct Pending {
+    trigger: Trigger,
+    /// When the first event of this batch arrived (the batch waits at most
+    /// `max_settle` after it, however many events follow).
+    since: Option<Instant>,
+    /// When to act (debounce), if anything is pending.
+    deadline: Option<Instant>,
+    /// A SIGHUP arrived while a pass ran.
+    reload: bool,
+}
+
+impl Pending {
+    fn add(&mut self, t: Trigger, debounce: Duration) {
+        let now = Instant::now();
+        self.trigger.merge(t);
+        let since = *self.since.get_or_insert(now);
+        let max_settle = debounce.max(Duration::from_secs(1));
+        self.deadline = Some((now + debounce).min(since + max_settle));
+    }
+
+    fn take(&mut self) -> Trigger {
+        self.since = None;
+        self.deadline = None;
+        std::mem::take(&mut self.trigger)
+    }
 }
 
 async fn run(common: CommonArgs) -> Result<()> {
     // Handlers first: a SIGHUP that arrives right after READY=1 (systemd's
     // `reload` may) must reload, not kill us with its default action.
-    // (Found by the soak test.)
-    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut signals = Signals {
+        hup: signal(SignalKind::hangup()).context("SIGHUP handler")?,
+        term: signal(SignalKind::terminate()).context("SIGTERM handler")?,
+        int: signal(SignalKind::interrupt()).context("SIGINT handler")?,
+    };
     // Bad configuration at start: exit 1 with file:line (systemd shows it).
     let config = common.load_config()?;
-    let ctx = Context::new(config, common.state_dir(), common.host());
+    let system = common.system_with(config);
+    let instance = claim_state_dir(&system.state)?;
     let inotify = inotify::Inotify::init().context("inotify_init")?;
     let mut events = inotify
         .into_event_stream(vec![0u8; 64 * 1024])
@@ -104,27 +161,14 @@ async fn run(common: CommonArgs) -> Result<()> {
     let mut d = Daemon {
         watch: WatchSet::new(events.watches()),
         common,
-        ctx,
+        system,
         last_kernel: None,
         config_error: None,
         passes: 0,
         status: String::new(),
         native: None,
+        _instance: instance,
     };
-    // Watch before the first pass so nothing that happens during it is missed.
-    d.arm();
-    d.pass("start")?;
-    d.arm();
-    // Publish for `qus status --daemon` first: whoever reacts to READY=1
-    // may ask it at once.
-    d.publish();
-    notify::ready(&d.status);
-    tracing::info!(
-        "qusd ready: {}; watching {} directories, debounce {} ms",
-        d.status,
-        d.watch.len(),
-        d.ctx.config.debounce_ms.value
-    );
 
     let watchdog = sd_notify::watchdog_enabled();
     let mut watchdog_tick =
@@ -134,99 +178,129 @@ async fn run(common: CommonArgs) -> Result<()> {
         tracing::info!("systemd watchdog every {:?}; pinging at half of it", w);
     }
 
-    let mut pending = Trigger::default();
-    let mut deadline: Option<Instant> = None;
+    // Watch before the first pass so nothing that happens during it is missed.
+    d.arm();
+    let mut running: Option<(JoinHandle<Outcome>, Announce)> =
+        Some((d.start("start".into()), Announce::Ready));
+    let mut pending = Pending::default();
+    let far = || Instant::now() + Duration::from_secs(86400);
     loop {
-        let sleep_target = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86400));
+        let wake = match (&running, pending.deadline) {
+            (None, Some(at)) => Some(at),
+            _ => None,
+        };
+        let expiry = d
+            .watch
+            .next_expiry(WRITE_QUIET)
+            .map(|t| Instant::from_std(t).max(Instant::now()));
         tokio::select! {
             event = events.next() => match event {
                 Some(Ok(event)) => {
                     let t = d.watch.classify(&event);
                     if t.any() {
-                        pending.merge(t);
-                        deadline = Some(Instant::now() + d.debounce());
+                        pending.add(t, d.debounce());
                     }
                 }
                 Some(Err(e)) => {
                     tracing::error!("reading inotify events: {e}; rescanning");
-                    pending.merge(Trigger { overflow: true, rearm: true, ..Trigger::default() });
-                    deadline = Some(Instant::now() + d.debounce());
+                    pending.add(Trigger { overflow: true, rearm: true, ..Trigger::default() }, d.debounce());
                 }
                 None => anyhow::bail!("the inotify event stream ended"),
             },
-            _ = tokio::time::sleep_until(sleep_target), if deadline.is_some() => {
-                deadline = None;
-                let t = std::mem::take(&mut pending);
-                d.handle(t);
+            done = async { (&mut running.as_mut().expect("guarded").0).await }, if running.is_some() => {
+                let announce = running.take().map_or(Announce::Status, |(_, a)| a);
+                d.finish(done, announce);
+                if pending.reload {
+                    pending.reload = false;
+                    running = Some((d.reload(), Announce::Ready));
+                }
             }
-            _ = hup.recv() => {
-                notify::reloading();
-                tracing::info!("SIGHUP: reloading configuration");
-                d.reload_config();
-                d.arm();
-                let _ = d.pass("SIGHUP");
-                d.arm();
-                d.publish();
-                notify::ready(&d.status);
+            _ = tokio::time::sleep_until(wake.unwrap_or_else(far)), if wake.is_some() => {
+                let t = pending.take();
+                running = d.handle(t).map(|job| (job, Announce::Status));
             }
-            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
-            _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
+            _ = tokio::time::sleep_until(expiry.unwrap_or_else(far)), if expiry.is_some() => {
+                if d.watch.expire(std::time::Instant::now(), WRITE_QUIET) {
+                    pending.add(Trigger { files: true, ..Trigger::default() }, Duration::ZERO);
+                }
+            }
+            _ = signals.hup.recv() => {
+                if running.is_some() {
+                    tracing::info!("SIGHUP: reloading once the running pass ends");
+                    pending.reload = true;
+                } else {
+                    running = Some((d.reload(), Announce::Ready));
+                }
+            }
+            _ = signals.term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = signals.int.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = watchdog_tick.tick(), if watchdog.is_some() => notify::watchdog(),
         }
     }
     notify::stopping();
-    d.ctx.state.clear_daemon_status();
-    if d.ctx.config.unregister_on_stop.value {
-        match engine::unregister(&d.ctx, None) {
-            Ok(o) => tracing::info!(
-                "removed {} owned entries (daemon.unregister_on_stop = true)",
-                o.done.len()
-            ),
-            Err(e) => tracing::error!("removing owned entries at stop: {e:#}"),
-        }
+    if running.is_some() {
+        tracing::info!("stopping the running pass and its probes");
+        crate::probe::kill_running();
+    }
+    d.system.state.clear_daemon_status(std::process::id());
+    if d.system.config.unregister_on_stop.value && running.is_none() {
+        d.unregister_all();
     }
     Ok(())
 }
 
+/// What to tell systemd when a pass ends.
+#[derive(Debug, Clone, Copy)]
+enum Announce {
+    /// `READY=1` (after the first pass, and after a reload).
+    Ready,
+    /// `STATUS=` only.
+    Status,
+}
+
+/// One qusd per state dir: hold an exclusive lock on `qusd.pid` for the
+/// daemon's life; a second qusd exits at once, naming the first. `None`
+/// when the state dir cannot be written (nothing to share then).
+fn claim_state_dir(state: &StateDir) -> Result<Option<std::fs::File>> {
+    match state.claim_daemon() {
+        Ok(file) => Ok(file),
+        Err(e) => Err(anyhow::anyhow!("{e}")),
+    }
+}
+
 impl Daemon {
     fn debounce(&self) -> Duration {
-        Duration::from_millis(self.ctx.config.debounce_ms.value)
+        Duration::from_millis(self.system.config.debounce_ms.value)
     }
 
     /// What to watch for the current configuration.
     fn targets(&self) -> Targets {
-        let config = &self.ctx.config;
+        let config = &self.system.config;
         let mut dirs: Vec<std::path::PathBuf> = config.search_path.value.clone();
-        let mut names: HashSet<OsString> = HashSet::new();
-        let note = |path: &std::path::Path,
-                    dirs: &mut Vec<std::path::PathBuf>,
-                    names: &mut HashSet<OsString>| {
+        let mut names: std::collections::HashSet<OsString> = crate::arch::ARCHES
+            .iter()
+            .flat_map(|a| {
+                config
+                    .binary_names
+                    .value
+                    .iter()
+                    .map(|t| OsString::from(t.replace("{arch}", a.emulator)))
+            })
+            .collect();
+        let mut note = |path: &std::path::Path| {
             if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
                 if !dirs.iter().any(|d| d == dir) {
                     dirs.push(dir.to_path_buf());
                 }
                 names.insert(name.to_owned());
             }
-            // A symlinked emulator is upgraded where it points.
-            if let Ok(resolved) = std::fs::canonicalize(path) {
-                if let (Some(dir), Some(name)) = (resolved.parent(), resolved.file_name()) {
-                    if !dirs.iter().any(|d| d == dir) {
-                        dirs.push(dir.to_path_buf());
-                    }
-                    names.insert(name.to_owned());
-                }
-            }
         };
-        for a in arch::ARCHES {
-            for template in &config.binary_names.value {
-                names.insert(OsString::from(template.replace("{arch}", a.emulator)));
+        for (_, path) in observe::interpreters(config) {
+            note(&path);
+            // A symlinked emulator is upgraded where it points.
+            if let Ok(resolved) = std::fs::canonicalize(&path) {
+                note(&resolved);
             }
-            if let Some(path) = observe::find_emulator(config, a) {
-                note(&path, &mut dirs, &mut names);
-            }
-        }
-        for entry in config.entries.values() {
-            note(&entry.spec.interpreter, &mut dirs, &mut names);
         }
         Targets {
             binfmt: config.binfmt_path.value.clone(),
@@ -241,66 +315,16 @@ impl Daemon {
         self.watch.arm(&targets);
     }
 
-    /// `daemon.verify`: run the probe of every arch this pass registered or
-    /// replaced, so a broken emulator is reported now, not at the first
-    /// failed build.
-    fn verify(&mut self, pass: &engine::Pass) {
-        let (mut ok, mut failed) = (0, vec![]);
-        for action in &pass.outcome.done {
-            let (plan::Action::Register(t) | plan::Action::Replace { target: t, .. }) = action
-            else {
-                continue;
-            };
-            let Some(probe) = t.arch.as_deref().and_then(crate::probe::find) else {
-                continue;
-            };
-            match crate::probe::run(probe, Duration::from_secs(10)) {
-                crate::probe::RunResult::Pass => {
-                    ok += 1;
-                    tracing::info!("verified {}: the {} probe ran", t.name, probe.arch);
-                }
-                crate::probe::RunResult::ExecFormatError => {
-                    tracing::error!("verification of {} failed: exec format error", t.name);
-                    failed.push(t.name.clone());
-                }
-                crate::probe::RunResult::Fail(why) => {
-                    tracing::error!("verification of {} failed: {why}", t.name);
-                    failed.push(t.name.clone());
-                }
-            }
-        }
-        if ok + failed.len() > 0 {
-            self.status.push_str(&format!("; verified {ok}"));
-            if !failed.is_empty() {
-                self.status
-                    .push_str(&format!(", verification FAILED: {}", failed.join(" ")));
-            }
-        }
-    }
-
     /// Entries whose emulator file is still being written wait.
-    fn held(&self) -> BTreeSet<String> {
-        let mut hold = BTreeSet::new();
-        if self.watch.in_progress.is_empty() {
-            return hold;
+    fn holds(&self) -> std::collections::BTreeSet<String> {
+        if !self.watch.any_writing() {
+            return Default::default();
         }
-        let busy = |path: &std::path::Path| {
-            path.file_name()
-                .is_some_and(|n| self.watch.in_progress.contains(n))
-        };
-        for a in arch::ARCHES {
-            if let Some(p) = observe::find_emulator(&self.ctx.config, a) {
-                if busy(&p) {
-                    hold.insert(self.ctx.config.entry_name(a.name));
-                }
-            }
-        }
-        for (name, e) in &self.ctx.config.entries {
-            if busy(&e.spec.interpreter) {
-                hold.insert(name.clone());
-            }
-        }
-        hold
+        observe::interpreters(&self.system.config)
+            .into_iter()
+            .filter(|(_, path)| path.file_name().is_some_and(|n| self.watch.writing(n)))
+            .map(|(name, _)| name)
+            .collect()
     }
 
     /// Load the configuration again; on error keep the previous one.
@@ -310,9 +334,9 @@ impl Daemon {
                 if self.config_error.take().is_some() {
                     tracing::info!("configuration is valid again");
                 }
-                if config != self.ctx.config {
+                if config != self.system.config {
                     tracing::info!("configuration reloaded from {} file(s)", config.files.len());
-                    self.ctx = Context::new(config, self.common.state_dir(), self.ctx.host.clone());
+                    self.system = self.common.system_with(config);
                 }
             }
             Err(e) => {
@@ -322,17 +346,28 @@ impl Daemon {
         }
     }
 
+    /// SIGHUP: reload, then a pass; READY=1 follows when it ends.
+    fn reload(&mut self) -> JoinHandle<Outcome> {
+        notify::reloading();
+        tracing::info!("SIGHUP: reloading configuration");
+        self.reload_config();
+        self.arm();
+        self.start("SIGHUP".into())
+    }
+
     fn kernel_now(&self) -> Option<(bool, KernelEntries)> {
-        if !self.ctx.binfmt.is_mounted() {
+        let binfmt = &self.system.binfmt;
+        if !binfmt.is_mounted() {
             return None;
         }
-        let enabled = self.ctx.binfmt.enabled().ok()?;
-        let entries = engine::kernel_entries(&self.ctx.binfmt).ok()?;
+        let enabled = binfmt.enabled().ok()?;
+        let entries = binfmt.entries().ok()?.entries;
         Some((enabled, entries))
     }
 
-    /// Act on a debounced batch of events.
-    fn handle(&mut self, t: Trigger) {
+    /// Act on a debounced batch of events: a pass, unless the batch is only
+    /// the echo of qusd's own writes.
+    fn handle(&mut self, t: Trigger) -> Option<JoinHandle<Outcome>> {
         if t.config || t.overflow {
             self.reload_config();
         }
@@ -349,70 +384,107 @@ impl Daemon {
             tracing::debug!(
                 "binfmt_misc is as the last pass left it (our own writes); nothing to do"
             );
-            return;
+            return None;
         }
-        let _ = self.pass(&t.reasons());
-        self.arm();
-        self.publish();
-        notify::status(&self.status);
+        Some(self.start(t.reasons()))
     }
 
-    /// Publish readiness and status for `qus status --daemon`.
+    /// Start one pass on a blocking thread.
+    fn start(&mut self, why: String) -> JoinHandle<Outcome> {
+        self.passes += 1;
+        let holds = self.holds();
+        if !holds.is_empty() {
+            tracing::info!(
+                "waiting for {} to be written completely",
+                holds.iter().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+        let job = Job {
+            number: self.passes,
+            why,
+            system: self.system.clone(),
+            native: self.native.clone(),
+            holds,
+        };
+        tokio::task::spawn_blocking(move || job.run())
+    }
+
+    /// A pass ended: remember what it left, re-arm, publish, tell systemd.
+    fn finish(&mut self, done: Result<Outcome, tokio::task::JoinError>, announce: Announce) {
+        match done {
+            Ok(Outcome::Done {
+                kernel_after,
+                native,
+                status,
+            }) => {
+                self.last_kernel = Some(kernel_after);
+                self.native.get_or_insert(native);
+                self.status = status;
+            }
+            Ok(Outcome::Failed(status)) => {
+                self.last_kernel = None;
+                self.status = status;
+            }
+            Err(e) => {
+                self.last_kernel = None;
+                self.status = format!("error: the pass ended abnormally: {e}");
+                tracing::error!("{}", self.status);
+            }
+        }
+        if let Some(e) = &self.config_error {
+            self.status.push_str(&format!(
+                "; config error (previous configuration kept): {e}"
+            ));
+        }
+        self.arm();
+        self.publish();
+        match announce {
+            Announce::Ready => {
+                notify::ready(&self.status);
+                if self.passes == 1 {
+                    tracing::info!(
+                        "qusd ready: {}; watching {} directories, debounce {} ms",
+                        self.status,
+                        self.watch.len(),
+                        self.system.config.debounce_ms.value
+                    );
+                }
+            }
+            Announce::Status => notify::status(&self.status),
+        }
+    }
+
+    /// Publish readiness and status for `qus status --daemon` (before
+    /// READY=1: whoever reacts to it may ask at once).
     fn publish(&self) {
-        let st = crate::state::DaemonStatus {
-            pid: std::process::id(),
+        let pid = std::process::id();
+        let st = DaemonStatus {
+            pid,
+            start_time: crate::state::process_start_time(pid).unwrap_or(0),
             ready: true,
             status: self.status.clone(),
         };
-        if let Err(e) = self.ctx.state.write_daemon_status(&st) {
+        if let Err(e) = self.system.state.write_daemon_status(&st) {
             tracing::warn!("cannot publish the daemon status: {e}");
         }
     }
 
-    /// One observe → plan → apply pass.
-    fn pass(&mut self, why: &str) -> Result<()> {
-        self.passes += 1;
-        let hold = self.held();
-        if !hold.is_empty() {
-            tracing::info!(
-                "waiting for {} to be written completely",
-                hold.iter().cloned().collect::<Vec<_>>().join(", ")
-            );
-        }
-        let request = Request {
-            hold,
+    /// `daemon.unregister_on_stop`: remove every owned entry.
+    fn unregister_all(&self) {
+        let request = observe::Request {
             native: self.native.clone(),
-            ..Request::default()
+            ..observe::Request::default()
         };
-        match engine::reconcile_with(&self.ctx, &request) {
-            Ok(pass) => {
-                self.last_kernel = Some((pass.enabled_after, pass.kernel_after.clone()));
-                if self.native.is_none() {
-                    self.native = Some(pass.native.clone());
-                }
-                self.status = pass.summary();
-                if self.ctx.config.verify.value {
-                    self.verify(&pass);
-                }
-                if let Some(e) = &self.config_error {
-                    self.status.push_str(&format!(
-                        "; config error (previous configuration kept): {e}"
-                    ));
-                }
-                tracing::info!(
-                    "pass {} ({why}): {} writes to binfmt_misc; {}",
-                    self.passes,
-                    pass.outcome.kernel_writes,
-                    self.status
-                );
-                Ok(())
-            }
-            Err(e) => {
-                self.last_kernel = None;
-                self.status = format!("error: {e:#}");
-                tracing::error!("pass {} ({why}) failed: {e:#}", self.passes);
-                Err(e)
-            }
+        match engine::run(
+            &self.system,
+            &request,
+            crate::plan::Mode::Unregister { names: None },
+        ) {
+            Ok(p) => tracing::info!(
+                "removed {} owned entries (daemon.unregister_on_stop = true)",
+                p.outcome.done.len()
+            ),
+            Err(e) => tracing::error!("removing owned entries at stop: {e:#}"),
         }
     }
 }

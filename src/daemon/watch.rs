@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use inotify::{Event, EventMask, WatchDescriptor, WatchMask, Watches};
 
@@ -127,8 +128,9 @@ pub struct WatchSet {
     roles: HashMap<WatchDescriptor, (PathBuf, Vec<Role>)>,
     emulator_names: HashSet<OsString>,
     /// Emulator file names being written (seen CREATE/MODIFY, not yet
-    /// CLOSE_WRITE): their entries wait.
-    pub in_progress: HashSet<OsString>,
+    /// CLOSE_WRITE), with the time of the last write seen: their entries
+    /// wait, but never forever (see [`WatchSet::expire`]).
+    in_progress: HashMap<OsString, Instant>,
 }
 
 impl WatchSet {
@@ -137,8 +139,43 @@ impl WatchSet {
             watches,
             roles: HashMap::new(),
             emulator_names: HashSet::new(),
-            in_progress: HashSet::new(),
+            in_progress: HashMap::new(),
         }
+    }
+
+    /// Is an emulator file of this name being written?
+    pub fn writing(&self, name: &OsStr) -> bool {
+        self.in_progress.contains_key(name)
+    }
+
+    /// Is any emulator file being written?
+    pub fn any_writing(&self) -> bool {
+        !self.in_progress.is_empty()
+    }
+
+    /// When the oldest quiet file in progress counts as complete.
+    pub fn next_expiry(&self, quiet: Duration) -> Option<Instant> {
+        self.in_progress.values().min().map(|t| *t + quiet)
+    }
+
+    /// Files with no write for `quiet` count as complete: a writer that
+    /// closes under another name (an `O_TMPFILE` linked in, whose
+    /// CLOSE_WRITE names `#ino`) or one that died must not hold an entry
+    /// forever. Returns whether any expired.
+    pub fn expire(&mut self, now: Instant, quiet: Duration) -> bool {
+        let before = self.in_progress.len();
+        self.in_progress.retain(|name, last| {
+            let keep = now < *last + quiet;
+            if !keep {
+                tracing::warn!(
+                    "{}: no write for {:.1} s and no close seen; treating it as complete",
+                    name.to_string_lossy(),
+                    quiet.as_secs_f64()
+                );
+            }
+            keep
+        });
+        self.in_progress.len() != before
     }
 
     /// How many directories are watched.
@@ -272,12 +309,12 @@ impl WatchSet {
                 // Symlinks and hard links appear complete, with no CLOSE_WRITE.
                 Created::Complete => t.files = true,
                 Created::BeingWritten => {
-                    self.in_progress.insert(name.clone());
+                    self.in_progress.insert(name.clone(), Instant::now());
                 }
                 Created::Other => {}
             }
         } else if m.contains(EventMask::MODIFY) {
-            self.in_progress.insert(name.clone());
+            self.in_progress.insert(name.clone(), Instant::now());
         } else if m.intersects(
             EventMask::CLOSE_WRITE
                 | EventMask::MOVED_TO
@@ -330,10 +367,14 @@ enum Created {
     Other,
 }
 
+/// What a CREATE event brought. A file created by `open(O_CREAT)` is
+/// empty when CREATE is reported (every later write shows as a MODIFY
+/// after it); one that already has content was linked in whole (a hard
+/// link, or an `O_TMPFILE` written first and then `linkat`-ed).
 fn created_kind(path: &Path) -> Created {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => Created::Complete,
-        Ok(m) if m.is_file() && m.nlink() > 1 => Created::Complete,
+        Ok(m) if m.is_file() && (m.nlink() > 1 || m.size() > 0) => Created::Complete,
         Ok(m) if m.is_file() => Created::BeingWritten,
         Ok(_) => Created::Other,
         // Gone already: whatever happens next has its own event.

@@ -1,8 +1,29 @@
 //! The planner as plain data in, actions out: no kernel, no files.
 
 use super::*;
-use crate::binfmt::{Flags, Matcher};
+use crate::binfmt::{Flags, KernelEntries, Matcher};
+use crate::model::{Desired, Wanted};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+/// The planner over a world made of these parts.
+fn plan(
+    wanted: &Wanted,
+    kernel: &KernelEntries,
+    owned: &BTreeMap<String, Owned>,
+    mode: &Mode,
+) -> Plan {
+    let world = World {
+        mounted: true,
+        enabled: Some(true),
+        match_order: kernel.keys().cloned().collect(),
+        kernel: kernel.clone(),
+        owned: owned.clone(),
+        wanted: wanted.clone(),
+        ..World::default()
+    };
+    super::plan(&world, mode)
+}
 
 fn spec(interp: &str, flags: &str) -> EntrySpec {
     EntrySpec {
@@ -75,11 +96,8 @@ fn owned(entries: &[(&str, &EntrySpec, Identity)]) -> BTreeMap<String, Owned> {
         .collect()
 }
 
-fn opts(takeover: bool) -> Options {
-    Options {
-        takeover,
-        ..Options::default()
-    }
+fn opts(takeover: bool) -> Mode {
+    Mode::reconcile(takeover)
 }
 
 fn only(plan: &Plan) -> &Item {
@@ -266,16 +284,17 @@ fn scope_limits_actions_not_states() {
     let w = Wanted {
         items: vec![want("qemu-a", &s, id(1)), want("qemu-b", &s, id(1))],
     };
-    let o = Options {
+    let o = Mode::Reconcile {
         takeover: true,
         scope: Some(["qemu-b".to_string()].into()),
-        hold: ["qemu-b".to_string()].into(),
+        holds: ["qemu-b".to_string()].into(),
     };
     let p = plan(&w, &kernel(&[]), &owned(&[]), &o);
     assert!(p.actions().is_empty(), "held entries wait");
-    let o = Options {
-        hold: Default::default(),
-        ..o
+    let o = Mode::Reconcile {
+        takeover: true,
+        scope: Some(["qemu-b".to_string()].into()),
+        holds: Default::default(),
     };
     let p = plan(&w, &kernel(&[]), &owned(&[]), &o);
     assert_eq!(p.items[0].state, State::Missing);
@@ -301,7 +320,7 @@ fn actions_are_ordered_removals_first() {
 
 /// Apply a plan to a model of the kernel and the records, as `apply` does.
 fn simulate(p: &Plan, k: &mut KernelEntries, o: &mut BTreeMap<String, Owned>) {
-    for a in p.actions() {
+    for a in &p.actions() {
         match a {
             Action::Register(t) | Action::Replace { target: t, .. } => {
                 k.insert(
@@ -428,4 +447,104 @@ fn exhaustive_idempotence_and_hands_off_foreign_entries() {
         }
     }
     assert_eq!(cases, 120);
+}
+
+fn unregister(names: Option<&[&str]>) -> Mode {
+    Mode::Unregister {
+        names: names.map(|n| n.iter().map(|s| s.to_string()).collect()),
+    }
+}
+
+#[test]
+fn unregister_removes_what_qus_recorded_and_nothing_else() {
+    let s = spec("/q", "PF");
+    let theirs = spec("/theirs", "F");
+    let w = Wanted {
+        items: vec![want("qemu-a", &s, id(1)), want("qemu-b", &s, id(1))],
+    };
+    // qemu-a: recorded and unchanged; qemu-b: someone else's, different;
+    // python: never named, never recorded.
+    let k = kernel(&[
+        ("qemu-a", &s, true),
+        ("qemu-b", &theirs, true),
+        ("python", &theirs, true),
+    ]);
+    let o = owned(&[("qemu-a", &s, id(1))]);
+    let p = plan(&w, &k, &o, &unregister(None));
+    let removed: Vec<&Action> = p.items.iter().flat_map(|i| &i.actions).collect();
+    assert!(
+        matches!(&removed[..], [Action::Unregister { name, .. }] if name == "qemu-a"),
+        "{p:#?}"
+    );
+    assert!(p.items.iter().all(|i| i.name != "python"));
+}
+
+#[test]
+fn unregister_counts_an_identical_configured_entry_as_owned() {
+    let s = spec("/q", "PF");
+    let w = Wanted {
+        items: vec![want("qemu-a", &s, id(1))],
+    };
+    // Registered by another tool exactly as qus would: no record, still ours.
+    let p = plan(
+        &w,
+        &kernel(&[("qemu-a", &s, true)]),
+        &owned(&[]),
+        &unregister(None),
+    );
+    assert!(matches!(&only(&p).actions[..], [Action::Unregister { .. }]));
+}
+
+#[test]
+fn unregister_drops_records_of_entries_that_are_gone() {
+    let s = spec("/q", "PF");
+    let w = Wanted {
+        items: vec![want("qemu-a", &s, id(1))],
+    };
+    let p = plan(
+        &w,
+        &kernel(&[]),
+        &owned(&[("qemu-a", &s, id(1))]),
+        &unregister(None),
+    );
+    assert!(matches!(&only(&p).actions[..], [Action::Forget { .. }]));
+    assert_eq!(p.kernel_writes(), 0);
+}
+
+#[test]
+fn unregister_by_name_leaves_others_and_explains_a_foreign_entry() {
+    let s = spec("/q", "PF");
+    let theirs = spec("/theirs", "F");
+    let w = Wanted {
+        items: vec![want("qemu-a", &s, id(1)), want("qemu-b", &s, id(1))],
+    };
+    let k = kernel(&[("qemu-a", &s, true), ("qemu-b", &theirs, true)]);
+    let o = owned(&[("qemu-a", &s, id(1))]);
+    let p = plan(&w, &k, &o, &unregister(Some(&["qemu-b"])));
+    let item = only(&p);
+    assert_eq!(item.name, "qemu-b");
+    assert!(item.actions.is_empty(), "{item:#?}");
+    assert!(!item.owned);
+    assert!(item
+        .detail
+        .as_deref()
+        .is_some_and(|d| d.contains("not owned by qus")));
+    assert_eq!(p.kernel_writes(), 0);
+}
+
+#[test]
+fn unregister_of_a_changed_recorded_entry_leaves_it() {
+    // qus registered /q, someone replaced it with /theirs since: not ours.
+    let s = spec("/q", "PF");
+    let theirs = spec("/theirs", "F");
+    let w = Wanted {
+        items: vec![want("qemu-a", &s, id(1))],
+    };
+    let p = plan(
+        &w,
+        &kernel(&[("qemu-a", &theirs, true)]),
+        &owned(&[("qemu-a", &s, id(1))]),
+        &unregister(None),
+    );
+    assert_eq!(p.kernel_writes(), 0, "{p:#?}");
 }

@@ -7,8 +7,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::engine::Context;
 use crate::escape;
+use crate::model::{Instance, World};
+use crate::observe::{self, System};
 use crate::plan::{Item, Plan, State};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -37,7 +38,7 @@ pub struct BinfmtReport {
     pub enabled: Option<bool>,
     /// `host` (initial user namespace) or `private` (a user namespace's own
     /// instance, Linux ≥ 6.7).
-    pub instance: &'static str,
+    pub instance: Instance,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,16 +64,8 @@ pub struct KernelReport {
     pub flags: String,
 }
 
-/// Is this process in the initial user namespace?
-pub fn in_initial_user_namespace() -> bool {
-    // The initial user namespace has this fixed inode (PROC_USER_INIT_INO).
-    std::fs::read_link("/proc/self/ns/user")
-        .map(|l| l.to_string_lossy() == "user:[4026531837]")
-        .unwrap_or(true)
-}
-
-pub fn build(ctx: &Context, plan: &Plan) -> Report {
-    let mounted = ctx.binfmt.is_mounted();
+pub fn build(system: &System, world: &World, plan: &Plan) -> Report {
+    let mounted = world.mounted;
     let entries: Vec<EntryReport> = plan.items.iter().map(entry_report).collect();
     let mut summary = std::collections::BTreeMap::new();
     for e in &entries {
@@ -81,24 +74,16 @@ pub fn build(ctx: &Context, plan: &Plan) -> Report {
     Report {
         version: SCHEMA_VERSION,
         host: HostReport {
-            machine: ctx.host.machine.clone(),
-            family: ctx.host.family.clone(),
+            machine: system.host.machine.clone(),
+            family: system.host.family.clone(),
         },
         binfmt_misc: BinfmtReport {
-            path: ctx.binfmt.root().display().to_string(),
+            path: system.binfmt.root().display().to_string(),
             mounted,
-            enabled: if mounted {
-                ctx.binfmt.enabled().ok()
-            } else {
-                None
-            },
-            instance: if in_initial_user_namespace() {
-                "host"
-            } else {
-                "private"
-            },
+            enabled: world.enabled,
+            instance: observe::instance(),
         },
-        state_dir: ctx.state.path().display().to_string(),
+        state_dir: system.state.path().display().to_string(),
         entries,
         summary,
     }
@@ -144,7 +129,10 @@ pub fn render(report: &Report) -> String {
             Some(false) => "DISABLED",
             None => "status unknown",
         },
-        b.instance
+        match b.instance {
+            Instance::Host => "host",
+            Instance::Private => "private",
+        }
     );
     let _ = writeln!(s, "state dir:   {}", report.state_dir);
     let _ = writeln!(s);

@@ -1,0 +1,128 @@
+//! One daemon pass as a self-contained job: it owns copies of what it
+//! needs, so it runs on a blocking thread while the event loop goes on.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::binfmt::KernelEntries;
+use crate::engine::{self, Pass};
+use crate::model::NativeVerdicts;
+use crate::observe::{Request, System};
+use crate::plan::{Action, Mode, Target};
+use crate::probe;
+
+/// How long `daemon.verify` lets one probe run.
+const VERIFY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many verification probes run at once.
+const VERIFY_PARALLEL: usize = 4;
+
+/// A pass to run.
+pub struct Job {
+    pub number: u64,
+    pub why: String,
+    pub system: System,
+    /// Native verdicts from an earlier pass, if any.
+    pub native: Option<NativeVerdicts>,
+    /// Entries to leave alone this time (emulator still being written).
+    pub holds: BTreeSet<String>,
+}
+
+/// How a pass ended, in what the loop keeps.
+pub enum Outcome {
+    Done {
+        kernel_after: (bool, KernelEntries),
+        native: NativeVerdicts,
+        status: String,
+    },
+    Failed(String),
+}
+
+impl Job {
+    pub fn run(self) -> Outcome {
+        let request = Request {
+            native: self.native.clone(),
+            ..Request::default()
+        };
+        let mode = Mode::Reconcile {
+            takeover: self.system.config.takeover.value,
+            scope: None,
+            holds: self.holds.clone(),
+        };
+        match engine::run(&self.system, &request, mode) {
+            Ok(pass) => {
+                let mut status = pass.summary();
+                if self.system.config.verify.value {
+                    status.push_str(&verify(&pass));
+                }
+                tracing::info!(
+                    "pass {} ({}): {} writes to binfmt_misc; {status}",
+                    self.number,
+                    self.why,
+                    pass.outcome.kernel_writes
+                );
+                Outcome::Done {
+                    native: pass.native().clone(),
+                    kernel_after: pass.kernel_after,
+                    status,
+                }
+            }
+            Err(e) => {
+                tracing::error!("pass {} ({}) failed: {e:#}", self.number, self.why);
+                Outcome::Failed(format!("error: {e:#}"))
+            }
+        }
+    }
+}
+
+/// `daemon.verify`: run the probe of every arch this pass registered or
+/// replaced (a few at once), so a broken emulator is reported now, not at
+/// the first failed build. Returns the words to add to the status line.
+fn verify(pass: &Pass) -> String {
+    let targets: Vec<(&Target, &'static probe::Probe)> = pass
+        .outcome
+        .done
+        .iter()
+        .filter_map(|action| match action {
+            Action::Register(t) | Action::Replace { target: t, .. } => {
+                let p = t.arch.as_deref().and_then(probe::find)?;
+                Some((t, p))
+            }
+            _ => None,
+        })
+        .collect();
+    if targets.is_empty() {
+        return String::new();
+    }
+    let mut failed = Vec::new();
+    for chunk in targets.chunks(VERIFY_PARALLEL) {
+        let results: Vec<(String, Option<String>)> = std::thread::scope(|s| {
+            let running: Vec<_> = chunk
+                .iter()
+                .map(|(t, p)| {
+                    s.spawn(move || (t.name.clone(), probe::run(p, VERIFY_TIMEOUT).failure()))
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| ("?".into(), Some("the probe thread panicked".into())))
+                })
+                .collect()
+        });
+        for (name, failure) in results {
+            match failure {
+                None => tracing::info!("verified {name}: its probe ran"),
+                Some(why) => {
+                    tracing::error!("verification of {name} failed: {why}");
+                    failed.push(name);
+                }
+            }
+        }
+    }
+    let mut words = format!("; verified {}", targets.len() - failed.len());
+    if !failed.is_empty() {
+        words.push_str(&format!(", verification FAILED: {}", failed.join(" ")));
+    }
+    words
+}

@@ -1,0 +1,144 @@
+//! The vocabulary every layer shares, as plain data: what an interpreter
+//! file is, what qus owns, what it wants, and the whole observed world.
+//!
+//! Nothing here does I/O and nothing here imports from the layers above
+//! (observe, plan, apply, the shells), so every arrow points down to this
+//! module and there are no cycles.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::binfmt::{EntrySpec, KernelEntries};
+
+/// Identity of an interpreter file: with `F` the kernel keeps the file it
+/// opened at registration, so a change of any of these means an upgrade
+/// that only a re-registration makes the kernel see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+}
+
+/// Facts about the host that decide what is native.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// Kernel machine name (`uname -m`) or the override.
+    pub machine: String,
+    pub family: String,
+}
+
+/// Does the host run an arch itself? Decided by running the arch's probe
+/// when no binfmt_misc entry can catch it (an aarch64 kernel without
+/// AArch32, or x86_64 booted with `ia32_emulation=0`, fails the family
+/// guess); otherwise by the family rule of `qemu-binfmt-conf.sh`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Native {
+    Yes(String),
+    No(String),
+}
+
+/// Native verdicts by arch name.
+pub type NativeVerdicts = BTreeMap<String, Native>;
+
+/// What qus recorded when it registered (or adopted) an entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owned {
+    pub arch: Option<String>,
+    pub spec: EntrySpec,
+    pub identity: Option<Identity>,
+}
+
+/// Ownership records by entry name.
+pub type OwnedEntries = BTreeMap<String, Owned>;
+
+/// A registration qus wants, with the identity of its interpreter file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    pub spec: EntrySpec,
+    pub identity: Identity,
+}
+
+/// Why an entry is not wanted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// Not targeted, excluded, or disabled in configuration.
+    Excluded(String),
+    /// The host runs this arch itself.
+    Native(String),
+    /// No emulator file found.
+    NoInterpreter(String),
+    /// An emulator was found but fails the safety rules.
+    Refused(String),
+}
+
+/// One entry qus has an opinion about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Want {
+    pub name: String,
+    /// The table arch for qemu entries; `None` for custom entries.
+    pub arch: Option<String>,
+    pub want: Result<Desired, Skip>,
+}
+
+/// Everything qus has an opinion about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wanted {
+    pub items: Vec<Want>,
+}
+
+/// Which binfmt_misc instance qus talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Instance {
+    /// The host's: qus runs in the initial user namespace.
+    Host,
+    /// A user namespace's own instance (Linux ≥ 6.7): its entries vanish
+    /// with the namespace.
+    Private,
+}
+
+/// Everything one pass knows, gathered once by `observe::observe` and
+/// then only read: the planner, the status report and `qus test` all
+/// consume this one value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct World {
+    /// Is binfmt_misc mounted at the configured path?
+    pub mounted: bool,
+    /// Its global switch (`None` when not mounted or unreadable).
+    pub enabled: Option<bool>,
+    /// The kernel's entries by name.
+    pub kernel: KernelEntries,
+    /// Entry names in the kernel's match order: the entry tried first
+    /// comes first.
+    pub match_order: Vec<String>,
+    /// The ownership records.
+    pub owned: OwnedEntries,
+    /// Why the records could not be (fully) used, if so.
+    pub owned_warning: Option<String>,
+    /// Native verdicts for the arches that can be native here.
+    pub native: NativeVerdicts,
+    /// What qus wants, entry by entry.
+    pub wanted: Wanted,
+}
+
+impl World {
+    /// Can the kernel use entries right now (mounted and switched on)?
+    pub fn binfmt_live(&self) -> bool {
+        self.mounted && self.enabled == Some(true)
+    }
+
+    /// The entry the kernel would use for a program starting with
+    /// `header`: the first enabled entry in match order that catches it.
+    pub fn catcher(&self, header: &[u8]) -> Option<(&str, &crate::binfmt::KernelEntry)> {
+        if !self.binfmt_live() {
+            return None;
+        }
+        self.match_order.iter().find_map(|name| {
+            let e = self.kernel.get(name)?;
+            (e.enabled && e.spec.matcher.catches(header)).then_some((name.as_str(), e))
+        })
+    }
+}

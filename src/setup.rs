@@ -1,0 +1,109 @@
+//! What `qus` and `qusd` share below their command lines: the common
+//! options (where things are), building the [`System`] from them, and
+//! printing an error chain. Both shells stand on this; neither imports
+//! the other.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+
+use crate::config::{self as cfg, Config, Source, Sourced};
+use crate::model::Host;
+use crate::observe::{self, System};
+
+/// Options shared by `qus` and `qusd`: where things are.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Configuration directory (repeatable; replaces the default list,
+    /// lowest priority first).
+    #[arg(
+        long = "config-dir",
+        value_name = "DIR",
+        global = true,
+        env = "QUS_CONFIG_DIRS",
+        value_delimiter = ':'
+    )]
+    pub config_dirs: Vec<PathBuf>,
+    /// Where binfmt_misc is (or is to be) mounted.
+    #[arg(long, value_name = "PATH", global = true, env = "QUS_BINFMT_MISC")]
+    pub binfmt_misc: Option<PathBuf>,
+    /// State directory (ownership records, lock).
+    #[arg(long, value_name = "DIR", global = true, env = "QUS_STATE_DIR",
+          default_value = cfg::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Pretend the host's machine is this (`uname -m` value), which decides
+    /// what is native.
+    #[arg(long, value_name = "MACHINE", global = true, env = "QUS_HOST_ARCH")]
+    pub host_arch: Option<String>,
+    /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
+    #[arg(long, value_name = "LEVEL", global = true)]
+    pub log_level: Option<String>,
+}
+
+impl CommonArgs {
+    /// The configuration directories: `--config-dir` / `QUS_CONFIG_DIRS`,
+    /// else the defaults.
+    pub fn config_dirs(&self) -> Vec<PathBuf> {
+        let given: Vec<PathBuf> = self
+            .config_dirs
+            .iter()
+            .filter(|p| !p.as_os_str().is_empty())
+            .cloned()
+            .collect();
+        if given.is_empty() {
+            cfg::DEFAULT_DIRS.iter().map(PathBuf::from).collect()
+        } else {
+            given
+        }
+    }
+
+    /// Load the configuration and apply the `--binfmt-misc` override.
+    pub fn load_config(&self) -> Result<Config> {
+        let mut config = cfg::load(&self.config_dirs())?;
+        if let Some(p) = self
+            .binfmt_misc
+            .as_ref()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            config.binfmt_path = Sourced {
+                value: p.clone(),
+                source: Source::Override("--binfmt-misc or QUS_BINFMT_MISC".into()),
+            };
+        }
+        if !config.binfmt_path.value.is_absolute() {
+            bail!(
+                "binfmt_misc path {} ({}) must be absolute",
+                config.binfmt_path.value.display(),
+                config.binfmt_path.source
+            );
+        }
+        Ok(config)
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir.clone()
+    }
+
+    pub fn host(&self) -> Host {
+        observe::detect_host(self.host_arch.as_deref().filter(|s| !s.is_empty()))
+    }
+
+    /// Configuration + paths, ready for a pass.
+    pub fn system(&self) -> Result<System> {
+        Ok(self.system_with(self.load_config()?))
+    }
+
+    /// A system for a configuration loaded earlier.
+    pub fn system_with(&self, config: Config) -> System {
+        System::new(config, self.state_dir(), self.host())
+    }
+}
+
+/// `error: top` then `  caused by: …` for each cause.
+pub fn print_error(e: &anyhow::Error) {
+    eprintln!("error: {e}");
+    for cause in e.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+}
