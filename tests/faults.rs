@@ -132,11 +132,12 @@ fn lost_watch_is_rebuilt() {
     sb.install_emulator("aarch64");
     sb.search_bin("");
     let mut n = NotifySocket::new(sb.path());
-    let _d = sb.qusd_ready(&mut n);
+    let d = sb.qusd_ready(&mut n);
     fs::remove_dir_all(sb.bin()).expect("rm -r bin");
     wait_for(WAIT, "entry removed", || !sb.has_entry("qemu-aarch64"));
     fs::create_dir(sb.bin()).expect("mkdir");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The directory's creation is handled (and watched) before the emulator comes.
+    d.settle(&sb);
     sb.install_emulator("aarch64");
     wait_for(WAIT, "registered again", || sb.has_entry("qemu-aarch64"));
 }
@@ -154,7 +155,7 @@ fn global_disable_is_only_reported_when_not_configured() {
     wait_for(WAIT, "reported", || {
         d.count("binfmt_misc is disabled globally") >= 1
     });
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    d.settle(&sb);
     let st = fs::read_to_string(sb.binfmt_outside().join("status")).expect("status");
     assert_eq!(st.trim(), "disabled");
 }
@@ -188,7 +189,7 @@ fn concurrent_registers_and_daemon_are_serialised() {
         }
         wait_for(WAIT, "all four back", || sb.entries().len() == 4);
     }
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    d.settle(&sb);
     assert_eq!(
         sb.entries(),
         ["qemu-aarch64", "qemu-arm", "qemu-riscv64", "qemu-s390x"]

@@ -189,7 +189,7 @@ impl World {
             .arg("--state-dir")
             .arg(self.sb.state())
             .args(self.config_args())
-            .args(["--host-arch", "x86_64", "--log-level", "debug"])
+            .args(["--host-arch", "x86_64", "--log-level", "trace"])
             .env("NOTIFY_SOCKET", &self.notify.path)
             .env_remove("WATCHDOG_USEC");
         let log = self
@@ -319,7 +319,7 @@ impl World {
                 // for a few milliseconds and then broken together with a
                 // bad file is, rightly, never applied; the model would
                 // expect it.
-                std::thread::sleep(Duration::from_millis(DEBOUNCE_MS * 4));
+                self.qusd().settle(&self.sb);
                 self.sb
                     .write_config("60-broken.toml", "[qemu]\nflags = \"PQ\"\n");
                 self.broken = true;
@@ -373,7 +373,7 @@ impl World {
 
     /// Wait for quiet, then compare with the model. Err describes the gap.
     fn check(&mut self) -> Result<(), String> {
-        std::thread::sleep(Duration::from_millis(DEBOUNCE_MS * 4 + 150));
+        self.qusd().settle(&self.sb);
         // The model: a fresh `qus register` into a fresh, empty instance,
         // same files and config. (With a broken drop-in the model is the
         // configuration without it: qusd keeps the previous one, which is
@@ -474,7 +474,9 @@ impl World {
                 self.budget
             ));
         }
-        std::thread::sleep(Duration::from_millis(DEBOUNCE_MS * 3));
+        // A loop of passes would never let qusd go quiet (settle fails);
+        // a single stray pass would show as more writes.
+        self.qusd().settle(&self.sb);
         let after = self.writes();
         if after != writes {
             return Err(format!(

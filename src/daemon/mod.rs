@@ -28,7 +28,7 @@ use anyhow::{Context as _, Result};
 use clap::Parser;
 use futures_util::StreamExt;
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::binfmt::KernelEntries;
@@ -76,11 +76,9 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(run(args.common));
     // A pass still on its thread (its probes are killed; it may be waiting
-    // for the lock) must not delay the exit.
-    runtime.shutdown_timeout(Duration::from_millis(100));
-    match result {
+    // for the lock) does not delay the exit: the process ends with main.
+    match runtime.block_on(run(args.common)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             print_error(&e);
@@ -180,11 +178,18 @@ async fn run(common: CommonArgs) -> Result<()> {
 
     // Watch before the first pass so nothing that happens during it is missed.
     d.arm();
-    let mut running: Option<(JoinHandle<Outcome>, Announce)> =
+    let mut running: Option<(oneshot::Receiver<Outcome>, Announce)> =
         Some((d.start("start".into()), Announce::Ready));
     let mut pending = Pending::default();
     let far = || Instant::now() + Duration::from_secs(86400);
+    // Whether the "quiet" line was logged since the last thing happened:
+    // tests wait for it to know every event so far has been handled.
+    let mut said_quiet = false;
     loop {
+        if running.is_none() && pending.deadline.is_none() && !said_quiet {
+            tracing::debug!("quiet: every event so far is handled");
+            said_quiet = true;
+        }
         let wake = match (&running, pending.deadline) {
             (None, Some(at)) => Some(at),
             _ => None,
@@ -196,6 +201,8 @@ async fn run(common: CommonArgs) -> Result<()> {
         tokio::select! {
             event = events.next() => match event {
                 Some(Ok(event)) => {
+                    said_quiet = false;
+                    tracing::trace!("inotify event {:?} {:?}", event.mask, event.name);
                     let t = d.watch.classify(&event);
                     if t.any() {
                         pending.add(t, d.debounce());
@@ -208,6 +215,7 @@ async fn run(common: CommonArgs) -> Result<()> {
                 None => anyhow::bail!("the inotify event stream ended"),
             },
             done = async { (&mut running.as_mut().expect("guarded").0).await }, if running.is_some() => {
+                said_quiet = false;
                 let announce = running.take().map_or(Announce::Status, |(_, a)| a);
                 d.finish(done, announce);
                 if pending.reload {
@@ -347,7 +355,7 @@ impl Daemon {
     }
 
     /// SIGHUP: reload, then a pass; READY=1 follows when it ends.
-    fn reload(&mut self) -> JoinHandle<Outcome> {
+    fn reload(&mut self) -> oneshot::Receiver<Outcome> {
         notify::reloading();
         tracing::info!("SIGHUP: reloading configuration");
         self.reload_config();
@@ -367,7 +375,7 @@ impl Daemon {
 
     /// Act on a debounced batch of events: a pass, unless the batch is only
     /// the echo of qusd's own writes.
-    fn handle(&mut self, t: Trigger) -> Option<JoinHandle<Outcome>> {
+    fn handle(&mut self, t: Trigger) -> Option<oneshot::Receiver<Outcome>> {
         if t.config || t.overflow {
             self.reload_config();
         }
@@ -389,8 +397,9 @@ impl Daemon {
         Some(self.start(t.reasons()))
     }
 
-    /// Start one pass on a blocking thread.
-    fn start(&mut self, why: String) -> JoinHandle<Outcome> {
+    /// Start one pass on a thread of its own (it ends with the pass, so an
+    /// idle qusd has no thread left to wake up).
+    fn start(&mut self, why: String) -> oneshot::Receiver<Outcome> {
         self.passes += 1;
         let holds = self.holds();
         if !holds.is_empty() {
@@ -406,11 +415,21 @@ impl Daemon {
             native: self.native.clone(),
             holds,
         };
-        tokio::task::spawn_blocking(move || job.run())
+        let (tx, rx) = oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("qusd-pass".into())
+            .spawn(move || {
+                let _ = tx.send(job.run());
+            });
+        if let Err(e) = spawned {
+            // The receiver then reports the pass as failed.
+            tracing::error!("cannot start a thread for the pass: {e}");
+        }
+        rx
     }
 
     /// A pass ended: remember what it left, re-arm, publish, tell systemd.
-    fn finish(&mut self, done: Result<Outcome, tokio::task::JoinError>, announce: Announce) {
+    fn finish(&mut self, done: Result<Outcome, oneshot::error::RecvError>, announce: Announce) {
         match done {
             Ok(Outcome::Done {
                 kernel_after,
@@ -425,9 +444,9 @@ impl Daemon {
                 self.last_kernel = None;
                 self.status = status;
             }
-            Err(e) => {
+            Err(_) => {
                 self.last_kernel = None;
-                self.status = format!("error: the pass ended abnormally: {e}");
+                self.status = "error: the pass ended abnormally (see the log)".to_string();
                 tracing::error!("{}", self.status);
             }
         }

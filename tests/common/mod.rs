@@ -577,6 +577,28 @@ impl Qusd {
             .count()
     }
 
+    /// Wait until qusd has handled every event caused so far. A barrier
+    /// file is created in the config dir (a name qusd ignores); inotify
+    /// delivers events in order, so once qusd has read the barrier's event
+    /// and then reports itself quiet (nothing pending, no pass running),
+    /// everything before it has been handled. No sleeping, no guessing.
+    pub fn settle(&self, sb: &Sandbox) {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let name = format!(
+            ".barrier-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        let path = sb.etc().join(&name);
+        fs::write(&path, "").expect("write barrier");
+        wait_for(30, &format!("qusd to read {name} and go quiet"), || {
+            let log = self.log_text();
+            log.find(&name)
+                .is_some_and(|at| log[at..].contains("quiet: every event so far is handled"))
+        });
+        // The barrier stays: removing it would wake qusd once more.
+    }
+
     pub fn signal(&self, sig: &str) {
         let st = Command::new("kill")
             .args(["-s", sig, &self.pid().to_string()])
@@ -616,7 +638,7 @@ impl Sandbox {
         let file = fs::File::create(&log).expect("log file");
         let mut c = self.tool(QUSD);
         c.arg("--log-level")
-            .arg("debug")
+            .arg("trace")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .env_remove("JOURNAL_STREAM")
