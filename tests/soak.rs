@@ -24,7 +24,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use common::{require_qemu, NotifySocket, Qusd, Sandbox};
 
