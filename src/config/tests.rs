@@ -1,6 +1,7 @@
 //! Config parsing, validation and merging, on fixture trees.
 
 use super::*;
+use crate::binfmt::entry::Matcher;
 use std::fs;
 
 fn p(name: &str) -> PathBuf {

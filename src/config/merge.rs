@@ -1,0 +1,234 @@
+//! Merging drop-ins in order, later wins, each value keeping its source.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::custom::{error_at, finish_entry};
+use super::fragment::{
+    ArchFragment, BinfmtFragment, DaemonFragment, EntryFragment, Fragment, QemuFragment,
+};
+use super::span::FileCtx;
+use super::{Config, ConfigError, Source, Sourced};
+use crate::arch;
+use crate::binfmt::entry::{validate_interpreter, validate_name};
+
+/// Raw `[entry.NAME]` fields merged across files, validated at the end.
+#[derive(Default)]
+pub(super) struct RawEntry {
+    pub(super) kind: Option<Sourced<String>>,
+    pub(super) offset: Option<Sourced<u32>>,
+    pub(super) magic: Option<Sourced<String>>,
+    pub(super) mask: Option<Sourced<String>>,
+    pub(super) extension: Option<Sourced<String>>,
+    pub(super) interpreter: Option<Sourced<String>>,
+    pub(super) flags: Option<Sourced<String>>,
+    pub(super) enabled: Option<Sourced<bool>>,
+    pub(super) source: Option<Source>,
+}
+
+#[derive(Default)]
+pub(super) struct Merger {
+    config: Config,
+    entries: BTreeMap<String, RawEntry>,
+}
+
+impl Merger {
+    /// Apply one drop-in on top of what was merged so far.
+    pub(super) fn apply(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let ctx = FileCtx::new(path, text);
+        let fragment: Fragment = toml::from_str(text)
+            .map_err(|e| ctx.error(e.span(), e.message().trim_end().to_string()))?;
+        if let Some(b) = fragment.binfmt {
+            Self::apply_binfmt(&mut self.config, &ctx, b)?;
+        }
+        if let Some(q) = fragment.qemu {
+            Self::apply_qemu(&mut self.config, &ctx, q)?;
+        }
+        for (name, raw) in fragment.entry.unwrap_or_default() {
+            self.apply_entry(&ctx, name, raw)?;
+        }
+        if let Some(d) = fragment.daemon {
+            Self::apply_daemon(&mut self.config, &ctx, d)?;
+        }
+        self.config.files.push(path.to_path_buf());
+        Ok(())
+    }
+
+    fn apply_binfmt(c: &mut Config, ctx: &FileCtx, b: BinfmtFragment) -> Result<(), ConfigError> {
+        if let Some(p) = b.path {
+            let span = p.span();
+            if !p.get_ref().starts_with('/') {
+                return Err(ctx.error(Some(span), "binfmt.path must be an absolute path"));
+            }
+            let s = ctx.sourced(p);
+            c.binfmt_path = Sourced {
+                value: PathBuf::from(s.value),
+                source: s.source,
+            };
+        }
+        if let Some(m) = b.mount {
+            c.binfmt_mount = ctx.sourced(m);
+        }
+        if let Some(e) = b.enable {
+            c.binfmt_enable = ctx.sourced(e);
+        }
+        Ok(())
+    }
+
+    fn apply_qemu(c: &mut Config, ctx: &FileCtx, q: QemuFragment) -> Result<(), ConfigError> {
+        if let Some(sp) = q.search_path {
+            let span = sp.span();
+            if let Some(bad) = sp.get_ref().iter().find(|d| !d.starts_with('/')) {
+                return Err(ctx.error(
+                    Some(span),
+                    format!("qemu.search_path: {bad:?} is not an absolute path"),
+                ));
+            }
+            let s = ctx.sourced(sp);
+            c.search_path = Sourced {
+                value: s.value.into_iter().map(PathBuf::from).collect(),
+                source: s.source,
+            };
+        }
+        if let Some(names) = q.binary_names {
+            let span = names.span();
+            if let Some(bad) = names
+                .get_ref()
+                .iter()
+                .find(|n| !n.contains("{arch}") || n.contains('/'))
+            {
+                return Err(ctx.error(
+                    Some(span),
+                    format!("qemu.binary_names: {bad:?} must contain {{arch}} and no '/'"),
+                ));
+            }
+            c.binary_names = ctx.sourced(names);
+        }
+        if let Some(t) = q.targets {
+            c.targets = ctx.arch_names(t, "targets", true)?;
+        }
+        if let Some(x) = q.exclude {
+            c.exclude = ctx.arch_names(x, "exclude", false)?;
+        }
+        if let Some(f) = q.flags {
+            c.flags = ctx.flags(f, "qemu.flags")?;
+        }
+        if let Some(p) = q.name_prefix {
+            let span = p.span();
+            validate_name(&format!("{}aarch64", p.get_ref()))
+                .map_err(|e| ctx.error(Some(span), format!("qemu.name_prefix: {e}")))?;
+            c.name_prefix = ctx.sourced(p);
+        }
+        if let Some(t) = q.takeover {
+            c.takeover = ctx.sourced(t);
+        }
+        for (name, over) in q.arch.unwrap_or_default() {
+            Self::apply_arch(c, ctx, name, over)?;
+        }
+        Ok(())
+    }
+
+    fn apply_daemon(c: &mut Config, ctx: &FileCtx, d: DaemonFragment) -> Result<(), ConfigError> {
+        if let Some(v) = d.debounce_ms {
+            if *v.get_ref() > 60_000 {
+                return Err(ctx.error(Some(v.span()), "daemon.debounce_ms: at most 60000"));
+            }
+            c.debounce_ms = ctx.sourced(v);
+        }
+        if let Some(v) = d.unregister_on_stop {
+            c.unregister_on_stop = ctx.sourced(v);
+        }
+        if let Some(v) = d.verify {
+            c.verify = ctx.sourced(v);
+        }
+        Ok(())
+    }
+
+    fn apply_arch(
+        c: &mut Config,
+        ctx: &FileCtx,
+        name: Spanned<String>,
+        over: ArchFragment,
+    ) -> Result<(), ConfigError> {
+        if arch::find(name.get_ref()).is_none() {
+            return Err(ctx.error(
+                Some(name.span()),
+                format!(
+                    "[qemu.arch.{}]: unknown arch (see `qus arches`)",
+                    name.get_ref()
+                ),
+            ));
+        }
+        let slot = c.arch.entry(name.into_inner()).or_default();
+        if let Some(i) = over.interpreter {
+            validate_interpreter(Path::new(i.get_ref()))
+                .map_err(|e| ctx.error(Some(i.span()), format!("interpreter: {e}")))?;
+            let s = ctx.sourced(i);
+            slot.interpreter = Some(Sourced {
+                value: PathBuf::from(s.value),
+                source: s.source,
+            });
+        }
+        if let Some(f) = over.flags {
+            slot.flags = Some(ctx.flags(f, "flags")?);
+        }
+        if let Some(e) = over.enabled {
+            slot.enabled = Some(ctx.sourced(e));
+        }
+        Ok(())
+    }
+
+    fn apply_entry(
+        &mut self,
+        ctx: &FileCtx,
+        name: Spanned<String>,
+        f: EntryFragment,
+    ) -> Result<(), ConfigError> {
+        validate_name(name.get_ref()).map_err(|e| {
+            ctx.error(
+                Some(name.span()),
+                format!("[entry.{}]: {e}", name.get_ref()),
+            )
+        })?;
+        let source = ctx.source(name.span());
+        let slot = self.entries.entry(name.into_inner()).or_default();
+        slot.source = Some(source);
+        macro_rules! take {
+            ($field:ident) => {
+                if let Some(v) = f.$field {
+                    slot.$field = Some(ctx.sourced(v));
+                }
+            };
+        }
+        take!(kind);
+        take!(offset);
+        take!(magic);
+        take!(mask);
+        take!(extension);
+        take!(interpreter);
+        take!(flags);
+        take!(enabled);
+        Ok(())
+    }
+
+    pub(super) fn finish(mut self) -> Result<Config, ConfigError> {
+        for (name, raw) in std::mem::take(&mut self.entries) {
+            let entry = finish_entry(&name, raw)?;
+            let clash = arch::ARCHES
+                .iter()
+                .any(|a| self.config.entry_name(a.name) == name);
+            if clash {
+                return Err(error_at(
+                    &entry.source,
+                    format!(
+                        "[entry.{name}]: this name belongs to a qemu arch; use [qemu.arch.NAME] instead"
+                    ),
+                ));
+            }
+            self.config.entries.insert(name, entry);
+        }
+        Ok(self.config)
+    }
+}

@@ -1,0 +1,108 @@
+//! One drop-in being applied: turns TOML spans into `file:line` sources
+//! and errors.
+
+use std::ops::Range;
+use std::path::Path;
+
+use toml::Spanned;
+
+use super::{ConfigError, Source, Sourced};
+use crate::arch;
+use crate::binfmt::entry::Flags;
+
+/// One file being applied: turns spans into lines.
+pub(super) struct FileCtx<'a> {
+    path: &'a Path,
+    /// Byte offsets where lines start, for a binary search per span
+    /// (counting newlines per value was quadratic in the file's size).
+    line_starts: Vec<usize>,
+}
+
+impl<'a> FileCtx<'a> {
+    pub(super) fn new(path: &'a Path, text: &str) -> FileCtx<'a> {
+        let line_starts = std::iter::once(0)
+            .chain(
+                text.bytes()
+                    .enumerate()
+                    .filter(|(_, b)| *b == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
+            .collect();
+        FileCtx { path, line_starts }
+    }
+
+    pub(super) fn line(&self, span: Range<usize>) -> usize {
+        match self.line_starts.binary_search(&span.start) {
+            Ok(i) => i + 1,
+            Err(i) => i,
+        }
+    }
+
+    pub(super) fn source(&self, span: Range<usize>) -> Source {
+        Source::File {
+            path: self.path.to_path_buf(),
+            line: self.line(span),
+        }
+    }
+
+    pub(super) fn error(
+        &self,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            path: Some(self.path.to_path_buf()),
+            line: span.map(|s| self.line(s)),
+            message: message.into(),
+        }
+    }
+
+    pub(super) fn sourced<T>(&self, v: Spanned<T>) -> Sourced<T> {
+        let span = v.span();
+        Sourced {
+            value: v.into_inner(),
+            source: self.source(span),
+        }
+    }
+
+    pub(super) fn flags(
+        &self,
+        v: Spanned<String>,
+        what: &str,
+    ) -> Result<Sourced<Flags>, ConfigError> {
+        let span = v.span();
+        let flags = Flags::parse(v.get_ref())
+            .map_err(|e| self.error(Some(span.clone()), format!("{what}: {e}")))?;
+        Ok(Sourced {
+            value: flags,
+            source: self.source(span),
+        })
+    }
+
+    pub(super) fn arch_names(
+        &self,
+        v: Spanned<Vec<Spanned<String>>>,
+        key: &str,
+        allow_all: bool,
+    ) -> Result<Sourced<Vec<String>>, ConfigError> {
+        let span = v.span();
+        let mut names = vec![];
+        for name in v.into_inner() {
+            let ok = (allow_all && name.get_ref() == "all") || arch::find(name.get_ref()).is_some();
+            if !ok {
+                return Err(self.error(
+                    Some(name.span()),
+                    format!(
+                        "qemu.{key}: unknown arch {:?} (see `qus arches`)",
+                        name.get_ref()
+                    ),
+                ));
+            }
+            names.push(name.into_inner());
+        }
+        Ok(Sourced {
+            value: names,
+            source: self.source(span),
+        })
+    }
+}
