@@ -22,10 +22,6 @@ pub struct Pass {
     pub mode: Mode,
     pub plan: Plan,
     pub outcome: Outcome,
-    /// Did this pass mount binfmt_misc?
-    pub mounted: bool,
-    /// Did this pass turn binfmt_misc's global switch back on?
-    pub reenabled: bool,
     /// Why the ownership records could not be kept, if so.
     pub records_note: Option<String>,
     /// binfmt_misc (global switch, entries) as this pass left it: what the
@@ -116,18 +112,15 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
         records_note = Some("state dir read-only: no ownership records".to_string());
     }
     let reconciling = matches!(mode, Mode::Reconcile { .. });
-    let mounted = if reconciling {
-        let m = system
+    if reconciling {
+        if system
             .binfmt
-            .ensure_mounted(system.config.binfmt_mount.value)?;
-        if m {
+            .ensure_mounted(system.config.binfmt_mount.value)?
+        {
             tracing::info!("mounted binfmt_misc at {}", system.binfmt.root().display());
         }
-        m
-    } else {
-        false
-    };
-    let reenabled = reconciling && switch_on(system)?;
+        switch_on(system)?;
+    }
     let world = observe::observe(system, request)?;
     let plan = plan::plan(&world, &mode);
     let mut owned = world.owned.clone();
@@ -148,29 +141,27 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
         mode,
         plan,
         outcome,
-        mounted,
-        reenabled,
         records_note,
         kernel_after,
     })
 }
 
 /// Turn binfmt_misc's global switch back on when it is off and the
-/// configuration allows it; returns whether it did.
-fn switch_on(system: &System) -> Result<bool> {
+/// configuration allows it.
+fn switch_on(system: &System) -> Result<()> {
     if !system.binfmt.is_mounted() || system.binfmt.enabled().unwrap_or(true) {
-        return Ok(false);
+        return Ok(());
     }
     if !system.config.binfmt_enable.value {
         tracing::warn!("binfmt_misc is disabled globally; no entry works until it is enabled (binfmt.enable = false)");
-        return Ok(false);
+        return Ok(());
     }
     system
         .binfmt
         .set_all_enabled(true)
         .context("turning binfmt_misc back on")?;
     tracing::info!("binfmt_misc was disabled globally; enabled it (binfmt.enable = true)");
-    Ok(true)
+    Ok(())
 }
 
 /// What binfmt_misc holds once `done` was applied to `before`.

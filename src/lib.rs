@@ -12,20 +12,20 @@
 //! - [`setup`]: what both shells share; [`cli`] (`qus`) and [`daemon`]
 //!   (`qusd`) stand side by side on it.
 
-pub mod apply;
+pub(crate) mod apply;
 pub mod arch;
 pub mod binfmt;
 pub mod cli;
 pub mod config;
 pub mod daemon;
-pub mod engine;
+pub(crate) mod engine;
 pub mod escape;
-pub mod fsutil;
-pub mod logging;
-pub mod model;
-pub mod observe;
-pub mod plan;
+pub(crate) mod fsutil;
+pub(crate) mod logging;
+pub(crate) mod model;
+pub(crate) mod observe;
+pub(crate) mod plan;
 pub mod probe;
-pub mod safety;
-pub mod setup;
-pub mod state;
+pub(crate) mod safety;
+pub(crate) mod setup;
+pub(crate) mod state;

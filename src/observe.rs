@@ -383,8 +383,8 @@ fn checked(spec: EntrySpec, dirs: &safety::DirCache) -> Result<Desired, Skip> {
             spec.interpreter.display()
         )));
     }
-    let resolved = safety::check_interpreter_cached(&spec.interpreter, dirs)
-        .map_err(|r| Skip::Refused(r.0))?;
+    let resolved =
+        safety::check_interpreter(&spec.interpreter, dirs).map_err(|r| Skip::Refused(r.0))?;
     let identity = identity_of(&resolved).map_err(|e| Skip::Refused(e.to_string()))?;
     Ok(Desired { spec, identity })
 }

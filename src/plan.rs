@@ -109,6 +109,7 @@ pub enum Action {
 
 impl Action {
     /// Does this action write to binfmt_misc?
+    #[cfg(test)]
     pub fn writes_kernel(&self) -> bool {
         matches!(
             self,
@@ -204,6 +205,7 @@ impl Plan {
     }
 
     /// How many writes to binfmt_misc applying this plan takes.
+    #[cfg(test)]
     pub fn kernel_writes(&self) -> usize {
         self.actions().iter().filter(|a| a.writes_kernel()).count()
     }

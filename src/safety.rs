@@ -46,13 +46,9 @@ impl std::fmt::Display for Refusal {
 #[derive(Debug, Default)]
 pub struct DirCache(std::cell::RefCell<std::collections::HashMap<PathBuf, Result<(), Refusal>>>);
 
-/// Check an interpreter and return the resolved file it names.
-pub fn check_interpreter(path: &Path) -> Result<PathBuf, Refusal> {
-    check_interpreter_cached(path, &DirCache::default())
-}
-
-/// [`check_interpreter`] sharing directory verdicts through `cache`.
-pub fn check_interpreter_cached(path: &Path, cache: &DirCache) -> Result<PathBuf, Refusal> {
+/// Check an interpreter and return the resolved file it names, sharing
+/// directory verdicts through `cache`.
+pub fn check_interpreter(path: &Path, cache: &DirCache) -> Result<PathBuf, Refusal> {
     if !path.is_absolute() {
         return Err(Refusal(format!(
             "{} is not an absolute path",

@@ -571,6 +571,12 @@ fn watchdog_pings_at_half_the_interval_and_idle_means_no_wakeups() {
             .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
             .sum()
     };
+    // settle() returns once the "quiet" line is written; qusd may still be
+    // finishing that loop turn. Count from when it sleeps in epoll_wait.
+    let pid = d.pid();
+    wait_for(WAIT, "qusd asleep in epoll_wait", || {
+        fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("epoll_wait"))
+    });
     let before = switches(d.pid());
     // An observation window, not a wait for something to happen: an idle
     // qusd has no timer, so however busy the machine, the count stays.

@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::CommonArgs;
 use crate::binfmt::Matcher;
-use crate::config::{Config, Sourced};
+use crate::config::{Config, CustomEntry, Sourced};
 use crate::escape;
 
 #[derive(Debug, Args)]
@@ -61,6 +61,17 @@ fn line<T>(out: &mut String, key: &str, value: String, s: &Sourced<T>) {
 /// The effective configuration as TOML with a source comment per value.
 pub fn render(c: &Config, dirs: &[std::path::PathBuf]) -> String {
     let mut o = String::new();
+    render_files(&mut o, c, dirs);
+    render_binfmt(&mut o, c);
+    render_qemu(&mut o, c);
+    for (name, e) in &c.entries {
+        render_entry(&mut o, name, e);
+    }
+    render_daemon(&mut o, c);
+    o
+}
+
+fn render_files(o: &mut String, c: &Config, dirs: &[std::path::PathBuf]) {
     let _ = writeln!(o, "# directories, lowest priority first:");
     for d in dirs {
         let _ = writeln!(o, "#   {}", d.display());
@@ -72,19 +83,31 @@ pub fn render(c: &Config, dirs: &[std::path::PathBuf]) -> String {
     for f in &c.files {
         let _ = writeln!(o, "#   {}", f.display());
     }
+}
+
+fn render_binfmt(o: &mut String, c: &Config) {
     let _ = writeln!(o, "\n[binfmt]");
     line(
-        &mut o,
+        o,
         "path",
         quote(&c.binfmt_path.value.to_string_lossy()),
         &c.binfmt_path,
     );
     line(
-        &mut o,
+        o,
         "mount",
         c.binfmt_mount.value.to_string(),
         &c.binfmt_mount,
     );
+    line(
+        o,
+        "enable",
+        c.binfmt_enable.value.to_string(),
+        &c.binfmt_enable,
+    );
+}
+
+fn render_qemu(o: &mut String, c: &Config) {
     let _ = writeln!(o, "\n[qemu]");
     let sp: Vec<String> = c
         .search_path
@@ -92,85 +115,83 @@ pub fn render(c: &Config, dirs: &[std::path::PathBuf]) -> String {
         .iter()
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
-    line(&mut o, "search_path", list(&sp), &c.search_path);
+    line(o, "search_path", list(&sp), &c.search_path);
     line(
-        &mut o,
+        o,
         "binary_names",
         list(&c.binary_names.value),
         &c.binary_names,
     );
-    line(&mut o, "targets", list(&c.targets.value), &c.targets);
-    line(&mut o, "exclude", list(&c.exclude.value), &c.exclude);
-    line(&mut o, "flags", quote(&c.flags.value.to_string()), &c.flags);
+    line(o, "targets", list(&c.targets.value), &c.targets);
+    line(o, "exclude", list(&c.exclude.value), &c.exclude);
+    line(o, "flags", quote(&c.flags.value.to_string()), &c.flags);
     line(
-        &mut o,
+        o,
         "name_prefix",
         quote(&c.name_prefix.value),
         &c.name_prefix,
     );
-    line(
-        &mut o,
-        "takeover",
-        c.takeover.value.to_string(),
-        &c.takeover,
-    );
+    line(o, "takeover", c.takeover.value.to_string(), &c.takeover);
     for (arch, over) in &c.arch {
         let _ = writeln!(o, "\n[qemu.arch.{arch}]");
         if let Some(i) = &over.interpreter {
-            line(&mut o, "interpreter", quote(&i.value.to_string_lossy()), i);
+            line(o, "interpreter", quote(&i.value.to_string_lossy()), i);
         }
         if let Some(f) = &over.flags {
-            line(&mut o, "flags", quote(&f.value.to_string()), f);
+            line(o, "flags", quote(&f.value.to_string()), f);
         }
         if let Some(e) = &over.enabled {
-            line(&mut o, "enabled", e.value.to_string(), e);
+            line(o, "enabled", e.value.to_string(), e);
         }
     }
-    for (name, e) in &c.entries {
-        let _ = writeln!(
-            o,
-            "\n[entry.{name}]                                # {}",
-            e.source
-        );
-        match &e.spec.matcher {
-            Matcher::Magic {
-                offset,
-                magic,
-                mask,
-            } => {
-                let _ = writeln!(o, "type = \"magic\"");
-                let _ = writeln!(o, "offset = {offset}");
-                let _ = writeln!(o, "magic = {}", quote(&escape::escape_readable(magic)));
-                if let Some(m) = mask {
-                    let _ = writeln!(o, "mask = {}", quote(&escape::escape_all(m)));
-                }
-            }
-            Matcher::Extension(ext) => {
-                let _ = writeln!(o, "type = \"extension\"");
-                let _ = writeln!(o, "extension = {}", quote(ext));
+}
+
+fn render_entry(o: &mut String, name: &str, e: &CustomEntry) {
+    let _ = writeln!(
+        o,
+        "\n[entry.{name}]                                # {}",
+        e.source
+    );
+    match &e.spec.matcher {
+        Matcher::Magic {
+            offset,
+            magic,
+            mask,
+        } => {
+            let _ = writeln!(o, "type = \"magic\"");
+            let _ = writeln!(o, "offset = {offset}");
+            let _ = writeln!(o, "magic = {}", quote(&escape::escape_readable(magic)));
+            if let Some(m) = mask {
+                let _ = writeln!(o, "mask = {}", quote(&escape::escape_all(m)));
             }
         }
-        let _ = writeln!(
-            o,
-            "interpreter = {}",
-            quote(&e.spec.interpreter.to_string_lossy())
-        );
-        let _ = writeln!(o, "flags = {}", quote(&e.spec.flags.to_string()));
-        let _ = writeln!(o, "enabled = {}", e.enabled);
+        Matcher::Extension(ext) => {
+            let _ = writeln!(o, "type = \"extension\"");
+            let _ = writeln!(o, "extension = {}", quote(ext));
+        }
     }
+    let _ = writeln!(
+        o,
+        "interpreter = {}",
+        quote(&e.spec.interpreter.to_string_lossy())
+    );
+    let _ = writeln!(o, "flags = {}", quote(&e.spec.flags.to_string()));
+    let _ = writeln!(o, "enabled = {}", e.enabled);
+}
+
+fn render_daemon(o: &mut String, c: &Config) {
     let _ = writeln!(o, "\n[daemon]");
     line(
-        &mut o,
+        o,
         "debounce_ms",
         c.debounce_ms.value.to_string(),
         &c.debounce_ms,
     );
     line(
-        &mut o,
+        o,
         "unregister_on_stop",
         c.unregister_on_stop.value.to_string(),
         &c.unregister_on_stop,
     );
-    line(&mut o, "verify", c.verify.value.to_string(), &c.verify);
-    o
+    line(o, "verify", c.verify.value.to_string(), &c.verify);
 }

@@ -36,7 +36,7 @@ use crate::engine;
 use crate::model::NativeVerdicts;
 use crate::observe::{self, System};
 use crate::setup::{print_error, CommonArgs};
-use crate::state::{DaemonStatus, StateDir};
+use crate::state::DaemonStatus;
 use pass::{Job, Outcome};
 use watch::{Targets, Trigger, WatchSet};
 
@@ -151,7 +151,8 @@ async fn run(common: CommonArgs) -> Result<()> {
     // Bad configuration at start: exit 1 with file:line (systemd shows it).
     let config = common.load_config()?;
     let system = common.system_with(config);
-    let instance = claim_state_dir(&system.state)?;
+    // One qusd per state dir: a second one exits at once, naming the first.
+    let instance = system.state.claim_daemon()?;
     let inotify = inotify::Inotify::init().context("inotify_init")?;
     let mut events = inotify
         .into_event_stream(vec![0u8; 64 * 1024])
@@ -264,16 +265,6 @@ enum Announce {
     Ready,
     /// `STATUS=` only.
     Status,
-}
-
-/// One qusd per state dir: hold an exclusive lock on `qusd.pid` for the
-/// daemon's life; a second qusd exits at once, naming the first. `None`
-/// when the state dir cannot be written (nothing to share then).
-fn claim_state_dir(state: &StateDir) -> Result<Option<std::fs::File>> {
-    match state.claim_daemon() {
-        Ok(file) => Ok(file),
-        Err(e) => Err(anyhow::anyhow!("{e}")),
-    }
 }
 
 impl Daemon {
