@@ -409,7 +409,7 @@ impl Drop for Sandbox {
 
 /// Counts write events on a binfmt_misc instance: a registration shows as a
 /// MODIFY of `register`, a removal as DELETE, an enable/disable as MODIFY
-/// of the entry file (DESIGN.md, kernel facts).
+/// of the entry file.
 pub struct WriteWatch {
     inotify: inotify::Inotify,
 }
