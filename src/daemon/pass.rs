@@ -99,7 +99,13 @@ fn verify(pass: &Pass) -> String {
             let running: Vec<_> = chunk
                 .iter()
                 .map(|(t, p)| {
-                    s.spawn(move || (t.name.clone(), probe::run(p, VERIFY_TIMEOUT).failure()))
+                    s.spawn(move || {
+                        let failure = probe::run(p, VERIFY_TIMEOUT).failure();
+                        if failure.is_none() {
+                            tracing::info!("verified {}: the {} probe ran", t.name, p.arch);
+                        }
+                        (t.name.clone(), failure)
+                    })
                 })
                 .collect();
             running
@@ -112,7 +118,7 @@ fn verify(pass: &Pass) -> String {
         });
         for (name, failure) in results {
             match failure {
-                None => tracing::info!("verified {name}: its probe ran"),
+                None => {}
                 Some(why) => {
                     tracing::error!("verification of {name} failed: {why}");
                     failed.push(name);
