@@ -2,21 +2,37 @@
 //!
 //! An interpreter registered with `C` runs with the credentials of setuid
 //! binaries; one a non-root user could change would be a root hole. So an
-//! interpreter must be a regular executable file owned by root, not writable
-//! by group or others, and every directory on the way to it (through
-//! symlinks too) must be root's and not writable by others — except a
-//! sticky directory like `/tmp`, where others cannot replace root's files.
+//! interpreter must be a regular executable file owned by root and not
+//! writable by group or others, reached only through directories and
+//! symlinks that no one but root can change:
 //!
-//! In a non-initial user namespace the host's root shows up as the overflow
-//! uid (usually 65534) and its files cannot be written from inside: those
-//! count as root's, or qus could not use `/usr/bin/qemu-*` there.
+//! - every directory on the way (through every symlink hop) is root's and
+//!   not writable by others, except that a sticky directory like `/tmp`
+//!   may be an *ancestor* (others cannot rename or remove root's entries
+//!   there);
+//! - the directory that directly holds the file, or a symlink hop, is
+//!   root's and writable by nobody else, sticky or not;
+//! - every symlink on the way is root's (its owner decides where it
+//!   points).
+//!
+//! Owners: uid 0 is root. In the initial user namespace nothing else is:
+//! uid 65534 there is the real `nobody` user. In a child user namespace,
+//! every host user the namespace does not map (host root included) shows
+//! as the overflow uid, and `stat` cannot tell them apart. qus then counts
+//! an overflow-owned file or directory as root's, under the same mode
+//! rules: that is what `/usr/bin` looks like from inside, and what a
+//! rootless user needs. What qus cannot know there is whether such a file
+//! belongs to host root or to another unmapped host user; `qus.d(5)` says
+//! so.
 
+use std::collections::{HashMap, VecDeque};
+use std::ffi::OsString;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 
 /// The uid that unmapped owners show up as (`/proc/sys/kernel/overflowuid`).
-pub fn overflow_uid() -> u32 {
+fn overflow_uid() -> u32 {
     static UID: OnceLock<u32> = OnceLock::new();
     *UID.get_or_init(|| {
         std::fs::read_to_string("/proc/sys/kernel/overflowuid")
@@ -26,9 +42,26 @@ pub fn overflow_uid() -> u32 {
     })
 }
 
-/// Root, or the host's root as seen from inside a user namespace.
+/// Is this process in the initial user namespace? There `uid_map` maps
+/// the whole id range onto itself (`0 0 4294967295`); in any child
+/// namespace it cannot.
+pub fn initial_user_namespace() -> bool {
+    static INITIAL: OnceLock<bool> = OnceLock::new();
+    *INITIAL.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/uid_map")
+            .map(|m| {
+                let fields: Vec<&str> = m.split_whitespace().collect();
+                fields == ["0", "0", "4294967295"]
+            })
+            // No /proc: assume the strict rule.
+            .unwrap_or(true)
+    })
+}
+
+/// Root, or (only in a child user namespace) an unmapped owner, which is
+/// how host root's files look from inside.
 pub fn trusted_owner(uid: u32) -> bool {
-    uid == 0 || uid == overflow_uid()
+    uid == 0 || (!initial_user_namespace() && uid == overflow_uid())
 }
 
 /// Why an interpreter was refused.
@@ -41,34 +74,126 @@ impl std::fmt::Display for Refusal {
     }
 }
 
+/// How strictly a directory is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Role {
+    /// On the way: sticky and world-writable is fine.
+    Ancestor,
+    /// Directly holds the file or a symlink hop: writable by root only.
+    Holder,
+}
+
 /// Verdicts on directories already checked during one pass: 32 emulators
 /// in /usr/bin share every ancestor, so each directory is checked once.
 #[derive(Debug, Default)]
-pub struct DirCache(std::cell::RefCell<std::collections::HashMap<PathBuf, Result<(), Refusal>>>);
+pub struct DirCache(std::cell::RefCell<HashMap<(PathBuf, Role), Result<(), Refusal>>>);
 
-/// Check an interpreter and return the resolved file it names, sharing
-/// directory verdicts through `cache`.
-pub fn check_interpreter(path: &Path, cache: &DirCache) -> Result<PathBuf, Refusal> {
+impl DirCache {
+    fn check(&self, dir: &Path, role: Role) -> Result<(), Refusal> {
+        let key = (dir.to_path_buf(), role);
+        if let Some(v) = self.0.borrow().get(&key) {
+            return v.clone();
+        }
+        let v = check_directory(dir, role);
+        self.0.borrow_mut().insert(key, v.clone());
+        v
+    }
+}
+
+/// The most symlinks followed on one path (the kernel's limit is 40).
+const MAX_HOPS: usize = 40;
+
+/// A path resolved hop by hop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The file it names in the end.
+    pub file: PathBuf,
+    /// The directories that hold the file or a symlink hop on the way:
+    /// a change in any of them can change what the path names.
+    pub holders: Vec<PathBuf>,
+}
+
+/// Resolve `path` component by component, following every symlink, and
+/// check every directory and link on the way (see the module docs).
+pub fn resolve(path: &Path, cache: &DirCache) -> Result<Resolved, Refusal> {
     if !path.is_absolute() {
         return Err(Refusal(format!(
             "{} is not an absolute path",
             path.display()
         )));
     }
-    // A symlink's owner decides where it points (in a sticky directory,
-    // only that owner can replace it): it must be root's too. (Found by the
-    // hostile-input tests: a user's link in /tmp passed.)
-    if let Ok(link) = std::fs::symlink_metadata(path) {
-        if link.file_type().is_symlink() && !trusted_owner(link.uid()) {
-            return Err(Refusal(format!(
-                "{} is a symlink owned by uid {}, not root",
-                path.display(),
-                link.uid()
-            )));
+    let mut pending: VecDeque<OsString> = components(path);
+    let mut current = PathBuf::from("/");
+    cache.check(&current, Role::Ancestor)?;
+    let mut holders = Vec::new();
+    let mut hops = 0;
+    while let Some(name) = pending.pop_front() {
+        if name == ".." {
+            current.pop();
+            continue;
         }
+        let next = current.join(&name);
+        let meta = std::fs::symlink_metadata(&next)
+            .map_err(|e| Refusal(format!("{}: {e}", next.display())))?;
+        if meta.file_type().is_symlink() {
+            hops += 1;
+            if hops > MAX_HOPS {
+                return Err(Refusal(format!(
+                    "{}: more than {MAX_HOPS} symlinks (a loop?)",
+                    path.display()
+                )));
+            }
+            if !trusted_owner(meta.uid()) {
+                return Err(Refusal(format!(
+                    "{} is a symlink owned by uid {}, not root",
+                    next.display(),
+                    meta.uid()
+                )));
+            }
+            cache.check(&current, Role::Holder)?;
+            holders.push(current.clone());
+            let target = std::fs::read_link(&next)
+                .map_err(|e| Refusal(format!("{}: {e}", next.display())))?;
+            if target.is_absolute() {
+                current = PathBuf::from("/");
+            }
+            let mut rest = components(&target);
+            rest.extend(pending);
+            pending = rest;
+            continue;
+        }
+        if pending.is_empty() {
+            cache.check(&current, Role::Holder)?;
+            holders.push(current);
+            return Ok(Resolved {
+                file: next,
+                holders,
+            });
+        }
+        if !meta.is_dir() {
+            return Err(Refusal(format!("{} is not a directory", next.display())));
+        }
+        cache.check(&next, Role::Ancestor)?;
+        current = next;
     }
-    let resolved =
-        std::fs::canonicalize(path).map_err(|e| Refusal(format!("{}: {e}", path.display())))?;
+    // The path named a directory ("/" or ending in "..").
+    Err(Refusal(format!("{} is not a regular file", path.display())))
+}
+
+/// The normal components of a path, `..` kept, `.` dropped.
+fn components(path: &Path) -> VecDeque<OsString> {
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_owned()),
+            Component::ParentDir => Some(OsString::from("..")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Check an interpreter and return the resolved file it names.
+pub fn check_interpreter(path: &Path, cache: &DirCache) -> Result<PathBuf, Refusal> {
+    let resolved = resolve(path, cache)?.file;
     let meta = std::fs::metadata(&resolved)
         .map_err(|e| Refusal(format!("{}: {e}", resolved.display())))?;
     if !meta.is_file() {
@@ -80,59 +205,105 @@ pub fn check_interpreter(path: &Path, cache: &DirCache) -> Result<PathBuf, Refus
     if meta.permissions().mode() & 0o111 == 0 {
         return Err(Refusal(format!("{} is not executable", resolved.display())));
     }
+    check_owner_and_mode(&resolved, &meta, "")?;
+    Ok(resolved)
+}
+
+/// Root's (see [`trusted_owner`]) and not writable by group or others.
+fn check_owner_and_mode(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    what: &str,
+) -> Result<(), Refusal> {
     if !trusted_owner(meta.uid()) {
         return Err(Refusal(format!(
-            "{} is owned by uid {}, not root",
-            resolved.display(),
+            "{what}{} is owned by uid {}, not root",
+            path.display(),
             meta.uid()
         )));
     }
     if meta.mode() & 0o022 != 0 {
         return Err(Refusal(format!(
-            "{} is writable by group or others (mode {:o})",
-            resolved.display(),
+            "{what}{} is writable by group or others (mode {:o})",
+            path.display(),
             meta.mode() & 0o7777
         )));
     }
-    // The directories holding the name we were given (a symlink may live
-    // there) and those holding the file it resolves to.
-    for dir in [path.parent(), resolved.parent()].into_iter().flatten() {
-        let known = cache.0.borrow().get(dir).cloned();
-        let verdict = match known {
-            Some(v) => v,
-            None => {
-                let v = check_directories(dir);
-                cache.0.borrow_mut().insert(dir.to_path_buf(), v.clone());
-                v
-            }
-        };
-        verdict?;
-    }
-    Ok(resolved)
+    Ok(())
 }
 
-/// Every directory from `/` down to `dir` must be root's and not writable
-/// by others, unless sticky (then others cannot swap root's entries).
-fn check_directories(dir: &Path) -> Result<(), Refusal> {
-    let mut current = PathBuf::new();
-    for component in dir.components() {
-        match component {
-            Component::RootDir => current.push("/"),
-            Component::Normal(c) => current.push(c),
-            Component::ParentDir => {
-                current.pop();
-                continue;
-            }
-            _ => continue,
+fn check_directory(dir: &Path, role: Role) -> Result<(), Refusal> {
+    let meta = std::fs::symlink_metadata(dir)
+        .map_err(|e| Refusal(format!("{}: {e}", dir.display())))?;
+    let sticky = meta.mode() & 0o1000 != 0;
+    if role == Role::Ancestor && sticky && trusted_owner(meta.uid()) {
+        return Ok(());
+    }
+    check_owner_and_mode(dir, &meta, "directory ").map_err(|r| {
+        if sticky && role == Role::Holder {
+            Refusal(format!(
+                "{r}; a sticky directory may be on the way, but not hold the file or a link"
+            ))
+        } else {
+            r
         }
-        // symlink_metadata: a symlinked directory is checked where it
-        // points by the resolved-path pass; here we check what it is.
-        let meta = match std::fs::symlink_metadata(&current) {
-            Ok(m) => m,
-            Err(e) => return Err(Refusal(format!("{}: {e}", current.display()))),
-        };
+    })
+}
+
+/// Check a configuration directory and every directory above it: all
+/// root's and writable by nobody else (sticky ancestors allowed). A
+/// Kubernetes ConfigMap volume is the one exception: its top directory may
+/// be writable by others (kubelet makes it so), and then only its
+/// `NAME -> ..data/NAME` files count (see the config scanner).
+pub fn check_config_dir(dir: &Path) -> Result<ConfigDir, Refusal> {
+    let cache = DirCache::default();
+    let Some(parent) = dir.parent() else {
+        return Ok(ConfigDir::Strict);
+    };
+    // The directories above it, every hop included.
+    resolve_dir(parent, &cache)?;
+    match check_directory(dir, Role::Holder) {
+        Ok(()) => Ok(ConfigDir::Strict),
+        Err(r) => {
+            let data = dir.join("..data");
+            match std::fs::symlink_metadata(&data) {
+                Ok(m) if m.file_type().is_symlink() && trusted_owner(m.uid()) => {
+                    let meta = std::fs::symlink_metadata(dir)
+                        .map_err(|e| Refusal(format!("{}: {e}", dir.display())))?;
+                    if !trusted_owner(meta.uid()) {
+                        return Err(r);
+                    }
+                    Ok(ConfigDir::ConfigMap)
+                }
+                _ => Err(r),
+            }
+        }
+    }
+}
+
+/// Check a directory that holds files qus trusts: every directory above
+/// it as an ancestor (every hop included), itself as a holder.
+pub fn check_holder_dir(dir: &Path) -> Result<(), Refusal> {
+    let cache = DirCache::default();
+    if let Some(parent) = dir.parent() {
+        resolve_dir(parent, &cache)?;
+    }
+    check_directory(dir, Role::Holder)
+}
+
+/// Check a directory path (every component, every hop) as an ancestor.
+fn resolve_dir(dir: &Path, cache: &DirCache) -> Result<(), Refusal> {
+    let mut current = PathBuf::from("/");
+    cache.check(&current, Role::Ancestor)?;
+    for name in components(dir) {
+        if name == ".." {
+            current.pop();
+            continue;
+        }
+        current.push(&name);
+        let meta = std::fs::symlink_metadata(&current)
+            .map_err(|e| Refusal(format!("{}: {e}", current.display())))?;
         if meta.file_type().is_symlink() {
-            // Whoever owns the link decides where it points.
             if !trusted_owner(meta.uid()) {
                 return Err(Refusal(format!(
                     "{} is a symlink owned by uid {}, not root",
@@ -140,24 +311,21 @@ fn check_directories(dir: &Path) -> Result<(), Refusal> {
                     meta.uid()
                 )));
             }
-            continue;
+            current = std::fs::canonicalize(&current)
+                .map_err(|e| Refusal(format!("{}: {e}", current.display())))?;
+            return resolve_dir(&current, cache);
         }
-        if !trusted_owner(meta.uid()) {
-            return Err(Refusal(format!(
-                "directory {} is owned by uid {}, not root",
-                current.display(),
-                meta.uid()
-            )));
-        }
-        let mode = meta.mode();
-        let sticky = mode & 0o1000 != 0;
-        if mode & 0o022 != 0 && !sticky {
-            return Err(Refusal(format!(
-                "directory {} is writable by group or others (mode {:o})",
-                current.display(),
-                mode & 0o7777
-            )));
-        }
+        cache.check(&current, Role::Ancestor)?;
     }
     Ok(())
+}
+
+/// How a configuration directory was judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigDir {
+    /// Root's and writable by root only: every drop-in in it counts.
+    Strict,
+    /// A Kubernetes ConfigMap volume whose top directory others may write:
+    /// only root-owned `NAME -> ..data/NAME` links count.
+    ConfigMap,
 }

@@ -6,26 +6,30 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::ConfigError;
+use crate::safety;
 
 /// The drop-in files that apply, in the order they apply.
 ///
 /// Written here rather than taken from `liboverdrop`: that crate skips
 /// fragments that are symlinks to regular files, which is exactly how a
 /// Kubernetes ConfigMap volume presents its files (`NAME -> ..data/NAME`).
+///
+/// Every directory is checked first (see `safety::check_config_dir`): a
+/// user who could write a config directory could mask an administrator's
+/// drop-in or rename it away, so such a directory makes the whole
+/// configuration invalid (qusd keeps the previous one). Every drop-in and
+/// mask is then resolved hop by hop under the same rules as interpreters.
 pub fn fragment_files(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
     let mut by_name: BTreeMap<std::ffi::OsString, PathBuf> = BTreeMap::new();
+    let cache = safety::DirCache::default();
     for dir in dirs {
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                return Err(ConfigError {
-                    path: Some(dir.clone()),
-                    line: None,
-                    message: format!("cannot read config directory: {e}"),
-                })
-            }
+            Err(e) => return Err(dir_error(dir, format!("cannot read config directory: {e}"))),
         };
+        let kind = safety::check_config_dir(dir)
+            .map_err(|r| dir_error(dir, format!("refused config directory: {r}")))?;
         for entry in entries.flatten() {
             let name = entry.file_name();
             let text = name.to_string_lossy();
@@ -33,13 +37,20 @@ pub fn fragment_files(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
                 continue;
             }
             let path = entry.path();
+            if kind == safety::ConfigDir::ConfigMap {
+                check_configmap_entry(dir, &path)?;
+            }
             // Follows symlinks: a link to /dev/null masks, a link to a
             // regular file (ConfigMap) counts as that file.
             match std::fs::canonicalize(&path) {
                 Ok(target) if target == Path::new("/dev/null") => {
+                    refuse_unsafe_path(&path, &cache)?;
                     by_name.remove(&name);
                 }
                 Ok(target) if target.is_file() => {
+                    if kind == safety::ConfigDir::Strict {
+                        refuse_unsafe_path(&path, &cache)?;
+                    }
                     by_name.insert(name, path);
                 }
                 // Dangling link or not a file: nothing to apply, and
@@ -49,6 +60,48 @@ pub fn fragment_files(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
         }
     }
     Ok(by_name.into_values().collect())
+}
+
+fn dir_error(dir: &Path, message: String) -> ConfigError {
+    ConfigError {
+        path: Some(dir.to_path_buf()),
+        line: None,
+        message,
+    }
+}
+
+/// Every directory and link on the way to a drop-in (or a mask) must be
+/// root's and writable by nobody else.
+fn refuse_unsafe_path(path: &Path, cache: &safety::DirCache) -> Result<(), ConfigError> {
+    safety::resolve(path, cache).map(|_| ()).map_err(|r| ConfigError {
+        path: Some(path.to_path_buf()),
+        line: None,
+        message: format!("refused: {r}"),
+    })
+}
+
+/// In a ConfigMap volume others may write, only kubelet's layout counts:
+/// a root-owned `NAME -> ..data/NAME` link, `..data` a root-owned link to
+/// a directory that is root's and writable by root only.
+fn check_configmap_entry(dir: &Path, path: &Path) -> Result<(), ConfigError> {
+    let fail = |message: String| ConfigError {
+        path: Some(path.to_path_buf()),
+        line: None,
+        message: format!(
+            "refused: {message} (in a config directory others can write, only \
+             Kubernetes ConfigMap links NAME -> ..data/NAME owned by root count)"
+        ),
+    };
+    let meta = std::fs::symlink_metadata(path).map_err(|e| fail(e.to_string()))?;
+    if !meta.file_type().is_symlink() || !safety::trusted_owner(meta.uid()) {
+        return Err(fail("not a link owned by root".into()));
+    }
+    let target = std::fs::read_link(path).map_err(|e| fail(e.to_string()))?;
+    if !target.starts_with("..data") {
+        return Err(fail(format!("points to {}, not into ..data", target.display())));
+    }
+    let data = std::fs::canonicalize(dir.join("..data")).map_err(|e| fail(e.to_string()))?;
+    safety::check_holder_dir(&data).map_err(|r| fail(r.to_string()))
 }
 
 /// Read one drop-in. Config files steer what runs as root, so a file a

@@ -96,6 +96,9 @@ struct Daemon {
     last_kernel: Option<(bool, KernelEntries)>,
     /// The error of the newest configuration, when it was rejected.
     config_error: Option<String>,
+    /// The config directories that existed when the configuration in use
+    /// was loaded: one that vanishes keeps that configuration in force.
+    config_dirs_seen: Vec<std::path::PathBuf>,
     passes: u64,
     status: String,
     /// Native verdicts from the first pass: the host does not change.
@@ -163,6 +166,7 @@ async fn run(common: CommonArgs) -> Result<()> {
         system,
         last_kernel: None,
         config_error: None,
+        config_dirs_seen: Vec::new(),
         passes: 0,
         status: String::new(),
         native: None,
@@ -177,6 +181,7 @@ async fn run(common: CommonArgs) -> Result<()> {
         tracing::info!("systemd watchdog every {:?}; pinging at half of it", w);
     }
 
+    d.config_dirs_seen = d.existing_config_dirs();
     // Watch before the first pass so nothing that happens during it is missed.
     d.arm();
     let mut running: Option<(oneshot::Receiver<Outcome>, Announce)> =
@@ -326,13 +331,41 @@ impl Daemon {
             .collect()
     }
 
-    /// Load the configuration again; on error keep the previous one.
-    fn reload_config(&mut self) {
+    fn existing_config_dirs(&self) -> Vec<std::path::PathBuf> {
+        self.common
+            .config_dirs()
+            .into_iter()
+            .filter(|d| d.is_dir())
+            .collect()
+    }
+
+    /// Load the configuration again; on error keep the previous one. A
+    /// config directory that vanished (an unmounted volume, a directory
+    /// being replaced) keeps the previous configuration until it is back,
+    /// unless the reload was asked for (`SIGHUP`).
+    fn reload_config(&mut self, asked: bool) {
+        let now = self.existing_config_dirs();
+        let gone: Vec<String> = self
+            .config_dirs_seen
+            .iter()
+            .filter(|d| !now.contains(d))
+            .map(|d| d.display().to_string())
+            .collect();
+        if !gone.is_empty() && !asked {
+            let e = format!(
+                "config directory {} vanished; keeping the previous configuration until it is back (or SIGHUP)",
+                gone.join(", ")
+            );
+            tracing::warn!("{e}");
+            self.config_error = Some(e);
+            return;
+        }
         match self.common.load_config() {
             Ok(config) => {
                 if self.config_error.take().is_some() {
                     tracing::info!("configuration is valid again");
                 }
+                self.config_dirs_seen = now;
                 if config != self.system.config {
                     tracing::info!("configuration reloaded from {} file(s)", config.files.len());
                     self.system = self.common.system_with(config);
@@ -349,7 +382,7 @@ impl Daemon {
     fn reload(&mut self) -> oneshot::Receiver<Outcome> {
         notify::reloading();
         tracing::info!("SIGHUP: reloading configuration");
-        self.reload_config();
+        self.reload_config(true);
         self.arm();
         self.start("SIGHUP".into())
     }
@@ -368,7 +401,7 @@ impl Daemon {
     /// the echo of qusd's own writes.
     fn handle(&mut self, t: Trigger) -> Option<oneshot::Receiver<Outcome>> {
         if t.config || t.overflow {
-            self.reload_config();
+            self.reload_config(false);
         }
         if t.rearm || t.config || t.overflow {
             self.arm();
