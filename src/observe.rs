@@ -385,6 +385,38 @@ fn checked(spec: EntrySpec, dirs: &safety::DirCache) -> Result<Desired, Skip> {
     }
     let resolved =
         safety::check_interpreter(&spec.interpreter, dirs).map_err(|r| Skip::Refused(r.0))?;
+    if let Some(why) = breaks_host(&spec.matcher, &resolved) {
+        return Err(Skip::Refused(why));
+    }
     let identity = identity_of(&resolved).map_err(|e| Skip::Refused(e.to_string()))?;
     Ok(Desired { spec, identity })
+}
+
+/// Would this entry break the host? One that catches its own interpreter
+/// makes every run recurse until the kernel gives up ("Too many levels of
+/// symbolic links"); one that catches the host's own programs (this very
+/// binary stands for them) sends every native program, `qus unregister`
+/// included, to the emulator.
+fn breaks_host(matcher: &Matcher, interpreter: &Path) -> Option<String> {
+    let header = |path: &Path| -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 256];
+        let mut f = std::fs::File::open(path).ok()?;
+        let n = std::io::Read::read(&mut f, &mut buf).ok()?;
+        buf.truncate(n);
+        Some(buf)
+    };
+    if header(interpreter).is_some_and(|h| matcher.catches(&h)) {
+        return Some(format!(
+            "it would catch its own interpreter {} (every run would loop)",
+            interpreter.display()
+        ));
+    }
+    if header(Path::new("/proc/self/exe")).is_some_and(|h| matcher.catches(&h)) {
+        return Some(
+            "it would catch the host's own programs (qus itself is one): \
+             nothing native would run any more"
+                .into(),
+        );
+    }
+    None
 }

@@ -21,9 +21,10 @@
 //! as the overflow uid, and `stat` cannot tell them apart. qus then counts
 //! an overflow-owned file or directory as root's, under the same mode
 //! rules: that is what `/usr/bin` looks like from inside, and what a
-//! rootless user needs. What qus cannot know there is whether such a file
-//! belongs to host root or to another unmapped host user; `qus.d(5)` says
-//! so.
+//! rootless user needs. If the namespace maps the overflow uid itself, it
+//! is a real user there and not trusted. What qus cannot know in a child
+//! namespace is whether an unmapped owner is host root or another unmapped
+//! host user; `qus.d(5)` says so.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
@@ -58,10 +59,36 @@ pub fn initial_user_namespace() -> bool {
     })
 }
 
-/// Root, or (only in a child user namespace) an unmapped owner, which is
-/// how host root's files look from inside.
+/// Is the overflow uid a real, mapped user here? In the initial user
+/// namespace it always is (`nobody`); in a child namespace only when its
+/// `uid_map` maps it (then a file showing it belongs to that user, and is
+/// not an unmapped owner's).
+fn overflow_uid_mapped() -> bool {
+    static MAPPED: OnceLock<bool> = OnceLock::new();
+    *MAPPED.get_or_init(|| {
+        if initial_user_namespace() {
+            return true;
+        }
+        let overflow = u64::from(overflow_uid());
+        std::fs::read_to_string("/proc/self/uid_map")
+            .map(|m| {
+                m.lines().any(|line| {
+                    let f: Vec<u64> = line
+                        .split_whitespace()
+                        .filter_map(|x| x.parse().ok())
+                        .collect();
+                    matches!(f[..], [inside, _, count] if (inside..inside + count).contains(&overflow))
+                })
+            })
+            .unwrap_or(true)
+    })
+}
+
+/// Root, or an unmapped owner (the overflow uid where it is not a mapped
+/// user), which is how host root's files look from a child user
+/// namespace.
 pub fn trusted_owner(uid: u32) -> bool {
-    uid == 0 || (!initial_user_namespace() && uid == overflow_uid())
+    uid == 0 || (uid == overflow_uid() && !overflow_uid_mapped())
 }
 
 /// Why an interpreter was refused.

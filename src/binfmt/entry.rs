@@ -201,6 +201,9 @@ impl EntrySpec {
                 {
                     return invalid(format!("extension {ext:?} contains {c:?}"));
                 }
+                if ext.trim() != ext {
+                    return invalid(format!("extension {ext:?} starts or ends with whitespace"));
+                }
             }
         }
         let line = self.register_line(name);
@@ -310,7 +313,13 @@ pub fn parse_entry_file(text: &str) -> Result<KernelEntry, Invalid> {
     let mut magic = None;
     let mut mask = None;
     let mut extension = None;
+    let mut after_interpreter = false;
     for line in text.lines() {
+        // The kernel prints the interpreter verbatim: one that contains a
+        // newline spills into the next line, where `flags:` must follow.
+        if std::mem::take(&mut after_interpreter) && !line.starts_with("flags:") {
+            return invalid("the interpreter path contains a newline");
+        }
         let line = line.trim_end();
         let (key, value) = match line.split_once(' ') {
             Some((k, v)) => (k, v.trim()),
@@ -319,7 +328,10 @@ pub fn parse_entry_file(text: &str) -> Result<KernelEntry, Invalid> {
         match key {
             "enabled" => enabled = Some(true),
             "disabled" => enabled = Some(false),
-            "interpreter" => interpreter = Some(PathBuf::from(value)),
+            "interpreter" => {
+                interpreter = Some(PathBuf::from(value));
+                after_interpreter = true;
+            }
             "flags:" => {
                 let known: String = value.chars().filter(|c| "POCF".contains(*c)).collect();
                 flags = Flags::parse(&known)?;
@@ -408,6 +420,12 @@ pub fn validate_interpreter(path: &std::path::Path) -> Result<(), Invalid> {
     }
     if let Some(c) = text.chars().find(|c| *c == ':' || c.is_control()) {
         return invalid(format!("interpreter {text:?} contains {c:?}"));
+    }
+    // The kernel's read-back trims it: it could never compare equal.
+    if text.trim() != text {
+        return invalid(format!(
+            "interpreter {text:?} starts or ends with whitespace"
+        ));
     }
     Ok(())
 }

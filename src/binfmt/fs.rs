@@ -56,8 +56,18 @@ impl BinfmtMisc {
 
     /// Mount binfmt_misc at the root. Since Linux 6.7 a mount made in a
     /// non-initial user namespace gives that namespace its own instance.
+    ///
+    /// Only on an empty directory: a mount over files would hide them
+    /// (the kernel's own `/proc/sys/fs/binfmt_misc` is always empty).
     pub fn mount(&self) -> io::Result<()> {
         fs::create_dir_all(&self.root)?;
+        if fs::read_dir(&self.root)?.next().is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::DirectoryNotEmpty,
+                "the directory is not empty; qus mounts binfmt_misc only on an empty one \
+                 (mounting over files would hide them)",
+            ));
+        }
         rustix::mount::mount(
             "binfmt_misc",
             &self.root,

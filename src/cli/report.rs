@@ -187,9 +187,14 @@ pub fn render(report: &Report) -> String {
 }
 
 /// Control characters (a file name with a newline, say) must not forge
-/// lines in the table.
+/// lines in the table, and bidirectional overrides must not make it read
+/// differently from what it holds: both are shown escaped.
 pub fn clean(text: &str) -> String {
-    if text.chars().any(char::is_control) {
+    let suspect = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if text.chars().any(suspect) {
         escape::escape_readable(text.as_bytes())
     } else {
         text.to_string()

@@ -56,6 +56,11 @@ pub struct DaemonArgs {
 /// An emulator file with no write for this long counts as complete.
 const WRITE_QUIET: Duration = Duration::from_secs(5);
 
+/// After this many identical repairs of one entry in a row, someone else
+/// keeps undoing them (another registrar, a second qusd with another
+/// configuration): qusd stops touching that entry instead of fighting.
+const GIVE_UP_AFTER: u32 = 5;
+
 /// Entry point of the `qusd` binary.
 pub fn main() -> ExitCode {
     let args = match DaemonArgs::try_parse() {
@@ -103,6 +108,13 @@ struct Daemon {
     status: String,
     /// Native verdicts from the first pass: the host does not change.
     native: Option<NativeVerdicts>,
+    /// Per entry: the last repair and how many times in a row it was made.
+    repeats: std::collections::BTreeMap<String, (String, u32)>,
+    /// How long to wait before retrying after failed passes in a row.
+    backoff: Option<Duration>,
+    /// Entries qusd stopped repairing (until the configuration changes or
+    /// SIGHUP), with why.
+    given_up: std::collections::BTreeMap<String, String>,
     /// Held for qusd's whole life: one qusd per state dir.
     _instance: Option<std::fs::File>,
 }
@@ -134,6 +146,17 @@ impl Pending {
         let since = *self.since.get_or_insert(now);
         let max_settle = debounce.max(Duration::from_secs(1));
         self.deadline = Some((now + debounce).min(since + max_settle));
+    }
+
+    /// Run a pass again after `delay` (a failed pass, e.g. the lock held
+    /// by a long `qus` run), unless events bring one sooner.
+    fn retry(&mut self, delay: Duration) {
+        self.trigger.merge(Trigger {
+            files: true,
+            ..Trigger::default()
+        });
+        let at = Instant::now() + delay;
+        self.deadline = Some(self.deadline.map_or(at, |d| d.min(at)));
     }
 
     fn take(&mut self) -> Trigger {
@@ -170,6 +193,9 @@ async fn run(common: CommonArgs) -> Result<()> {
         passes: 0,
         status: String::new(),
         native: None,
+        repeats: Default::default(),
+        backoff: None,
+        given_up: Default::default(),
         _instance: instance,
     };
 
@@ -223,7 +249,10 @@ async fn run(common: CommonArgs) -> Result<()> {
             done = async { (&mut running.as_mut().expect("guarded").0).await }, if running.is_some() => {
                 said_quiet = false;
                 let announce = running.take().map_or(Announce::Status, |(_, a)| a);
-                d.finish(done, announce);
+                if let Some(delay) = d.finish(done, announce) {
+                    tracing::info!("retrying in {delay:?}");
+                    pending.retry(delay);
+                }
                 if pending.reload {
                     pending.reload = false;
                     running = Some((d.reload(), Announce::Ready));
@@ -319,16 +348,44 @@ impl Daemon {
         self.watch.arm(&targets);
     }
 
-    /// Entries whose emulator file is still being written wait.
+    /// Entries left alone this pass: those whose emulator file is still
+    /// being written, and those qusd gave up fighting over.
     fn holds(&self) -> std::collections::BTreeSet<String> {
-        if !self.watch.any_writing() {
-            return Default::default();
+        let mut holds: std::collections::BTreeSet<String> =
+            self.given_up.keys().cloned().collect();
+        if self.watch.any_writing() {
+            holds.extend(
+                observe::interpreters(&self.system.config)
+                    .into_iter()
+                    .filter(|(_, path)| path.file_name().is_some_and(|n| self.watch.writing(n)))
+                    .map(|(name, _)| name),
+            );
         }
-        observe::interpreters(&self.system.config)
-            .into_iter()
-            .filter(|(_, path)| path.file_name().is_some_and(|n| self.watch.writing(n)))
-            .map(|(name, _)| name)
-            .collect()
+        holds
+    }
+
+    /// Count identical repairs in a row; give up on an entry after
+    /// [`GIVE_UP_AFTER`] of them. No loop may run unbounded.
+    fn count_repairs(&mut self, repairs: &[(String, String)]) {
+        let mut next = std::collections::BTreeMap::new();
+        for (name, what) in repairs {
+            let n = match self.repeats.get(name) {
+                Some((last, n)) if last == what => n + 1,
+                _ => 1,
+            };
+            if n >= GIVE_UP_AFTER {
+                let why = format!(
+                    "gave up on {name}: the same repair was undone {n} times in a row \
+                     (another registrar or qusd with another configuration?); \
+                     leaving it until the configuration changes or SIGHUP"
+                );
+                tracing::error!("{why}");
+                self.given_up.insert(name.clone(), why);
+            } else {
+                next.insert(name.clone(), (what.clone(), n));
+            }
+        }
+        self.repeats = next;
     }
 
     fn existing_config_dirs(&self) -> Vec<std::path::PathBuf> {
@@ -366,6 +423,10 @@ impl Daemon {
                     tracing::info!("configuration is valid again");
                 }
                 self.config_dirs_seen = now;
+                if asked || config != self.system.config {
+                    self.given_up.clear();
+                    self.repeats.clear();
+                }
                 if config != self.system.config {
                     tracing::info!("configuration reloaded from {} file(s)", config.files.len());
                     self.system = self.common.system_with(config);
@@ -453,16 +514,28 @@ impl Daemon {
     }
 
     /// A pass ended: remember what it left, re-arm, publish, tell systemd.
-    fn finish(&mut self, done: Result<Outcome, oneshot::error::RecvError>, announce: Announce) {
+    /// Returns when to retry, if the pass failed (1 s, doubling up to 60 s).
+    fn finish(
+        &mut self,
+        done: Result<Outcome, oneshot::error::RecvError>,
+        announce: Announce,
+    ) -> Option<Duration> {
+        let failed = !matches!(done, Ok(Outcome::Done { .. }));
+        self.backoff = failed.then(|| {
+            self.backoff
+                .map_or(Duration::from_secs(1), |b| (b * 2).min(Duration::from_secs(60)))
+        });
         match done {
             Ok(Outcome::Done {
                 kernel_after,
                 native,
                 status,
+                repairs,
             }) => {
                 self.last_kernel = Some(kernel_after);
                 self.native.get_or_insert(native);
                 self.status = status;
+                self.count_repairs(&repairs);
             }
             Ok(Outcome::Failed(status)) => {
                 self.last_kernel = None;
@@ -495,6 +568,7 @@ impl Daemon {
             }
             Announce::Status => notify::status(&self.status),
         }
+        self.backoff
     }
 
     /// Publish readiness and status for `qus status --daemon` (before

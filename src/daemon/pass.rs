@@ -33,6 +33,9 @@ pub enum Outcome {
         kernel_after: (bool, KernelEntries),
         native: NativeVerdicts,
         status: String,
+        /// The entries this pass wrote, each with what it wrote (to
+        /// notice the same repair made again and again).
+        repairs: Vec<(String, String)>,
     },
     Failed(String),
 }
@@ -62,6 +65,7 @@ impl Job {
                 );
                 Outcome::Done {
                     native: pass.native().clone(),
+                    repairs: repairs(&pass),
                     kernel_after: pass.kernel_after,
                     status,
                 }
@@ -72,6 +76,22 @@ impl Job {
             }
         }
     }
+}
+
+/// The kernel writes a pass made, by entry, with a fingerprint of each.
+fn repairs(pass: &Pass) -> Vec<(String, String)> {
+    pass.outcome
+        .done
+        .iter()
+        .filter_map(|a| match a {
+            Action::Register(t) | Action::Replace { target: t, .. } => Some((
+                t.name.clone(),
+                format!("register {} {:?}", t.spec.register_line(&t.name), t.identity),
+            )),
+            Action::Enable { name } => Some((name.clone(), "enable".into())),
+            _ => None,
+        })
+        .collect()
 }
 
 /// `daemon.verify`: run the probe of every arch this pass registered or
