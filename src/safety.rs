@@ -237,11 +237,7 @@ pub fn check_interpreter(path: &Path, cache: &DirCache) -> Result<PathBuf, Refus
 }
 
 /// Root's (see [`trusted_owner`]) and not writable by group or others.
-fn check_owner_and_mode(
-    path: &Path,
-    meta: &std::fs::Metadata,
-    what: &str,
-) -> Result<(), Refusal> {
+fn check_owner_and_mode(path: &Path, meta: &std::fs::Metadata, what: &str) -> Result<(), Refusal> {
     if !trusted_owner(meta.uid()) {
         return Err(Refusal(format!(
             "{what}{} is owned by uid {}, not root",
@@ -260,8 +256,8 @@ fn check_owner_and_mode(
 }
 
 fn check_directory(dir: &Path, role: Role) -> Result<(), Refusal> {
-    let meta = std::fs::symlink_metadata(dir)
-        .map_err(|e| Refusal(format!("{}: {e}", dir.display())))?;
+    let meta =
+        std::fs::symlink_metadata(dir).map_err(|e| Refusal(format!("{}: {e}", dir.display())))?;
     let sticky = meta.mode() & 0o1000 != 0;
     if role == Role::Ancestor && sticky && trusted_owner(meta.uid()) {
         return Ok(());
@@ -315,6 +311,11 @@ pub fn check_holder_dir(dir: &Path) -> Result<(), Refusal> {
     if let Some(parent) = dir.parent() {
         resolve_dir(parent, &cache)?;
     }
+    check_directory(dir, Role::Holder)
+}
+
+/// Check one directory that holds files qus trusts, not those above it.
+pub fn check_dir_itself(dir: &Path) -> Result<(), Refusal> {
     check_directory(dir, Role::Holder)
 }
 

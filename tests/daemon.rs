@@ -256,6 +256,8 @@ fn kubernetes_configmap_updates_are_applied() {
     sb.install_emulator("aarch64");
     sb.install_emulator("s390x");
     let etc = sb.etc();
+    // kubelet makes the volume's top directory 0777.
+    fs::set_permissions(&etc, fs::Permissions::from_mode(0o777)).expect("chmod");
     let write_version = |dir: &str, text: &str| {
         let d = etc.join(dir);
         fs::create_dir(&d).expect("mkdir");

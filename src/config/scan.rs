@@ -73,11 +73,13 @@ fn dir_error(dir: &Path, message: String) -> ConfigError {
 /// Every directory and link on the way to a drop-in (or a mask) must be
 /// root's and writable by nobody else.
 fn refuse_unsafe_path(path: &Path, cache: &safety::DirCache) -> Result<(), ConfigError> {
-    safety::resolve(path, cache).map(|_| ()).map_err(|r| ConfigError {
-        path: Some(path.to_path_buf()),
-        line: None,
-        message: format!("refused: {r}"),
-    })
+    safety::resolve(path, cache)
+        .map(|_| ())
+        .map_err(|r| ConfigError {
+            path: Some(path.to_path_buf()),
+            line: None,
+            message: format!("refused: {r}"),
+        })
 }
 
 /// In a ConfigMap volume others may write, only kubelet's layout counts:
@@ -98,10 +100,21 @@ fn check_configmap_entry(dir: &Path, path: &Path) -> Result<(), ConfigError> {
     }
     let target = std::fs::read_link(path).map_err(|e| fail(e.to_string()))?;
     if !target.starts_with("..data") {
-        return Err(fail(format!("points to {}, not into ..data", target.display())));
+        return Err(fail(format!(
+            "points to {}, not into ..data",
+            target.display()
+        )));
     }
     let data = std::fs::canonicalize(dir.join("..data")).map_err(|e| fail(e.to_string()))?;
-    safety::check_holder_dir(&data).map_err(|r| fail(r.to_string()))
+    let top = std::fs::canonicalize(dir).map_err(|e| fail(e.to_string()))?;
+    // The volume's own top directory was judged already; a version dir
+    // elsewhere is checked all the way up.
+    let checked = if data.parent() == Some(top.as_path()) {
+        safety::check_dir_itself(&data)
+    } else {
+        safety::check_holder_dir(&data)
+    };
+    checked.map_err(|r| fail(r.to_string()))
 }
 
 /// Read one drop-in. Config files steer what runs as root, so a file a

@@ -351,8 +351,7 @@ impl Daemon {
     /// Entries left alone this pass: those whose emulator file is still
     /// being written, and those qusd gave up fighting over.
     fn holds(&self) -> std::collections::BTreeSet<String> {
-        let mut holds: std::collections::BTreeSet<String> =
-            self.given_up.keys().cloned().collect();
+        let mut holds: std::collections::BTreeSet<String> = self.given_up.keys().cloned().collect();
         if self.watch.any_writing() {
             holds.extend(
                 observe::interpreters(&self.system.config)
@@ -522,8 +521,9 @@ impl Daemon {
     ) -> Option<Duration> {
         let failed = !matches!(done, Ok(Outcome::Done { .. }));
         self.backoff = failed.then(|| {
-            self.backoff
-                .map_or(Duration::from_secs(1), |b| (b * 2).min(Duration::from_secs(60)))
+            self.backoff.map_or(Duration::from_secs(1), |b| {
+                (b * 2).min(Duration::from_secs(60))
+            })
         });
         match done {
             Ok(Outcome::Done {
@@ -551,6 +551,9 @@ impl Daemon {
             self.status.push_str(&format!(
                 "; config error (previous configuration kept): {e}"
             ));
+        }
+        for why in self.given_up.values() {
+            self.status.push_str(&format!("; {why}"));
         }
         self.arm();
         self.publish();

@@ -86,7 +86,11 @@ fn repairs(pass: &Pass) -> Vec<(String, String)> {
         .filter_map(|a| match a {
             Action::Register(t) | Action::Replace { target: t, .. } => Some((
                 t.name.clone(),
-                format!("register {} {:?}", t.spec.register_line(&t.name), t.identity),
+                format!(
+                    "register {} {:?}",
+                    t.spec.register_line(&t.name),
+                    t.identity
+                ),
             )),
             Action::Enable { name } => Some((name.clone(), "enable".into())),
             _ => None,

@@ -1,0 +1,609 @@
+//! Attacks by a real second user (host uid 1000, mapped one to one into
+//! the test's user namespace) and hostile setups, against the real kernel
+//! and the real binaries. Each test is the regression test of one hole.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::{require_qemu, require_tool, wait_for, NotifySocket, Sandbox};
+
+const WAIT: u64 = 15;
+const USER: u32 = 1000;
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn chown(path: &Path, uid: u32) {
+    let st = Command::new("chown")
+        .arg("-h")
+        .arg(format!("{uid}:{uid}"))
+        .arg(path)
+        .status()
+        .expect("chown");
+    assert!(st.success(), "chown {}", path.display());
+}
+
+fn chmod(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// A shell command run inside the sandbox as the second user.
+fn as_user(sb: &Sandbox, script: &str) -> Command {
+    require_tool("setpriv", "util-linux");
+    let mut c = sb.command("setpriv");
+    c.args([
+        &format!("--reuid={USER}"),
+        &format!("--regid={USER}"),
+        "--clear-groups",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    c
+}
+
+/// The lock is the caller's, mode 0600: another user can neither take it
+/// nor freeze qus with an old, readable lock file; and a lock held by a
+/// stuck root process makes `qus register` give up with a clear message
+/// instead of hanging.
+#[test]
+fn another_user_cannot_take_or_freeze_the_lock() {
+    let sb = Sandbox::with_host_ids();
+    sb.install_emulator("aarch64");
+    sb.search_bin("");
+    // As systemd's RuntimeDirectory= makes it: 0755, and an old 0644 lock.
+    chmod(&sb.state(), 0o755);
+    let lock = sb.state().join("lock");
+    fs::write(&lock, "").expect("old lock");
+    chmod(&lock, 0o644);
+    // The user holds the old lock file open and locked…
+    let mut holder = as_user(
+        &sb,
+        &format!(
+            "exec 9<'{}'; flock -x 9; echo held; exec sleep 60",
+            lock.display()
+        ),
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .expect("user flock");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("read");
+    assert_eq!(line.trim(), "held");
+    // …and still qus goes ahead: the readable lock file was replaced.
+    let out = sb.qus(&["register"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sb.entries(), ["qemu-aarch64"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let meta = fs::symlink_metadata(&lock).expect("lock");
+    assert_eq!(meta.mode() & 0o777, 0o600, "lock mode");
+    // The new lock cannot even be opened by the user.
+    let out = as_user(&sb, &format!("flock -n -x '{}' true", lock.display()))
+        .output()
+        .expect("flock");
+    assert!(!out.status.success(), "the user took the lock");
+    // A stuck root process holding it: qus waits a bounded time, then says so.
+    let mut stuck = sb
+        .command("flock")
+        .arg(&lock)
+        .args(["sleep", "60"])
+        .spawn()
+        .expect("root flock");
+    wait_for(WAIT, "root holds the lock", || {
+        !sb.command("flock")
+            .args(["-n"])
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .expect("flock -n")
+            .success()
+    });
+    let start = std::time::Instant::now();
+    let out = sb.qus(&["register"]);
+    let _ = stuck.kill();
+    let _ = stuck.wait();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is held by another qus or qusd"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(30));
+}
+
+/// Where uid 65534 is a real user (`nobody`, mapped here one to one),
+/// its emulator, its directory and its drop-in are not root's.
+#[test]
+fn nobody_is_not_root_where_it_is_a_real_user() {
+    let sb = Sandbox::with_host_ids();
+    let emu = sb.install_emulator("aarch64");
+    chown(&emu, 65534);
+    sb.search_bin("");
+    let out = sb.qus(&["register"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is owned by uid 65534, not root"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(sb.entries().is_empty());
+    chown(&emu, 0);
+    chown(&sb.bin(), 65534);
+    let out = sb.qus(&["register"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("owned by uid 65534"),
+        "{}",
+        stderr(&out)
+    );
+    chown(&sb.bin(), 0);
+    let drop_in = sb.write_config("50-nobody.toml", "[qemu]\nflags = \"POCF\"\n");
+    chown(&drop_in, 65534);
+    let out = sb.qus(&["register"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("refused: owned by uid 65534"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(sb.entries().is_empty());
+}
+
+/// A root-owned link to a link in a user's directory: every hop is
+/// checked, so the user cannot re-point the middle of the chain.
+#[test]
+fn every_symlink_hop_is_checked() {
+    let sb = Sandbox::with_host_ids();
+    let user_dir = sb.path().join("user");
+    fs::create_dir(&user_dir).expect("mkdir");
+    chown(&user_dir, USER);
+    let hop = user_dir.join("hop");
+    std::os::unix::fs::symlink(require_qemu("aarch64"), &hop).expect("hop");
+    // The hop itself is root's: only its directory is the user's.
+    std::os::unix::fs::symlink(&hop, sb.bin().join("qemu-aarch64-static")).expect("link");
+    sb.search_bin("");
+    let out = sb.qus(&["register"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!(
+            "directory {} is owned by uid {USER}",
+            user_dir.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(sb.entries().is_empty());
+    let status = sb.qus_ok(&["status"]);
+    assert!(status.contains("refused"), "{status}");
+}
+
+/// A config directory others can write is refused (they could mask or
+/// rename an administrator's drop-in); kubelet's ConfigMap layout with its
+/// 0777 top directory still works, and a user's link planted there is
+/// refused.
+#[test]
+fn config_dirs_others_can_write_are_refused_but_configmaps_work() {
+    let sb = Sandbox::with_host_ids();
+    sb.install_emulator("aarch64");
+    sb.install_emulator("s390x");
+    sb.search_bin("exclude = [\"s390x\"]\n");
+    sb.qus_ok(&["register"]);
+    chmod(&sb.etc(), 0o777);
+    let out = as_user(
+        &sb,
+        &format!("ln -s /dev/null '{}/10-base.toml.mask'", sb.etc().display()),
+    )
+    .status()
+    .expect("ln");
+    assert!(out.success());
+    let out = sb.qus(&["register"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("refused config directory"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sb.entries(), ["qemu-aarch64"], "nothing changed");
+    chmod(&sb.etc(), 0o755);
+
+    // kubelet's layout, exact modes: top dir 0777, the rest root's 0755.
+    let cm = sb.path().join("configmap");
+    fs::create_dir(&cm).expect("mkdir");
+    chmod(&cm, 0o777);
+    let version = cm.join("..2026_11_27_00_00_00.1");
+    fs::create_dir(&version).expect("mkdir");
+    fs::write(
+        version.join("qus.toml"),
+        format!(
+            "[qemu]\nsearch_path = [\"{}\"]\nexclude = [\"aarch64\"]\n",
+            sb.bin().display()
+        ),
+    )
+    .expect("write");
+    std::os::unix::fs::symlink("..2026_11_27_00_00_00.1", cm.join("..data")).expect("..data");
+    std::os::unix::fs::symlink("..data/qus.toml", cm.join("qus.toml")).expect("link");
+    let run = |args: &[&str]| {
+        sb.tool(common::QUS)
+            .args(["--config-dir"])
+            .arg(&cm)
+            .args(args)
+            .output()
+            .expect("qus")
+    };
+    let out = run(&["register"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sb.entries(), ["qemu-s390x"], "the ConfigMap applied");
+    // The user plants a mask in the world-writable ConfigMap dir.
+    let st = as_user(&sb, &format!("ln -s /dev/null '{}/zz.toml'", cm.display()))
+        .status()
+        .expect("ln");
+    assert!(st.success());
+    let out = run(&["register"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("zz.toml: refused: not a link owned by root"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sb.entries(), ["qemu-s390x"], "nothing changed");
+}
+
+/// A state dir that is another user's is refused (its records decide
+/// what qus removes); one qus creates is 0700 with 0600 files whatever
+/// the umask.
+#[test]
+fn state_dir_is_private_and_never_anyone_elses() {
+    let sb = Sandbox::with_host_ids();
+    sb.install_emulator("aarch64");
+    sb.search_bin("");
+    chown(&sb.state(), USER);
+    let out = sb.qus(&["register"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("is owned by uid {USER}, not by the caller")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(sb.entries().is_empty());
+    // A forged record in it is ignored by status too.
+    let fresh = sb.path().join("fresh-state");
+    let st = sb
+        .command("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 000; exec '{}' --binfmt-misc '{}' --state-dir '{}' --config-dir '{}' --host-arch x86_64 register",
+            common::QUS,
+            sb.binfmt().display(),
+            fresh.display(),
+            sb.etc().display()
+        ))
+        .status()
+        .expect("qus");
+    assert!(st.success());
+    assert_eq!(fs::metadata(&fresh).expect("dir").mode() & 0o777, 0o700);
+    for f in ["owned.json", "lock"] {
+        let m = fs::symlink_metadata(fresh.join(f)).expect(f).mode() & 0o777;
+        assert_eq!(m, 0o600, "{f} mode {m:o}");
+    }
+}
+
+/// A read-only state dir: qus registers anyway, without records, and
+/// says so; qusd starts and says so in STATUS=.
+#[test]
+fn read_only_state_dir_keeps_working() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.search_bin("");
+    let st = sb
+        .command("sh")
+        .arg("-c")
+        .arg(format!(
+            "mount --bind '{0}' '{0}' && mount -o remount,bind,ro '{0}'",
+            sb.state().display()
+        ))
+        .status()
+        .expect("mount");
+    assert!(st.success());
+    let out = sb.qus(&["register"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("working without ownership records"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sb.entries(), ["qemu-aarch64"]);
+    let mut n = NotifySocket::new(sb.path());
+    let _d = sb.qusd_ready(&mut n);
+    assert!(
+        n.seen.iter().any(|m| m.contains("state dir read-only")),
+        "{:?}",
+        n.seen
+    );
+}
+
+/// An emulator installed with O_TMPFILE + linkat (CREATE under its
+/// name, CLOSE_WRITE under `#ino`) is registered, not held forever.
+#[test]
+fn emulator_linked_in_from_o_tmpfile_is_registered() {
+    require_tool("python3", "python3");
+    let sb = Sandbox::new();
+    sb.search_bin("");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    let script = format!(
+        "import os, ctypes\n\
+         libc = ctypes.CDLL(None, use_errno=True)\n\
+         fd = os.open('{bin}', os.O_TMPFILE | os.O_WRONLY, 0o755)\n\
+         os.write(fd, open('{src}', 'rb').read())\n\
+         os.fchmod(fd, 0o755)\n\
+         # linkat(AT_FDCWD, /proc/self/fd/N, AT_FDCWD, name, AT_SYMLINK_FOLLOW)\n\
+         r = libc.linkat(-100, ('/proc/self/fd/%d' % fd).encode(), -100,\n\
+                         b'{bin}/qemu-aarch64-static', 0x400)\n\
+         assert r == 0, os.strerror(ctypes.get_errno())\n\
+         os.close(fd)\n",
+        bin = sb.bin().display(),
+        src = require_qemu("aarch64").display()
+    );
+    let st = Command::new("python3")
+        .args(["-c", &script])
+        .status()
+        .expect("python3");
+    assert!(st.success());
+    wait_for(WAIT, "the linked-in emulator registered", || {
+        sb.has_entry("qemu-aarch64")
+    });
+    assert_eq!(d.count("waiting for qemu-aarch64"), 0, "{}", d.log_text());
+}
+
+/// A stream of events (writing 1 to `status` every 50 ms) cannot
+/// postpone a repair: the debounce has a maximum.
+#[test]
+fn a_stream_of_events_cannot_postpone_a_repair() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.search_bin("");
+    let mut n = NotifySocket::new(sb.path());
+    let _d = sb.qusd_ready(&mut n);
+    let status = sb.binfmt_outside().join("status");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = fs::write(&status, "1");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        })
+    };
+    fs::write(sb.binfmt_outside().join("qemu-aarch64"), "-1").expect("remove");
+    // The writer runs for the whole wait: only the maximum wait lets it through.
+    wait_for(WAIT, "restored while events keep coming", || {
+        sb.has_entry("qemu-aarch64")
+    });
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().expect("writer");
+}
+
+/// Whitespace the kernel's read-back would trim is refused up front,
+/// and two qusd with different configurations fighting over one entry
+/// both give up after a few rounds instead of looping forever.
+#[test]
+fn read_back_mismatches_and_fights_are_bounded() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.search_bin(&format!(
+        "[qemu.arch.aarch64]\ninterpreter = \"{}/qemu-aarch64-static \"\n",
+        sb.bin().display()
+    ));
+    let out = sb.qus(&["config", "--check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("starts or ends with whitespace"),
+        "{}",
+        stderr(&out)
+    );
+    sb.search_bin("");
+    // Two daemons, two state dirs, two opinions on qemu-aarch64's flags.
+    let other_etc = sb.path().join("etc-other");
+    let other_state = sb.path().join("state-other");
+    fs::create_dir(&other_etc).expect("mkdir");
+    fs::write(
+        other_etc.join("10.toml"),
+        format!(
+            "[qemu]\nsearch_path = [\"{}\"]\nflags = \"F\"\n",
+            sb.bin().display()
+        ),
+    )
+    .expect("write");
+    let mut n = NotifySocket::new(sb.path());
+    let a = sb.qusd_ready(&mut n);
+    let log_b = sb.path().join("qusd-other.log");
+    let mut b = sb
+        .command(common::QUSD)
+        .arg("--binfmt-misc")
+        .arg(sb.binfmt())
+        .arg("--state-dir")
+        .arg(&other_state)
+        .arg("--config-dir")
+        .arg(&other_etc)
+        .args(["--host-arch", "x86_64", "--log-level", "debug"])
+        .env_remove("NOTIFY_SOCKET")
+        .stderr(fs::File::create(&log_b).expect("log"))
+        .spawn()
+        .expect("qusd b");
+    let gave_up = |text: &str| text.contains("gave up on qemu-aarch64");
+    wait_for(60, "one of the two gives up", || {
+        gave_up(&a.log_text()) || gave_up(&fs::read_to_string(&log_b).unwrap_or_default())
+    });
+    // The fight is over: qusd A goes quiet (a loop never would).
+    a.settle(&sb);
+    let _ = b.kill();
+    let _ = b.wait();
+    if gave_up(&a.log_text()) {
+        let status = n.wait(WAIT, "STATUS with the give-up", |m| gave_up(m));
+        assert!(status.contains("STATUS="), "{status}");
+    }
+}
+
+/// An entry that would catch the host's own programs (x86_64 on an
+/// x86_64 host) is refused with the reason; native programs keep running.
+#[test]
+fn host_breaking_entries_are_refused() {
+    let sb = Sandbox::new();
+    sb.install_emulator("x86_64");
+    sb.search_bin("[qemu.arch.x86_64]\nenabled = true\n");
+    let out = sb.qus(&["register"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("would catch the host's own programs")
+            || stderr(&out).contains("would catch its own interpreter"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(sb.entries().is_empty());
+    let st = sb.command("true").status().expect("true");
+    assert!(st.success());
+}
+
+/// One qusd per state dir; `status --daemon` does not trust a pid
+/// that now belongs to another process.
+#[test]
+fn a_second_qusd_on_one_state_dir_exits_at_once() {
+    let sb = Sandbox::new();
+    sb.search_bin("");
+    let mut n = NotifySocket::new(sb.path());
+    let a = sb.qusd_ready(&mut n);
+    let mut b = sb.qusd(None, &[]);
+    let code = b.wait_exit(WAIT);
+    assert_eq!(code, Some(1));
+    assert!(
+        b.log_text().contains(&format!(
+            "another qusd (pid {}) is already running",
+            a.pid()
+        )),
+        "{}",
+        b.log_text()
+    );
+    let out = sb.qus(&["status", "--daemon"]);
+    assert!(out.status.success(), "the first one still serves");
+    drop(a);
+    // A stale file naming a live process that is not that qusd.
+    let me = std::process::id();
+    fs::write(
+        sb.state().join("qusd.json"),
+        format!("{{\"pid\":{me},\"start_time\":1,\"ready\":true,\"status\":\"x\"}}"),
+    )
+    .expect("write");
+    let out = sb.qus(&["status", "--daemon"]);
+    assert_eq!(out.status.code(), Some(1), "trusted a reused pid");
+}
+
+/// binfmt_misc is never mounted over a directory with files in it.
+#[test]
+fn binfmt_misc_is_mounted_only_on_an_empty_directory() {
+    let sb = Sandbox::unmounted();
+    sb.install_emulator("aarch64");
+    sb.search_bin("");
+    let dir = sb.path().join("data");
+    fs::create_dir(&dir).expect("mkdir");
+    fs::write(dir.join("data.txt"), "precious").expect("write");
+    let out = sb
+        .command(common::QUS)
+        .arg("--binfmt-misc")
+        .arg(&dir)
+        .arg("--state-dir")
+        .arg(sb.state())
+        .arg("--config-dir")
+        .arg(sb.etc())
+        .arg("register")
+        .output()
+        .expect("qus");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not empty"), "{}", stderr(&out));
+    let seen = sb
+        .command("cat")
+        .arg(dir.join("data.txt"))
+        .output()
+        .expect("cat");
+    assert_eq!(String::from_utf8_lossy(&seen.stdout), "precious");
+}
+
+/// `qus export --output` never writes through a link planted there.
+#[test]
+fn export_never_follows_a_planted_link() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.search_bin("");
+    let victim = sb.path().join("victim");
+    fs::write(&victim, "secret").expect("victim");
+    chmod(&victim, 0o600);
+    let out_dir = sb.path().join("export");
+    fs::create_dir(&out_dir).expect("mkdir");
+    std::os::unix::fs::symlink(&victim, out_dir.join("qemu-aarch64.conf")).expect("plant");
+    sb.qus_ok(&["export", "--output", &out_dir.display().to_string()]);
+    assert_eq!(fs::read_to_string(&victim).expect("victim"), "secret");
+    let written = out_dir.join("qemu-aarch64.conf");
+    assert!(fs::symlink_metadata(&written).expect("conf").is_file());
+    assert!(fs::read_to_string(&written)
+        .expect("conf")
+        .contains(":qemu-aarch64:M:"));
+}
+
+/// A config directory that vanishes while qusd runs keeps the previous
+/// configuration (no defaults applied at once) until it is back.
+#[test]
+fn a_vanished_config_dir_keeps_the_configuration() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.install_emulator("s390x");
+    sb.search_bin("exclude = [\"s390x\"]\n");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    assert_eq!(sb.entries(), ["qemu-aarch64"]);
+    let moved = sb.path().join("etc-away");
+    fs::rename(sb.etc(), &moved).expect("mv etc away");
+    wait_for(WAIT, "the vanished dir noticed", || {
+        d.count("vanished") >= 1
+    });
+    assert_eq!(sb.entries(), ["qemu-aarch64"], "defaults applied");
+    fs::rename(&moved, sb.etc()).expect("mv back");
+    wait_for(WAIT, "configuration valid again", || {
+        d.count("configuration is valid again") >= 1
+    });
+    d.settle(&sb);
+    assert_eq!(sb.entries(), ["qemu-aarch64"]);
+}
+
+/// A drop-in starting with a BOM says so; bidirectional overrides in a
+/// foreign entry are shown escaped.
+#[test]
+fn bom_and_bidi_are_named_and_escaped() {
+    let sb = Sandbox::new();
+    sb.search_bin("");
+    let bom = sb.etc().join("20-bom.toml");
+    fs::write(&bom, b"\xef\xbb\xbf[qemu]\nflags = \"PF\"\n").expect("write");
+    chmod(&bom, 0o644);
+    let out = sb.qus(&["config", "--check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("BOM"), "{}", stderr(&out));
+    fs::remove_file(&bom).expect("rm");
+    sb.install_emulator("aarch64");
+    sb.search_bin("takeover = false\n");
+    // Another tool's entry under qus's name: shown as a conflict, with
+    // its interpreter in the detail.
+    sb.register_raw(":qemu-aarch64:E::evil::/usr/bin/x\u{202e}gpj.exe:");
+    let table = sb.qus_ok(&["status"]);
+    assert!(!table.contains('\u{202e}'), "{table}");
+    assert!(table.contains("\\xe2\\x80\\xae"), "{table}");
+}
