@@ -138,6 +138,8 @@ pub struct Resolved {
     /// The directories that hold the file or a symlink hop on the way:
     /// a change in any of them can change what the path names.
     pub holders: Vec<PathBuf>,
+    /// Every symlink followed on the way, in order.
+    pub links: Vec<PathBuf>,
 }
 
 /// Resolve `path` component by component, following every symlink, and
@@ -153,6 +155,7 @@ pub fn resolve(path: &Path, cache: &DirCache) -> Result<Resolved, Refusal> {
     let mut current = PathBuf::from("/");
     cache.check(&current, Role::Ancestor)?;
     let mut holders = Vec::new();
+    let mut links = Vec::new();
     let mut hops = 0;
     while let Some(name) = pending.pop_front() {
         if name == ".." {
@@ -179,6 +182,7 @@ pub fn resolve(path: &Path, cache: &DirCache) -> Result<Resolved, Refusal> {
             }
             cache.check(&current, Role::Holder)?;
             holders.push(current.clone());
+            links.push(next.clone());
             let target = std::fs::read_link(&next)
                 .map_err(|e| Refusal(format!("{}: {e}", next.display())))?;
             if target.is_absolute() {
@@ -195,6 +199,7 @@ pub fn resolve(path: &Path, cache: &DirCache) -> Result<Resolved, Refusal> {
             return Ok(Resolved {
                 file: next,
                 holders,
+                links,
             });
         }
         if !meta.is_dir() {

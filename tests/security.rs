@@ -607,3 +607,77 @@ fn bom_and_bidi_are_named_and_escaped() {
     assert!(!table.contains('\u{202e}'), "{table}");
     assert!(table.contains("\\xe2\\x80\\xae"), "{table}");
 }
+
+/// The middle hop of a link chain re-pointed while qusd runs: qusd
+/// watches every hop's directory, so the change is seen and, with `F`,
+/// the entry is replaced by what the chain names now.
+#[test]
+fn a_re_pointed_middle_hop_is_noticed() {
+    let sb = Sandbox::new();
+    let hops = sb.path().join("hops");
+    fs::create_dir(&hops).expect("mkdir");
+    for name in ["a", "b"] {
+        fs::copy(require_qemu("aarch64"), hops.join(name)).expect("copy");
+        chmod(&hops.join(name), 0o755);
+    }
+    std::os::unix::fs::symlink("a", hops.join("hop")).expect("hop");
+    std::os::unix::fs::symlink(hops.join("hop"), sb.bin().join("qemu-aarch64-static"))
+        .expect("link");
+    sb.search_bin("");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    assert!(sb.has_entry("qemu-aarch64"));
+    std::os::unix::fs::symlink("b", hops.join("hop.new")).expect("new hop");
+    fs::rename(hops.join("hop.new"), hops.join("hop")).expect("re-point");
+    wait_for(WAIT, "the entry replaced after the hop moved", || {
+        d.count("replaced qemu-aarch64") == 1
+    });
+}
+
+/// A lock held by a stuck process never stops qusd's loop: watchdog pings
+/// keep coming while its first pass waits, and SIGTERM stops it at once.
+#[test]
+fn a_held_lock_never_blocks_the_daemon_loop() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.search_bin("");
+    sb.qus_ok(&["register"]);
+    let lock = sb.state().join("lock");
+    let mut stuck = sb
+        .command("flock")
+        .arg(&lock)
+        .args(["sleep", "60"])
+        .spawn()
+        .expect("root flock");
+    wait_for(WAIT, "the lock held", || {
+        !sb.command("flock")
+            .arg("-n")
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .expect("flock -n")
+            .success()
+    });
+    let mut n = NotifySocket::new(sb.path());
+    let mut d = sb.qusd(Some(&n), &[("WATCHDOG_USEC", "1000000")]);
+    for _ in 0..3 {
+        n.wait(5, "WATCHDOG=1 while the pass waits for the lock", |m| {
+            m.contains("WATCHDOG=1")
+        });
+    }
+    assert!(
+        !n.seen.iter().any(|m| m.contains("READY=1")),
+        "the first pass cannot have finished: {:?}",
+        n.seen
+    );
+    let start = std::time::Instant::now();
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(WAIT), Some(0), "{}", d.log_text());
+    let took = start.elapsed();
+    let _ = stuck.kill();
+    let _ = stuck.wait();
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "SIGTERM took {took:?} while the lock was held"
+    );
+}

@@ -328,11 +328,23 @@ impl Daemon {
                 names.insert(name.to_owned());
             }
         };
+        let cache = crate::safety::DirCache::default();
         for (_, path) in observe::interpreters(config) {
             note(&path);
-            // A symlinked emulator is upgraded where it points.
-            if let Ok(resolved) = std::fs::canonicalize(&path) {
-                note(&resolved);
+            // A symlinked emulator is upgraded where it points, and any link
+            // on the way may be re-pointed: watch every hop.
+            match crate::safety::resolve(&path, &cache) {
+                Ok(r) => {
+                    for link in &r.links {
+                        note(link);
+                    }
+                    note(&r.file);
+                }
+                Err(_) => {
+                    if let Ok(resolved) = std::fs::canonicalize(&path) {
+                        note(&resolved);
+                    }
+                }
             }
         }
         Targets {
