@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 
 use crate::apply::{self, Outcome};
-use crate::binfmt::{KernelEntries, KernelEntry};
+use crate::binfmt::KernelEntries;
 use crate::model::{NativeVerdicts, World};
 use crate::observe::{self, Request, System};
 use crate::plan::{self, Action, Mode, Plan, State};
@@ -133,7 +133,7 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
     }
     let kernel_after = (
         world.enabled.unwrap_or(false),
-        expected_after(&world.kernel, &outcome.done),
+        plan::kernel_after(&world.kernel, &outcome.done),
     );
     drop(lock);
     Ok(Pass {
@@ -162,34 +162,6 @@ fn switch_on(system: &System) -> Result<()> {
         .context("turning binfmt_misc back on")?;
     tracing::info!("binfmt_misc was disabled globally; enabled it (binfmt.enable = true)");
     Ok(())
-}
-
-/// What binfmt_misc holds once `done` was applied to `before`.
-fn expected_after(before: &KernelEntries, done: &[Action]) -> KernelEntries {
-    let mut k = before.clone();
-    for action in done {
-        match action {
-            Action::Register(t) | Action::Replace { target: t, .. } => {
-                k.insert(
-                    t.name.clone(),
-                    KernelEntry {
-                        enabled: true,
-                        spec: t.spec.clone(),
-                    },
-                );
-            }
-            Action::Enable { name } => {
-                if let Some(e) = k.get_mut(name) {
-                    e.enabled = true;
-                }
-            }
-            Action::Unregister { name, .. } => {
-                k.remove(name);
-            }
-            Action::Record(_) | Action::Forget { .. } => {}
-        }
-    }
-    k
 }
 
 /// Do both hold the same entries, compared the way the kernel shows them

@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::binfmt::{EntrySpec, KernelEntry};
+use crate::binfmt::{EntrySpec, KernelEntries, KernelEntry};
 use crate::model::{Identity, Owned, Skip, Want, World};
 
 /// What a plan is for.
@@ -425,6 +425,35 @@ fn judge(
         item.owned = false;
     }
     item
+}
+
+/// What binfmt_misc holds once `done` was applied to `before` (pure: the
+/// daemon compares later events against it, and tests simulate with it).
+pub fn kernel_after(before: &KernelEntries, done: &[Action]) -> KernelEntries {
+    let mut k = before.clone();
+    for action in done {
+        match action {
+            Action::Register(t) | Action::Replace { target: t, .. } => {
+                k.insert(
+                    t.name.clone(),
+                    KernelEntry {
+                        enabled: true,
+                        spec: t.spec.clone(),
+                    },
+                );
+            }
+            Action::Enable { name } => {
+                if let Some(e) = k.get_mut(name) {
+                    e.enabled = true;
+                }
+            }
+            Action::Unregister { name, .. } => {
+                k.remove(name);
+            }
+            Action::Record(_) | Action::Forget { .. } => {}
+        }
+    }
+    k
 }
 
 #[cfg(test)]

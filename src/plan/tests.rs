@@ -320,16 +320,11 @@ fn actions_are_ordered_removals_first() {
 
 /// Apply a plan to a model of the kernel and the records, as `apply` does.
 fn simulate(p: &Plan, k: &mut KernelEntries, o: &mut BTreeMap<String, Owned>) {
-    for a in &p.actions() {
+    let actions = p.actions();
+    *k = kernel_after(k, &actions);
+    for a in &actions {
         match a {
-            Action::Register(t) | Action::Replace { target: t, .. } => {
-                k.insert(
-                    t.name.clone(),
-                    KernelEntry {
-                        enabled: true,
-                        spec: t.spec.clone(),
-                    },
-                );
+            Action::Register(t) | Action::Replace { target: t, .. } | Action::Record(t) => {
                 o.insert(
                     t.name.clone(),
                     Owned {
@@ -339,28 +334,10 @@ fn simulate(p: &Plan, k: &mut KernelEntries, o: &mut BTreeMap<String, Owned>) {
                     },
                 );
             }
-            Action::Enable { name } => {
-                if let Some(e) = k.get_mut(name) {
-                    e.enabled = true;
-                }
-            }
-            Action::Unregister { name, .. } => {
-                k.remove(name);
+            Action::Unregister { name, .. } | Action::Forget { name } => {
                 o.remove(name);
             }
-            Action::Record(t) => {
-                o.insert(
-                    t.name.clone(),
-                    Owned {
-                        arch: t.arch.clone(),
-                        spec: t.spec.clone(),
-                        identity: Some(t.identity),
-                    },
-                );
-            }
-            Action::Forget { name } => {
-                o.remove(name);
-            }
+            Action::Enable { .. } => {}
         }
     }
 }
