@@ -28,6 +28,22 @@ fn chown(path: &Path, uid: u32) {
     assert!(st.success(), "chown {}", path.display());
 }
 
+/// A root process stuck while holding the lock: `flock` on a descriptor,
+/// then `exec sleep`, so killing the one pid releases it (flock's command
+/// form would leave its child behind, holding our output open).
+fn hold_lock(sb: &Sandbox, lock: &Path) -> std::process::Child {
+    sb.command("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec 9<>'{}'; flock -x 9; exec sleep 60",
+            lock.display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("root flock")
+}
+
 fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
 }
@@ -94,12 +110,7 @@ fn another_user_cannot_take_or_freeze_the_lock() {
         .expect("flock");
     assert!(!out.status.success(), "the user took the lock");
     // A stuck root process holding it: qus waits a bounded time, then says so.
-    let mut stuck = sb
-        .command("flock")
-        .arg(&lock)
-        .args(["sleep", "60"])
-        .spawn()
-        .expect("root flock");
+    let mut stuck = hold_lock(&sb, &lock);
     wait_for(WAIT, "root holds the lock", || {
         !sb.command("flock")
             .args(["-n"])
@@ -643,12 +654,7 @@ fn a_held_lock_never_blocks_the_daemon_loop() {
     sb.search_bin("");
     sb.qus_ok(&["register"]);
     let lock = sb.state().join("lock");
-    let mut stuck = sb
-        .command("flock")
-        .arg(&lock)
-        .args(["sleep", "60"])
-        .spawn()
-        .expect("root flock");
+    let mut stuck = hold_lock(&sb, &lock);
     wait_for(WAIT, "the lock held", || {
         !sb.command("flock")
             .arg("-n")
