@@ -276,7 +276,7 @@ fn wanted(config: &Config, native: &NativeVerdicts, overrides: &Overrides) -> Wa
         let want = if !entry.enabled {
             Err(Skip::Excluded(format!("disabled in {}", entry.source)))
         } else {
-            checked(entry.spec.clone(), &dirs)
+            checked(entry.spec.clone(), entry.catch_host_programs, &dirs)
         };
         items.push(Want {
             name: name.clone(),
@@ -328,6 +328,9 @@ fn want_arch(
             None => Err(Skip::NoInterpreter(not_found(config, arch))),
             Some(interpreter) => {
                 let over = config.arch.get(arch.name);
+                let catch_host = over
+                    .and_then(|o| o.catch_host_programs.as_ref())
+                    .is_some_and(|c| c.value);
                 let flags = overrides
                     .flags
                     .or_else(|| over.and_then(|o| o.flags.as_ref()).map(|f| f.value))
@@ -342,6 +345,7 @@ fn want_arch(
                         interpreter,
                         flags,
                     },
+                    catch_host,
                     dirs,
                 )
             }
@@ -376,7 +380,14 @@ fn not_found(config: &Config, arch: &Arch) -> String {
 }
 
 /// Apply the interpreter safety rules and take the file's identity.
-fn checked(spec: EntrySpec, dirs: &safety::DirCache) -> Result<Desired, Skip> {
+/// `catch_host_programs` (config, per arch or entry) lets through an
+/// entry that would catch the host's own programs, never one that would
+/// catch its own interpreter.
+fn checked(
+    spec: EntrySpec,
+    catch_host_programs: bool,
+    dirs: &safety::DirCache,
+) -> Result<Desired, Skip> {
     if !spec.interpreter.exists() {
         return Err(Skip::NoInterpreter(format!(
             "{} does not exist",
@@ -385,7 +396,7 @@ fn checked(spec: EntrySpec, dirs: &safety::DirCache) -> Result<Desired, Skip> {
     }
     let resolved =
         safety::check_interpreter(&spec.interpreter, dirs).map_err(|r| Skip::Refused(r.0))?;
-    if let Some(why) = breaks_host(&spec.matcher, &resolved) {
+    if let Some(why) = breaks_host(&spec.matcher, &resolved, catch_host_programs) {
         return Err(Skip::Refused(why));
     }
     let identity = identity_of(&resolved).map_err(|e| Skip::Refused(e.to_string()))?;
@@ -397,7 +408,7 @@ fn checked(spec: EntrySpec, dirs: &safety::DirCache) -> Result<Desired, Skip> {
 /// symbolic links"); one that catches the host's own programs (this very
 /// binary stands for them) sends every native program, `qus unregister`
 /// included, to the emulator.
-fn breaks_host(matcher: &Matcher, interpreter: &Path) -> Option<String> {
+fn breaks_host(matcher: &Matcher, interpreter: &Path, catch_host_programs: bool) -> Option<String> {
     let header = |path: &Path| -> Option<Vec<u8>> {
         let mut buf = vec![0u8; 256];
         let mut f = std::fs::File::open(path).ok()?;
@@ -411,10 +422,13 @@ fn breaks_host(matcher: &Matcher, interpreter: &Path) -> Option<String> {
             interpreter.display()
         ));
     }
-    if header(Path::new("/proc/self/exe")).is_some_and(|h| matcher.catches(&h)) {
+    if !catch_host_programs
+        && header(Path::new("/proc/self/exe")).is_some_and(|h| matcher.catches(&h))
+    {
         return Some(
             "it would catch the host's own programs (qus itself is one): \
-             nothing native would run any more"
+             nothing native would run any more (set catch_host_programs = true \
+             for this entry if that is really meant)"
                 .into(),
         );
     }

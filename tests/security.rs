@@ -485,6 +485,31 @@ fn host_breaking_entries_are_refused() {
     assert!(sb.entries().is_empty());
     let st = sb.command("true").status().expect("true");
     assert!(st.success());
+    // The override lets through an entry meant to catch host programs
+    // (state missing: wanted), never one that catches its own interpreter.
+    let wrapper = sb.bin().join("wrap");
+    fs::write(&wrapper, "#!/bin/sh\nexec \"$@\"\n").expect("wrapper");
+    chmod(&wrapper, 0o755);
+    sb.search_bin(&format!(
+        "[qemu.arch.x86_64]\nenabled = true\ncatch_host_programs = true\n\
+         [entry.wrap-elf]\nmagic = \"\\\\x7fELF\\\\x02\"\ninterpreter = \"{}\"\n\
+         catch_host_programs = true\n",
+        wrapper.display()
+    ));
+    let status = sb.status();
+    let state = |name: &str| {
+        status["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| (e["state"].to_string(), e["detail"].to_string()))
+            .expect("entry")
+    };
+    assert_eq!(state("wrap-elf").0, "\"missing\"", "{status}");
+    let (st, detail) = state("qemu-x86_64");
+    assert_eq!(st, "\"refused\"");
+    assert!(detail.contains("its own interpreter"), "{detail}");
 }
 
 /// One qusd per state dir; `status --daemon` does not trust a pid

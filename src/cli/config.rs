@@ -143,6 +143,9 @@ fn render_qemu(o: &mut String, c: &Config) {
         if let Some(e) = &over.enabled {
             line(o, "enabled", e.value.to_string(), e);
         }
+        if let Some(c) = &over.catch_host_programs {
+            line(o, "catch_host_programs", c.value.to_string(), c);
+        }
     }
 }
 
@@ -177,6 +180,9 @@ fn render_entry(o: &mut String, name: &str, e: &CustomEntry) {
     );
     let _ = writeln!(o, "flags = {}", quote(&e.spec.flags.to_string()));
     let _ = writeln!(o, "enabled = {}", e.enabled);
+    if e.catch_host_programs {
+        let _ = writeln!(o, "catch_host_programs = true");
+    }
 }
 
 fn render_daemon(o: &mut String, c: &Config) {

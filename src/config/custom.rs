@@ -77,6 +77,7 @@ pub(super) fn finish_entry(name: &str, raw: RawEntry) -> Result<CustomEntry, Con
     Ok(CustomEntry {
         spec,
         enabled: raw.enabled.as_ref().is_none_or(|e| e.value),
+        catch_host_programs: raw.catch_host_programs.as_ref().is_some_and(|c| c.value),
         source: table,
     })
 }

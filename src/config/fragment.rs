@@ -42,6 +42,7 @@ pub struct ArchFragment {
     pub interpreter: Option<Spanned<String>>,
     pub flags: Option<Spanned<String>>,
     pub enabled: Option<Spanned<bool>>,
+    pub catch_host_programs: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -56,6 +57,7 @@ pub struct EntryFragment {
     pub interpreter: Option<Spanned<String>>,
     pub flags: Option<Spanned<String>>,
     pub enabled: Option<Spanned<bool>>,
+    pub catch_host_programs: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

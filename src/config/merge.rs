@@ -25,6 +25,7 @@ pub(super) struct RawEntry {
     pub(super) interpreter: Option<Sourced<String>>,
     pub(super) flags: Option<Sourced<String>>,
     pub(super) enabled: Option<Sourced<bool>>,
+    pub(super) catch_host_programs: Option<Sourced<bool>>,
     pub(super) source: Option<Source>,
 }
 
@@ -177,6 +178,9 @@ impl Merger {
         if let Some(e) = over.enabled {
             slot.enabled = Some(ctx.sourced(e));
         }
+        if let Some(c) = over.catch_host_programs {
+            slot.catch_host_programs = Some(ctx.sourced(c));
+        }
         Ok(())
     }
 
@@ -210,6 +214,7 @@ impl Merger {
         take!(interpreter);
         take!(flags);
         take!(enabled);
+        take!(catch_host_programs);
         Ok(())
     }
 

@@ -95,6 +95,8 @@ pub struct ArchOverride {
     pub interpreter: Option<Sourced<PathBuf>>,
     pub flags: Option<Sourced<Flags>>,
     pub enabled: Option<Sourced<bool>>,
+    /// Register even if the entry would catch the host's own programs.
+    pub catch_host_programs: Option<Sourced<bool>>,
 }
 
 /// A custom `[entry.NAME]`, validated.
@@ -102,6 +104,8 @@ pub struct ArchOverride {
 pub struct CustomEntry {
     pub spec: EntrySpec,
     pub enabled: bool,
+    /// Register even if the entry would catch the host's own programs.
+    pub catch_host_programs: bool,
     /// The file and line of the last table that defined this entry.
     pub source: Source,
 }
