@@ -96,6 +96,14 @@ fn run(
                 out.records_changed = true;
             }
         }
+        Action::Restore { name, spec } => {
+            out.kernel_writes += 1;
+            binfmt.register(name, spec)?;
+            tracing::info!(
+                "restored {name}: interpreter {} (the entry qus had taken over)",
+                spec.interpreter.display()
+            );
+        }
         Action::Record(t) => {
             tracing::debug!("recorded {} as owned", t.name);
             record(owned, t, out);
@@ -117,6 +125,7 @@ fn record(owned: &mut OwnedEntries, t: &Target, out: &mut Outcome) {
             arch: t.arch.clone(),
             spec: t.spec.clone(),
             identity: Some(t.identity),
+            replaced: t.replaced.clone(),
         },
     );
     out.records_changed = true;
@@ -151,6 +160,9 @@ pub fn describe(action: &Action) -> String {
         }
         Action::Enable { name } => format!("enable {name}"),
         Action::Unregister { name, .. } => format!("remove {name}"),
+        Action::Restore { name, spec } => {
+            format!("restore {name} ({})", spec.interpreter.display())
+        }
         Action::Record(t) => format!("record {}", t.name),
         Action::Forget { name } => format!("forget {name}"),
     }

@@ -123,6 +123,15 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
     }
     let world = observe::observe(system, request)?;
     let plan = plan::plan(&world, &mode);
+    for item in &plan.items {
+        if item.state == State::Conflict && mode.in_scope(&item.name) {
+            tracing::warn!(
+                "conflict {}: {}",
+                item.name,
+                item.detail.as_deref().unwrap_or("")
+            );
+        }
+    }
     let mut owned = world.owned.clone();
     let outcome = apply::apply(&plan.actions(), &system.binfmt, &mut owned);
     if outcome.records_changed && records_note.is_none() {

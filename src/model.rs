@@ -49,6 +49,53 @@ pub struct Owned {
     pub arch: Option<String>,
     pub spec: EntrySpec,
     pub identity: Option<Identity>,
+    /// The same-named entry qus took over, if any: put back when qus
+    /// unregisters this one.
+    pub replaced: Option<EntrySpec>,
+}
+
+/// Which same-named entries that qus did not register it may replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Takeover {
+    /// Only the distribution's own (registered from its binfmt.d files,
+    /// interpreter one of its QEMU files or wrappers); others are left in
+    /// place as `conflict`.
+    Distro,
+    /// Every one (`takeover = true`).
+    All,
+    /// None (`takeover = false`).
+    Never,
+}
+
+impl std::fmt::Display for Takeover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Takeover::Distro => "\"distro\"",
+            Takeover::All => "true",
+            Takeover::Never => "false",
+        })
+    }
+}
+
+impl std::fmt::Display for Others {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Others::Yield => "\"yield\"",
+            Others::Override => "\"override\"",
+        })
+    }
+}
+
+/// What to do when another entry, under another name, already handles an
+/// arch (Rosetta, FEX-Emu, box64, a hand-made wrapper).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Others {
+    /// Leave the arch to it; register when it goes away.
+    Yield,
+    /// Register anyway (the newest entry wins: qus's shadows the other).
+    Override,
 }
 
 /// Ownership records by entry name.
@@ -81,6 +128,8 @@ pub struct Want {
     /// The table arch for qemu entries; `None` for custom entries.
     pub arch: Option<String>,
     pub want: Result<Desired, Skip>,
+    /// What to do when another entry already handles the arch.
+    pub others: Others,
 }
 
 /// Everything qus has an opinion about.
@@ -122,6 +171,15 @@ pub struct World {
     pub native: NativeVerdicts,
     /// What qus wants, entry by entry.
     pub wanted: Wanted,
+    /// Per arch, the enabled entries that catch its programs, in the
+    /// kernel's match order (the first is the one the kernel uses).
+    pub handlers: BTreeMap<String, Vec<String>>,
+    /// Kernel entries the distribution registered (from its binfmt.d
+    /// files: the interpreter is one of its QEMU files or wrappers).
+    pub distro: std::collections::BTreeSet<String>,
+    /// Owned entries whose replaced entry can be put back (its
+    /// interpreter still exists).
+    pub restorable: std::collections::BTreeSet<String>,
 }
 
 impl World {

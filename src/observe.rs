@@ -14,8 +14,8 @@ use crate::arch::{self, Arch};
 use crate::binfmt::{BinfmtMisc, EntrySpec, Flags, KernelEntries, Matcher};
 use crate::config::Config;
 use crate::model::{
-    Desired, Host, Identity, Instance, Native, NativeVerdicts, OwnedEntries, Skip, Want, Wanted,
-    World,
+    Desired, Host, Identity, Instance, Native, NativeVerdicts, Others, OwnedEntries, Skip, Want,
+    Wanted, World,
 };
 use crate::probe;
 use crate::safety;
@@ -91,6 +91,14 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
             tracing::warn!("refused {}: {why}", want.name);
         }
     }
+    let live = mounted && enabled == Some(true);
+    let handlers = handlers(&kernel, &match_order, live);
+    let distro = distro_entries(&kernel);
+    let restorable = owned
+        .iter()
+        .filter(|(_, o)| o.replaced.as_ref().is_some_and(|r| r.interpreter.exists()))
+        .map(|(name, _)| name.clone())
+        .collect();
     Ok(World {
         mounted,
         enabled,
@@ -100,7 +108,79 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
         owned_warning,
         native,
         wanted,
+        handlers,
+        distro,
+        restorable,
     })
+}
+
+/// Per arch, the enabled entries that catch its programs, in the kernel's
+/// match order. A program of the arch is its probe when qus ships one,
+/// else the arch's own magic (an ELF header prefix).
+fn handlers(
+    kernel: &KernelEntries,
+    match_order: &[String],
+    live: bool,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut all = std::collections::BTreeMap::new();
+    if !live {
+        return all;
+    }
+    for a in arch::ARCHES {
+        let header: Vec<u8> = probe::find(a.name)
+            .map(|p| p.program.to_vec())
+            .unwrap_or_else(|| a.magic.to_vec());
+        let catching: Vec<String> = match_order
+            .iter()
+            .filter(|name| {
+                kernel
+                    .get(*name)
+                    .is_some_and(|e| e.enabled && e.spec.matcher.catches(&header))
+            })
+            .cloned()
+            .collect();
+        if !catching.is_empty() {
+            all.insert(a.name.to_string(), catching);
+        }
+    }
+    all
+}
+
+/// Where distributions put the interpreters of their own binfmt_misc
+/// entries (Debian and Ubuntu's `qemu-user-static` wrappers).
+const DISTRO_INTERPRETER_DIRS: &[&str] = &["/usr/libexec/qemu-binfmt/", "/usr/lib/qemu-binfmt/"];
+/// Where distributions ship their binfmt.d files.
+const DISTRO_BINFMT_D: &[&str] = &["/usr/lib/binfmt.d", "/lib/binfmt.d"];
+
+/// Kernel entries the distribution registered: the interpreter is one of
+/// its QEMU wrappers, or a binfmt.d file it ships registers exactly this
+/// name with this interpreter (as `systemd-binfmt` does at boot).
+fn distro_entries(kernel: &KernelEntries) -> std::collections::BTreeSet<String> {
+    let mut shipped: std::collections::BTreeMap<String, PathBuf> = Default::default();
+    for dir in DISTRO_BINFMT_D {
+        let Ok(files) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let Ok(text) = std::fs::read_to_string(file.path()) else {
+                continue;
+            };
+            for line in text.lines().filter(|l| l.starts_with(':')) {
+                if let Ok((name, spec)) = crate::binfmt::entry::parse_register_line(line) {
+                    shipped.insert(name, spec.interpreter);
+                }
+            }
+        }
+    }
+    kernel
+        .iter()
+        .filter(|(name, e)| {
+            let path = e.spec.interpreter.to_string_lossy();
+            DISTRO_INTERPRETER_DIRS.iter().any(|d| path.starts_with(d))
+                || shipped.get(*name) == Some(&e.spec.interpreter)
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// The running host, or `machine` when given (for tests and for preparing
@@ -115,11 +195,7 @@ pub fn detect_host(machine: Option<&str>) -> Host {
 
 /// Which binfmt_misc instance a process here talks to.
 pub fn instance() -> Instance {
-    // The initial user namespace has this fixed inode (PROC_USER_INIT_INO).
-    let initial = std::fs::read_link("/proc/self/ns/user")
-        .map(|l| l.to_string_lossy() == "user:[4026531837]")
-        .unwrap_or(true);
-    if initial {
+    if safety::initial_user_namespace() {
         Instance::Host
     } else {
         Instance::Private
@@ -282,6 +358,8 @@ fn wanted(config: &Config, native: &NativeVerdicts, overrides: &Overrides) -> Wa
             name: name.clone(),
             arch: None,
             want,
+            // A custom entry is named on purpose: never yields.
+            others: Others::Override,
         });
     }
     Wanted { items }
@@ -351,10 +429,16 @@ fn want_arch(
             }
         },
     };
+    let others = config
+        .arch
+        .get(arch.name)
+        .and_then(|o| o.others.as_ref())
+        .map_or(config.others.value, |o| o.value);
     Want {
         name: config.entry_name(arch.name),
         arch: Some(arch.name.to_string()),
         want,
+        others,
     }
 }
 

@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::binfmt::{EntrySpec, KernelEntries, KernelEntry};
-use crate::model::{Identity, Owned, Skip, Want, World};
+use crate::model::{Identity, Others, Skip, Takeover, Want, World};
 
 /// What a plan is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,8 +31,8 @@ pub enum Mode {
     /// Make the kernel match the configuration (`qus register`, every
     /// qusd pass).
     Reconcile {
-        /// Replace same-named entries qus did not register.
-        takeover: bool,
+        /// Which same-named entries qus did not register it may replace.
+        takeover: Takeover,
         /// Only act on these entry names (`qus register ARCH…`); `None` = all.
         scope: Option<BTreeSet<String>>,
         /// Leave these alone this time (their emulator file is still being
@@ -46,7 +46,7 @@ pub enum Mode {
 
 impl Mode {
     /// A full reconcile with nothing held.
-    pub fn reconcile(takeover: bool) -> Mode {
+    pub fn reconcile(takeover: Takeover) -> Mode {
         Mode::Reconcile {
             takeover,
             scope: None,
@@ -69,8 +69,11 @@ impl Mode {
         }
     }
 
-    fn takeover(&self) -> bool {
-        matches!(self, Mode::Reconcile { takeover: true, .. })
+    fn takeover(&self) -> Takeover {
+        match self {
+            Mode::Reconcile { takeover, .. } => *takeover,
+            Mode::Unregister { .. } => Takeover::Never,
+        }
     }
 }
 
@@ -81,6 +84,8 @@ pub struct Target {
     pub arch: Option<String>,
     pub spec: EntrySpec,
     pub identity: Identity,
+    /// The other tool's entry this one replaced, to put back on unregister.
+    pub replaced: Option<EntrySpec>,
 }
 
 /// One step of a plan. Only the first four write to binfmt_misc.
@@ -98,6 +103,11 @@ pub enum Action {
     Unregister {
         name: String,
         reason: String,
+    },
+    /// Put back the entry qus replaced when it took the name over.
+    Restore {
+        name: String,
+        spec: EntrySpec,
     },
     /// Record ownership (adopt an identical entry, or note a new identity).
     Record(Target),
@@ -117,6 +127,7 @@ impl Action {
                 | Action::Replace { .. }
                 | Action::Enable { .. }
                 | Action::Unregister { .. }
+                | Action::Restore { .. }
         )
     }
 
@@ -124,11 +135,12 @@ impl Action {
     fn rank(&self) -> u8 {
         match self {
             Action::Unregister { .. } => 0,
-            Action::Replace { .. } => 1,
-            Action::Register(_) => 2,
-            Action::Enable { .. } => 3,
-            Action::Record(_) => 4,
-            Action::Forget { .. } => 5,
+            Action::Restore { .. } => 1,
+            Action::Replace { .. } => 2,
+            Action::Register(_) => 3,
+            Action::Enable { .. } => 4,
+            Action::Record(_) => 5,
+            Action::Forget { .. } => 6,
         }
     }
 }
@@ -154,6 +166,9 @@ pub enum State {
     Native,
     /// Registered by qus earlier, no longer configured.
     Orphaned,
+    /// Another entry, under another name, already handles the arch and
+    /// `others = "yield"`.
+    HandledBy,
 }
 
 impl State {
@@ -169,6 +184,7 @@ impl State {
             State::Excluded => "excluded",
             State::Native => "native",
             State::Orphaned => "orphaned",
+            State::HandledBy => "handled-by",
         }
     }
 }
@@ -187,6 +203,9 @@ pub struct Item {
     pub kernel: Option<KernelEntry>,
     /// Did qus register (or adopt) it?
     pub owned: bool,
+    /// For an arch: the enabled entries that catch its programs, in the
+    /// kernel's match order (the first is the one the kernel uses).
+    pub handlers: Vec<String>,
     pub actions: Vec<Action>,
 }
 
@@ -229,17 +248,12 @@ pub fn plan(world: &World, mode: &Mode) -> Plan {
 }
 
 /// Every entry qus has an opinion about or a record of, judged.
-fn reconcile(world: &World, takeover: bool) -> Plan {
+fn reconcile(world: &World, takeover: Takeover) -> Plan {
     let mut items = Vec::new();
     let mut seen = BTreeSet::new();
     for want in &world.wanted.items {
         seen.insert(want.name.clone());
-        items.push(judge(
-            want,
-            world.kernel.get(&want.name),
-            world.owned.get(&want.name),
-            takeover,
-        ));
+        items.push(judge(want, world, takeover));
     }
     // Entries qus registered before and no longer names at all.
     for (name, record) in &world.owned {
@@ -262,6 +276,7 @@ fn reconcile(world: &World, takeover: bool) -> Plan {
             wanted: None,
             kernel: k.cloned(),
             owned: true,
+            handlers: Vec::new(),
             actions: vec![action],
         });
     }
@@ -300,6 +315,15 @@ fn unregister(world: &World, reconciled: Plan, mode: &Mode) -> Plan {
                         name: item.name.clone(),
                         reason: "qus unregister".into(),
                     });
+                    // Put back what qus took the name over from.
+                    if let Some(old) = record.and_then(|r| r.replaced.clone()) {
+                        if world.restorable.contains(&item.name) {
+                            item.actions.push(Action::Restore {
+                                name: item.name.clone(),
+                                spec: old,
+                            });
+                        }
+                    }
                 } else if named {
                     item.owned = false;
                     item.detail = Some(format!("{} is not owned by qus; left alone", item.name));
@@ -313,13 +337,16 @@ fn unregister(world: &World, reconciled: Plan, mode: &Mode) -> Plan {
     Plan { items }
 }
 
-fn judge(
-    want: &Want,
-    kernel: Option<&KernelEntry>,
-    record: Option<&Owned>,
-    takeover: bool,
-) -> Item {
+fn judge(want: &Want, world: &World, takeover: Takeover) -> Item {
     let name = &want.name;
+    let kernel = world.kernel.get(name);
+    let record = world.owned.get(name);
+    let handlers = want
+        .arch
+        .as_ref()
+        .and_then(|a| world.handlers.get(a))
+        .cloned()
+        .unwrap_or_default();
     let mut item = Item {
         name: name.clone(),
         arch: want.arch.clone(),
@@ -328,6 +355,7 @@ fn judge(
         wanted: None,
         kernel: kernel.cloned(),
         owned: record.is_some(),
+        handlers,
         actions: Vec::new(),
     };
     // Did qus register what the kernel holds now (nobody changed it since)?
@@ -335,15 +363,31 @@ fn judge(
         (Some(k), Some(r)) => k.spec.equivalent(&r.spec),
         _ => false,
     };
-    let desired = match &want.want {
-        Ok(d) => d,
-        Err(skip) => {
-            let (state, why) = match skip {
-                Skip::Excluded(w) => (State::Excluded, w),
-                Skip::Native(w) => (State::Native, w),
-                Skip::NoInterpreter(w) => (State::NoInterpreter, w),
-                Skip::Refused(w) => (State::Refused, w),
-            };
+    // Other enabled entries, under other names and not qus's, that catch
+    // this arch's programs (Rosetta, FEX-Emu, box64, a wrapper).
+    let others: Vec<&String> = item
+        .handlers
+        .iter()
+        .filter(|h| *h != name && !world.owned.contains_key(*h))
+        .collect();
+    let skip = match &want.want {
+        Err(skip) => Some(match skip {
+            Skip::Excluded(w) => (State::Excluded, w.clone()),
+            Skip::Native(w) => (State::Native, w.clone()),
+            Skip::NoInterpreter(w) => (State::NoInterpreter, w.clone()),
+            Skip::Refused(w) => (State::Refused, w.clone()),
+        }),
+        Ok(_) if want.others == Others::Yield && !others.is_empty() => Some((
+            State::HandledBy,
+            format!(
+                "handled by {} (qemu.others = \"yield\"; \"override\" registers qus's anyway)",
+                others[0]
+            ),
+        )),
+        Ok(_) => None,
+    };
+    let desired = match (&want.want, skip) {
+        (_, Some((state, why))) => {
             item.state = state;
             item.detail = Some(why.clone());
             if ours_unchanged {
@@ -356,13 +400,23 @@ fn judge(
             }
             return item;
         }
+        (Ok(d), None) => d,
+        (Err(_), None) => return item,
     };
+    if !others.is_empty() {
+        let names: Vec<&str> = others.iter().map(|s| s.as_str()).collect();
+        item.detail = Some(format!(
+            "shadows {} (qemu.others = \"override\")",
+            names.join(", ")
+        ));
+    }
     item.wanted = Some(desired.spec.clone());
     let target = Target {
         name: name.clone(),
         arch: want.arch.clone(),
         spec: desired.spec.clone(),
         identity: desired.identity,
+        replaced: record.and_then(|r| r.replaced.clone()),
     };
     let Some(k) = kernel else {
         item.state = State::Missing;
@@ -401,23 +455,38 @@ fn judge(
         return item;
     }
     // Same name, different registration.
-    if ours_unchanged || takeover {
+    let may_take = match takeover {
+        Takeover::All => true,
+        Takeover::Never => false,
+        Takeover::Distro => world.distro.contains(name),
+    };
+    if ours_unchanged || may_take {
         item.state = State::Stale;
         let reason = if ours_unchanged {
             "configuration or emulator changed"
-        } else {
+        } else if takeover == Takeover::All {
             "takeover of a different same-named entry"
+        } else {
+            "takeover of the distribution's entry"
         };
         item.detail = Some(reason.into());
+        let replaced = if ours_unchanged {
+            target.replaced.clone()
+        } else {
+            Some(k.spec.clone())
+        };
         item.actions.push(Action::Replace {
-            target,
+            target: Target { replaced, ..target },
             reason: reason.into(),
         });
     } else {
         item.state = State::Conflict;
+        let flags = k.spec.flags.normalized().to_string();
         item.detail = Some(format!(
-            "a different entry named {name} exists (interpreter {}); takeover = false",
-            k.spec.interpreter.display()
+            "another tool's entry named {name} exists (interpreter {}, flags {}); left alone: \
+             takeover = true replaces it",
+            k.spec.interpreter.display(),
+            if flags.is_empty() { "none" } else { &flags }
         ));
         if record.is_some() {
             item.actions.push(Action::Forget { name: name.clone() });
@@ -449,6 +518,15 @@ pub fn kernel_after(before: &KernelEntries, done: &[Action]) -> KernelEntries {
             }
             Action::Unregister { name, .. } => {
                 k.remove(name);
+            }
+            Action::Restore { name, spec } => {
+                k.insert(
+                    name.clone(),
+                    KernelEntry {
+                        enabled: true,
+                        spec: spec.clone(),
+                    },
+                );
             }
             Action::Record(_) | Action::Forget { .. } => {}
         }

@@ -46,6 +46,9 @@ struct Record {
     register: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     identity: Option<Identity>,
+    /// The register string of the entry qus took the name over from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    replaced: Option<String>,
 }
 
 /// The state directory.
@@ -247,6 +250,11 @@ impl StateDir {
         let mut owned = OwnedEntries::new();
         let mut bad = Vec::new();
         for (name, r) in disk.entries {
+            let replaced = r
+                .replaced
+                .as_deref()
+                .and_then(|l| parse_register_line(l).ok())
+                .map(|(_, spec)| spec);
             match parse_register_line(&r.register) {
                 Ok((_, spec)) => {
                     owned.insert(
@@ -255,6 +263,7 @@ impl StateDir {
                             arch: r.arch,
                             spec,
                             identity: r.identity,
+                            replaced,
                         },
                     );
                 }
@@ -284,6 +293,7 @@ impl StateDir {
                             arch: o.arch.clone(),
                             register: o.spec.register_line(name),
                             identity: o.identity,
+                            replaced: o.replaced.as_ref().map(|r| r.register_line(name)),
                         },
                     )
                 })

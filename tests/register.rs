@@ -218,12 +218,29 @@ fn foreign_entries_are_left_alone_and_conflicts_reported() {
     // `unregister --all` does not touch what qus does not own.
     sb.qus_ok(&["unregister", "--all"]);
     assert_eq!(sb.entries(), ["jar", "qemu-aarch64"]);
-    // With takeover (the default) the same-named entry is replaced; jar stays.
+    // By default ("distro") another tool's entry stays too, with a WARN
+    // naming it and the setting that changes it.
     sb.search_bin("");
+    let out = sb.qus(&["register"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another tool's entry named qemu-aarch64 exists (interpreter /bin/sh")
+            && err.contains("takeover = true replaces it"),
+        "{err}"
+    );
+    assert_eq!(sb.entry("qemu-aarch64").as_deref(), Some(before.as_str()));
+    // With takeover = true it is replaced; jar stays.
+    sb.search_bin("takeover = true\n");
     sb.qus_ok(&["register"]);
     let now = sb.entry("qemu-aarch64").expect("ours");
     assert!(now.contains("qemu-aarch64-static"), "{now}");
     assert_eq!(sb.entry("jar").as_deref(), Some(jar.as_str()));
+    // Unregistering puts back what qus took over.
+    sb.qus_ok(&["unregister", "aarch64"]);
+    assert_eq!(sb.entry("qemu-aarch64").as_deref(), Some(before.as_str()));
+    sb.search_bin("");
+    assert_eq!(sb.state_of("qemu-aarch64"), "conflict");
 }
 
 #[test]

@@ -424,15 +424,16 @@ fn read_back_mismatches_and_fights_are_bounded() {
         "{}",
         stderr(&out)
     );
-    sb.search_bin("");
-    // Two daemons, two state dirs, two opinions on qemu-aarch64's flags.
+    // Two daemons, two state dirs, two opinions on qemu-aarch64's flags,
+    // and both told to take over whatever they find (takeover = true).
+    sb.search_bin("takeover = true\n");
     let other_etc = sb.path().join("etc-other");
     let other_state = sb.path().join("state-other");
     fs::create_dir(&other_etc).expect("mkdir");
     fs::write(
         other_etc.join("10.toml"),
         format!(
-            "[qemu]\nsearch_path = [\"{}\"]\nflags = \"F\"\n",
+            "[qemu]\nsearch_path = [\"{}\"]\nflags = \"F\"\ntakeover = true\n",
             sb.bin().display()
         ),
     )
@@ -440,7 +441,7 @@ fn read_back_mismatches_and_fights_are_bounded() {
     let mut n = NotifySocket::new(sb.path());
     let a = sb.qusd_ready(&mut n);
     let log_b = sb.path().join("qusd-other.log");
-    let mut b = sb
+    let b = sb
         .command(common::QUSD)
         .arg("--binfmt-misc")
         .arg(sb.binfmt())
@@ -453,14 +454,18 @@ fn read_back_mismatches_and_fights_are_bounded() {
         .stderr(fs::File::create(&log_b).expect("log"))
         .spawn()
         .expect("qusd b");
+    // Killed on drop, whatever happens below.
+    let b = common::Qusd {
+        child: b,
+        log: log_b.clone(),
+    };
     let gave_up = |text: &str| text.contains("gave up on qemu-aarch64");
     wait_for(60, "one of the two gives up", || {
         gave_up(&a.log_text()) || gave_up(&fs::read_to_string(&log_b).unwrap_or_default())
     });
     // The fight is over: qusd A goes quiet (a loop never would).
     a.settle(&sb);
-    let _ = b.kill();
-    let _ = b.wait();
+    drop(b);
     if gave_up(&a.log_text()) {
         let status = n.wait(WAIT, "STATUS with the give-up", |m| gave_up(m));
         assert!(status.contains("STATUS="), "{status}");

@@ -68,6 +68,7 @@ pub fn render(c: &Config, dirs: &[std::path::PathBuf]) -> String {
         render_entry(&mut o, name, e);
     }
     render_daemon(&mut o, c);
+    render_guard(&mut o, c);
     o
 }
 
@@ -132,6 +133,7 @@ fn render_qemu(o: &mut String, c: &Config) {
         &c.name_prefix,
     );
     line(o, "takeover", c.takeover.value.to_string(), &c.takeover);
+    line(o, "others", c.others.value.to_string(), &c.others);
     for (arch, over) in &c.arch {
         let _ = writeln!(o, "\n[qemu.arch.{arch}]");
         if let Some(i) = &over.interpreter {
@@ -145,6 +147,9 @@ fn render_qemu(o: &mut String, c: &Config) {
         }
         if let Some(c) = &over.catch_host_programs {
             line(o, "catch_host_programs", c.value.to_string(), c);
+        }
+        if let Some(x) = &over.others {
+            line(o, "others", x.value.to_string(), x);
         }
     }
 }
@@ -183,6 +188,16 @@ fn render_entry(o: &mut String, name: &str, e: &CustomEntry) {
     if e.catch_host_programs {
         let _ = writeln!(o, "catch_host_programs = true");
     }
+}
+
+fn render_guard(o: &mut String, c: &Config) {
+    let _ = writeln!(o, "\n[guard]");
+    line(
+        o,
+        "others",
+        c.guard_others.value.to_string(),
+        &c.guard_others,
+    );
 }
 
 fn render_daemon(o: &mut String, c: &Config) {

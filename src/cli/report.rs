@@ -55,6 +55,12 @@ pub struct EntryReport {
     pub detail: Option<String>,
     /// What the kernel holds under this name, if anything.
     pub kernel: Option<KernelReport>,
+    /// For an arch: every enabled entry that catches its programs, in the
+    /// kernel's match order.
+    pub handlers: Vec<String>,
+    /// For an arch: the entry the kernel uses for its programs (the first
+    /// of `handlers`), whoever owns it.
+    pub used: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -107,6 +113,8 @@ fn entry_report(item: &Item) -> EntryReport {
             interpreter: k.spec.interpreter.display().to_string(),
             flags: k.spec.flags.to_string(),
         }),
+        handlers: item.handlers.clone(),
+        used: item.handlers.first().cloned(),
     }
 }
 

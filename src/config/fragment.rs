@@ -13,6 +13,7 @@ pub struct Fragment {
     pub qemu: Option<QemuFragment>,
     pub entry: Option<BTreeMap<Spanned<String>, EntryFragment>>,
     pub daemon: Option<DaemonFragment>,
+    pub guard: Option<GuardFragment>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -32,7 +33,8 @@ pub struct QemuFragment {
     pub exclude: Option<Spanned<Vec<Spanned<String>>>>,
     pub flags: Option<Spanned<String>>,
     pub name_prefix: Option<Spanned<String>>,
-    pub takeover: Option<Spanned<bool>>,
+    pub takeover: Option<Spanned<TakeoverFragment>>,
+    pub others: Option<Spanned<String>>,
     pub arch: Option<BTreeMap<Spanned<String>, ArchFragment>>,
 }
 
@@ -43,6 +45,21 @@ pub struct ArchFragment {
     pub flags: Option<Spanned<String>>,
     pub enabled: Option<Spanned<bool>>,
     pub catch_host_programs: Option<Spanned<bool>>,
+    pub others: Option<Spanned<String>>,
+}
+
+/// `takeover = true | false | "distro"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum TakeoverFragment {
+    Bool(bool),
+    Word(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardFragment {
+    pub others: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

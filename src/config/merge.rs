@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 use super::custom::{error_at, finish_entry};
+use super::fragment::TakeoverFragment;
 use super::fragment::{
     ArchFragment, BinfmtFragment, DaemonFragment, EntryFragment, Fragment, QemuFragment,
 };
 use super::span::FileCtx;
-use super::{Config, ConfigError, Source, Sourced};
+use super::{Config, ConfigError, Others, Source, Sourced, Takeover};
 use crate::arch;
 use crate::binfmt::entry::{validate_interpreter, validate_name};
 
@@ -52,6 +53,11 @@ impl Merger {
         }
         if let Some(d) = fragment.daemon {
             Self::apply_daemon(&mut self.config, &ctx, d)?;
+        }
+        if let Some(g) = fragment.guard {
+            if let Some(o) = g.others {
+                self.config.guard_others = ctx.sourced(o);
+            }
         }
         self.config.files.push(path.to_path_buf());
         Ok(())
@@ -123,7 +129,25 @@ impl Merger {
             c.name_prefix = ctx.sourced(p);
         }
         if let Some(t) = q.takeover {
-            c.takeover = ctx.sourced(t);
+            let span = t.span();
+            let value = match t.get_ref() {
+                TakeoverFragment::Bool(true) => Takeover::All,
+                TakeoverFragment::Bool(false) => Takeover::Never,
+                TakeoverFragment::Word(w) if w == "distro" => Takeover::Distro,
+                TakeoverFragment::Word(w) => {
+                    return Err(ctx.error(
+                        Some(span),
+                        format!("qemu.takeover: {w:?} must be true, false or \"distro\""),
+                    ))
+                }
+            };
+            c.takeover = Sourced {
+                value,
+                source: ctx.source(span),
+            };
+        }
+        if let Some(o) = q.others {
+            c.others = others(ctx, o, "qemu.others")?;
         }
         for (name, over) in q.arch.unwrap_or_default() {
             Self::apply_arch(c, ctx, name, over)?;
@@ -181,6 +205,9 @@ impl Merger {
         if let Some(c) = over.catch_host_programs {
             slot.catch_host_programs = Some(ctx.sourced(c));
         }
+        if let Some(o) = over.others {
+            slot.others = Some(others(ctx, o, "others")?);
+        }
         Ok(())
     }
 
@@ -236,4 +263,23 @@ impl Merger {
         }
         Ok(self.config)
     }
+}
+
+/// `others = "yield" | "override"`.
+fn others(ctx: &FileCtx, v: Spanned<String>, key: &str) -> Result<Sourced<Others>, ConfigError> {
+    let span = v.span();
+    let value = match v.get_ref().as_str() {
+        "yield" => Others::Yield,
+        "override" => Others::Override,
+        w => {
+            return Err(ctx.error(
+                Some(span),
+                format!("{key}: {w:?} must be \"yield\" or \"override\""),
+            ))
+        }
+    };
+    Ok(Sourced {
+        value,
+        source: ctx.source(span),
+    })
 }

@@ -23,6 +23,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::binfmt::entry::{EntrySpec, Flags};
+pub use crate::model::{Others, Takeover};
 use merge::Merger;
 pub use scan::fragment_files;
 
@@ -97,6 +98,8 @@ pub struct ArchOverride {
     pub enabled: Option<Sourced<bool>>,
     /// Register even if the entry would catch the host's own programs.
     pub catch_host_programs: Option<Sourced<bool>>,
+    /// Overrides `qemu.others` for this arch.
+    pub others: Option<Sourced<Others>>,
 }
 
 /// A custom `[entry.NAME]`, validated.
@@ -124,7 +127,11 @@ pub struct Config {
     pub exclude: Sourced<Vec<String>>,
     pub flags: Sourced<Flags>,
     pub name_prefix: Sourced<String>,
-    pub takeover: Sourced<bool>,
+    pub takeover: Sourced<Takeover>,
+    /// What to do when another entry already handles an arch.
+    pub others: Sourced<Others>,
+    /// Restore other tools' entries when a flush wipes them all at once.
+    pub guard_others: Sourced<bool>,
     pub arch: BTreeMap<String, ArchOverride>,
     pub entries: BTreeMap<String, CustomEntry>,
     pub debounce_ms: Sourced<u64>,
@@ -151,7 +158,9 @@ impl Default for Config {
                 ..Flags::default()
             }),
             name_prefix: Sourced::default("qemu-".into()),
-            takeover: Sourced::default(true),
+            takeover: Sourced::default(Takeover::Distro),
+            others: Sourced::default(Others::Yield),
+            guard_others: Sourced::default(false),
             arch: BTreeMap::new(),
             entries: BTreeMap::new(),
             debounce_ms: Sourced::default(100),

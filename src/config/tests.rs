@@ -19,7 +19,8 @@ fn defaults_apply_with_no_file() {
     assert_eq!(c.flags.value.to_string(), "PF");
     assert_eq!(c.name_prefix.value, "qemu-");
     assert_eq!(c.targets.value, ["all"]);
-    assert!(c.takeover.value);
+    assert_eq!(c.takeover.value, Takeover::Distro);
+    assert_eq!(c.others.value, Others::Yield);
     assert_eq!(c.debounce_ms.value, 100);
     assert!(!c.unregister_on_stop.value);
     assert!(c.files.is_empty());
@@ -124,7 +125,10 @@ fn errors_name_file_line_and_reason() {
     let cases: &[(&str, usize, &str)] = &[
         ("[qemu]\nflagz = \"P\"\n", 2, "unknown field"),
         ("[nope]\n", 1, "unknown field"),
-        ("[qemu]\ntakeover = \"yes\"\n", 2, "invalid type"),
+        ("[qemu]\ntakeover = \"yes\"\n", 2, "must be true, false or \"distro\""),
+        ("[qemu]\ntakeover = 3\n", 2, "did not match any variant"),
+        ("[qemu]\nothers = \"fight\"\n", 2, "must be \"yield\" or \"override\""),
+        ("[qemu]\ndebounce_ms = \"x\"\n", 2, "unknown field"),
         ("[qemu]\n\ntargets = [\"aarch64\", \"z80\"]\n", 3, "unknown arch \"z80\""),
         ("[qemu]\nflags = \"PQ\"\n", 2, "unknown flag 'Q'"),
         ("[qemu]\nsearch_path = [\"relative\"]\n", 2, "not an absolute path"),
@@ -199,7 +203,7 @@ fn later_dirs_mask_same_names_and_files_apply_in_lexical_order() {
     // /etc/…/50-vendor.toml masked /usr/…/50-vendor.toml entirely.
     assert_eq!(c.flags.value.to_string(), "P");
     assert!(c.exclude.value.is_empty());
-    assert!(!c.takeover.value);
+    assert_eq!(c.takeover.value, Takeover::Never);
     // 90-late applies after 10-early even though it lives in a lower dir.
     assert_eq!(c.name_prefix.value, "late-");
     let names: Vec<_> = c

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::binfmt::{Flags, KernelEntries, Matcher};
-use crate::model::{Desired, Wanted};
+use crate::model::{Desired, Owned, Wanted};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -54,6 +54,7 @@ fn want(name: &str, s: &EntrySpec, ident: Identity) -> Want {
             spec: s.clone(),
             identity: ident,
         }),
+        others: Others::Yield,
     }
 }
 
@@ -62,6 +63,7 @@ fn skipped(name: &str) -> Want {
         name: name.into(),
         arch: Some("aarch64".into()),
         want: Err(Skip::NoInterpreter("gone".into())),
+        others: Others::Yield,
     }
 }
 
@@ -90,6 +92,7 @@ fn owned(entries: &[(&str, &EntrySpec, Identity)]) -> BTreeMap<String, Owned> {
                     arch: None,
                     spec: (*s).clone(),
                     identity: Some(*i),
+                    replaced: None,
                 },
             )
         })
@@ -97,7 +100,11 @@ fn owned(entries: &[(&str, &EntrySpec, Identity)]) -> BTreeMap<String, Owned> {
 }
 
 fn opts(takeover: bool) -> Mode {
-    Mode::reconcile(takeover)
+    Mode::reconcile(if takeover {
+        Takeover::All
+    } else {
+        Takeover::Never
+    })
 }
 
 fn only(plan: &Plan) -> &Item {
@@ -285,14 +292,14 @@ fn scope_limits_actions_not_states() {
         items: vec![want("qemu-a", &s, id(1)), want("qemu-b", &s, id(1))],
     };
     let o = Mode::Reconcile {
-        takeover: true,
+        takeover: Takeover::All,
         scope: Some(["qemu-b".to_string()].into()),
         holds: ["qemu-b".to_string()].into(),
     };
     let p = plan(&w, &kernel(&[]), &owned(&[]), &o);
     assert!(p.actions().is_empty(), "held entries wait");
     let o = Mode::Reconcile {
-        takeover: true,
+        takeover: Takeover::All,
         scope: Some(["qemu-b".to_string()].into()),
         holds: Default::default(),
     };
@@ -331,13 +338,14 @@ fn simulate(p: &Plan, k: &mut KernelEntries, o: &mut BTreeMap<String, Owned>) {
                         arch: t.arch.clone(),
                         spec: t.spec.clone(),
                         identity: Some(t.identity),
+                        replaced: t.replaced.clone(),
                     },
                 );
             }
             Action::Unregister { name, .. } | Action::Forget { name } => {
                 o.remove(name);
             }
-            Action::Enable { .. } => {}
+            Action::Enable { .. } | Action::Restore { .. } => {}
         }
     }
 }
