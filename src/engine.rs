@@ -120,6 +120,7 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
             tracing::info!("mounted binfmt_misc at {}", system.binfmt.root().display());
         }
         switch_on(system)?;
+        restore_others(system, &request.restore);
     }
     let world = observe::observe(system, request)?;
     let plan = plan::plan(&world, &mode);
@@ -153,6 +154,30 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
         records_note,
         kernel_after,
     })
+}
+
+/// Put back other tools' entries a flush wiped, exactly as they were
+/// (enabled or not). One that fails is logged; the rest still go back.
+fn restore_others(system: &System, entries: &KernelEntries) {
+    let mut restored = 0;
+    for (name, entry) in entries {
+        let done = system.binfmt.register(name, &entry.spec).and_then(|()| {
+            if entry.enabled {
+                Ok(())
+            } else {
+                system.binfmt.set_enabled(name, false)
+            }
+        });
+        match done {
+            Ok(()) => restored += 1,
+            Err(e) => tracing::error!("cannot restore {name} after the flush: {e}"),
+        }
+    }
+    if restored > 0 {
+        tracing::info!(
+            "restored {restored} entries of other tools that a flush wiped (guard.others = true)"
+        );
+    }
 }
 
 /// Turn binfmt_misc's global switch back on when it is off and the

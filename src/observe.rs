@@ -58,6 +58,9 @@ pub struct Request {
     /// Native verdicts decided earlier (the daemon keeps them: the host
     /// does not change while it runs); `None`: decide now.
     pub native: Option<NativeVerdicts>,
+    /// Other tools' entries to put back first, exactly as they were (the
+    /// daemon's flush guard, `guard.others = true`).
+    pub restore: KernelEntries,
 }
 
 /// Gather everything one pass needs. Warnings about inputs (unusable

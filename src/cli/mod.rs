@@ -7,7 +7,9 @@ mod register;
 mod report;
 mod status;
 mod test;
+mod toggle;
 mod unregister;
+mod which;
 
 use std::process::ExitCode;
 
@@ -46,6 +48,12 @@ pub enum Command {
     Test(test::TestArgs),
     /// List the built-in architecture table.
     Arches(arches::ArchesArgs),
+    /// Disable arches in the configuration (qusd keeps it), and unregister them.
+    Disable(toggle::ToggleArgs),
+    /// Undo `qus disable` for these arches, and register them again.
+    Enable(toggle::ToggleArgs),
+    /// Tell which binfmt_misc entry the kernel uses for a file.
+    Which(which::WhichArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -65,6 +73,14 @@ pub(crate) fn check_arch_names(names: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// "qusd (pid N) is running for this state dir", when a ready qusd is: it
+/// will put its configuration back over what a one-off command changes.
+pub(crate) fn daemon_note(common: &CommonArgs) -> Option<String> {
+    let st = crate::state::StateDir::new(common.state_dir()).read_daemon_status()?;
+    (st.ready && crate::state::process_start_time(st.pid) == Some(st.start_time))
+        .then(|| format!("qusd (pid {}) is running for this state dir and", st.pid))
+}
+
 /// Entry point of the `qus` binary.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -76,7 +92,10 @@ pub fn main() -> ExitCode {
         }
     };
     let default_level = match cli.command {
-        Command::Register(_) | Command::Unregister(_) => "info",
+        Command::Register(_)
+        | Command::Unregister(_)
+        | Command::Disable(_)
+        | Command::Enable(_) => "info",
         _ => "warn",
     };
     crate::logging::init(
@@ -101,5 +120,8 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Export(a) => export::run(&cli.common, a),
         Command::Test(a) => test::run(&cli.common, a),
         Command::Arches(a) => arches::run(&cli.common, a),
+        Command::Disable(a) => toggle::run(&cli.common, a, true),
+        Command::Enable(a) => toggle::run(&cli.common, a, false),
+        Command::Which(a) => which::run(&cli.common, a),
     }
 }

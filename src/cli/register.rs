@@ -44,6 +44,7 @@ pub fn run(common: &CommonArgs, args: &RegisterArgs) -> Result<ExitCode> {
             flags,
         },
         native: None,
+        restore: Default::default(),
     };
     let mode = Mode::Reconcile {
         takeover: system.config.takeover.value,
@@ -81,6 +82,14 @@ pub fn run(common: &CommonArgs, args: &RegisterArgs) -> Result<ExitCode> {
                 );
             }
             _ => {}
+        }
+    }
+    if args.flags.is_some() {
+        if let Some(note) = super::daemon_note(common) {
+            eprintln!(
+                "qus: note: {note} will put the configured flags back; set \
+                 [qemu] flags (or [qemu.arch.NAME] flags) in a drop-in to keep them"
+            );
         }
     }
     println!(

@@ -46,6 +46,12 @@ pub fn run(common: &CommonArgs, args: &UnregisterArgs) -> Result<ExitCode> {
             }
         }
     }
+    if let Some(note) = super::daemon_note(common) {
+        eprintln!(
+            "qus: note: {note} will register what its configuration asks for again; \
+             use `qus disable ARCH` (or a drop-in) to keep an arch unregistered"
+        );
+    }
     let outcome = &pass.outcome;
     println!(
         "qus: {} removed, {} errors",

@@ -110,6 +110,9 @@ struct Daemon {
     native: Option<NativeVerdicts>,
     /// Per entry: the last repair and how many times in a row it was made.
     repeats: std::collections::BTreeMap<String, (String, u32)>,
+    /// Other tools' entries as the last pass left them, and whether qus
+    /// owned any then (for the flush guard).
+    others_last: (KernelEntries, bool),
     /// How long to wait before retrying after failed passes in a row.
     backoff: Option<Duration>,
     /// Entries qusd stopped repairing (until the configuration changes or
@@ -195,6 +198,7 @@ async fn run(common: CommonArgs) -> Result<()> {
         native: None,
         repeats: Default::default(),
         backoff: None,
+        others_last: (KernelEntries::new(), false),
         given_up: Default::default(),
         _instance: instance,
     };
@@ -375,6 +379,32 @@ impl Daemon {
         holds
     }
 
+    /// `guard.others`: when every other tool's entry vanished at once (a
+    /// `-1` to `status`, a WSL flush, a remount), they are to be put back
+    /// exactly. An entry removed on its own stays removed: no fights. A
+    /// flush takes qus's own entries too; with none of those, at least two
+    /// others must have gone together.
+    fn flushed_others(&self) -> KernelEntries {
+        let (others, owned_any) = &self.others_last;
+        if !self.system.config.guard_others.value || others.is_empty() {
+            return KernelEntries::new();
+        }
+        let Some((_, now)) = self.kernel_now() else {
+            return KernelEntries::new();
+        };
+        // Everything gone at once: qus's own entries and every other one.
+        let flushed = now.is_empty() && (*owned_any || others.len() >= 2);
+        if flushed {
+            tracing::warn!(
+                "binfmt_misc was flushed: putting back {} entries of other tools",
+                others.len()
+            );
+            others.clone()
+        } else {
+            KernelEntries::new()
+        }
+    }
+
     /// Count identical repairs in a row; give up on an entry after
     /// [`GIVE_UP_AFTER`] of them. No loop may run unbounded.
     fn count_repairs(&mut self, repairs: &[(String, String)]) {
@@ -510,6 +540,7 @@ impl Daemon {
             system: self.system.clone(),
             native: self.native.clone(),
             holds,
+            restore: self.flushed_others(),
         };
         let (tx, rx) = oneshot::channel();
         let spawned = std::thread::Builder::new()
@@ -543,7 +574,10 @@ impl Daemon {
                 native,
                 status,
                 repairs,
+                others,
+                owns_any,
             }) => {
+                self.others_last = (others, owns_any);
                 self.last_kernel = Some(kernel_after);
                 self.native.get_or_insert(native);
                 self.status = status;

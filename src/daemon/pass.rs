@@ -25,6 +25,8 @@ pub struct Job {
     pub native: Option<NativeVerdicts>,
     /// Entries to leave alone this time (emulator still being written).
     pub holds: BTreeSet<String>,
+    /// Other tools' entries to put back first (flush guard).
+    pub restore: KernelEntries,
 }
 
 /// How a pass ended, in what the loop keeps.
@@ -36,6 +38,11 @@ pub enum Outcome {
         /// The entries this pass wrote, each with what it wrote (to
         /// notice the same repair made again and again).
         repairs: Vec<(String, String)>,
+        /// Other tools' entries as the pass left them (neither owned nor
+        /// configured by qus): what the flush guard puts back.
+        others: KernelEntries,
+        /// Did qus own any entry after the pass?
+        owns_any: bool,
     },
     Failed(String),
 }
@@ -44,6 +51,7 @@ impl Job {
     pub fn run(self) -> Outcome {
         let request = Request {
             native: self.native.clone(),
+            restore: self.restore.clone(),
             ..Request::default()
         };
         let mode = Mode::Reconcile {
@@ -66,6 +74,12 @@ impl Job {
                 Outcome::Done {
                     native: pass.native().clone(),
                     repairs: repairs(&pass),
+                    others: others(&pass),
+                    owns_any: pass
+                        .kernel_after
+                        .1
+                        .keys()
+                        .any(|n| pass.plan.items.iter().any(|i| &i.name == n && i.owned)),
                     kernel_after: pass.kernel_after,
                     status,
                 }
@@ -76,6 +90,16 @@ impl Job {
             }
         }
     }
+}
+
+/// Entries in the kernel after the pass that qus neither owns nor names.
+fn others(pass: &Pass) -> KernelEntries {
+    pass.kernel_after
+        .1
+        .iter()
+        .filter(|(name, _)| !pass.plan.items.iter().any(|i| &i.name == *name))
+        .map(|(n, e)| (n.clone(), e.clone()))
+        .collect()
 }
 
 /// The kernel writes a pass made, by entry, with a fingerprint of each.

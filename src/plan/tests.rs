@@ -533,3 +533,130 @@ fn unregister_of_a_changed_recorded_entry_leaves_it() {
     );
     assert_eq!(p.kernel_writes(), 0, "{p:#?}");
 }
+
+fn world_with(
+    wants: Vec<Want>,
+    kernel: KernelEntries,
+    owned: BTreeMap<String, Owned>,
+    handlers: &[(&str, &[&str])],
+    distro: &[&str],
+) -> World {
+    World {
+        mounted: true,
+        enabled: Some(true),
+        match_order: kernel.keys().cloned().collect(),
+        kernel,
+        owned,
+        wanted: Wanted { items: wants },
+        handlers: handlers
+            .iter()
+            .map(|(a, h)| (a.to_string(), h.iter().map(|s| s.to_string()).collect()))
+            .collect(),
+        distro: distro.iter().map(|s| s.to_string()).collect(),
+        ..World::default()
+    }
+}
+
+#[test]
+fn another_handler_makes_qus_yield_unless_override() {
+    let s = spec("/q", "PF");
+    let rosetta = spec("/rosetta", "");
+    let k = kernel(&[("rosetta", &rosetta, true)]);
+    let w = world_with(
+        vec![want("qemu-a", &s, id(1))],
+        k.clone(),
+        owned(&[]),
+        &[("aarch64", &["rosetta"])],
+        &[],
+    );
+    let p = super::plan(&w, &opts(false));
+    let item = only(&p);
+    assert_eq!(item.state, State::HandledBy);
+    assert!(item.actions.is_empty(), "{item:#?}");
+    assert!(item
+        .detail
+        .as_deref()
+        .is_some_and(|d| d.contains("rosetta")));
+    // override: registered, and the detail says what it shadows.
+    let mut w = w;
+    w.wanted.items[0].others = Others::Override;
+    let p = super::plan(&w, &opts(false));
+    let item = only(&p);
+    assert!(matches!(&item.actions[..], [Action::Register(_)]));
+    assert!(item
+        .detail
+        .as_deref()
+        .is_some_and(|d| d.contains("shadows rosetta")));
+}
+
+#[test]
+fn qus_withdraws_its_own_entry_for_a_new_handler() {
+    let s = spec("/q", "PF");
+    let rosetta = spec("/rosetta", "");
+    let k = kernel(&[("rosetta", &rosetta, true), ("qemu-a", &s, true)]);
+    let w = world_with(
+        vec![want("qemu-a", &s, id(1))],
+        k,
+        owned(&[("qemu-a", &s, id(1))]),
+        // Its own entry and rosetta both catch it; only rosetta counts.
+        &[("aarch64", &["rosetta", "qemu-a"])],
+        &[],
+    );
+    let p = super::plan(&w, &opts(false));
+    assert_eq!(only(&p).state, State::HandledBy);
+    assert!(matches!(&only(&p).actions[..], [Action::Unregister { .. }]));
+}
+
+#[test]
+fn distro_takeover_replaces_only_the_distributions_entry_and_remembers_it() {
+    let s = spec("/q", "PF");
+    let theirs = spec("/usr/libexec/qemu-binfmt/aarch64-binfmt-P", "OPF");
+    let mode = Mode::reconcile(Takeover::Distro);
+    for (distro, expect_replace) in [(&["qemu-a"][..], true), (&[][..], false)] {
+        let w = world_with(
+            vec![want("qemu-a", &s, id(1))],
+            kernel(&[("qemu-a", &theirs, true)]),
+            owned(&[]),
+            &[],
+            distro,
+        );
+        let p = super::plan(&w, &mode);
+        let item = only(&p);
+        if expect_replace {
+            match &item.actions[..] {
+                [Action::Replace { target, .. }] => {
+                    assert_eq!(target.replaced.as_ref(), Some(&theirs))
+                }
+                other => panic!("{other:#?}"),
+            }
+        } else {
+            assert_eq!(item.state, State::Conflict);
+            assert!(item.actions.is_empty());
+        }
+    }
+}
+
+#[test]
+fn unregister_puts_back_what_was_taken_over_if_it_can() {
+    let s = spec("/q", "PF");
+    let theirs = spec("/theirs", "F");
+    let mut o = owned(&[("qemu-a", &s, id(1))]);
+    o.get_mut("qemu-a").expect("record").replaced = Some(theirs.clone());
+    let mut w = world_with(
+        vec![want("qemu-a", &s, id(1))],
+        kernel(&[("qemu-a", &s, true)]),
+        o,
+        &[],
+        &[],
+    );
+    w.restorable = ["qemu-a".to_string()].into();
+    let p = super::plan(&w, &unregister(None));
+    assert!(matches!(
+        &only(&p).actions[..],
+        [Action::Unregister { .. }, Action::Restore { spec, .. }] if *spec == theirs
+    ));
+    // Its interpreter is gone: nothing to put back.
+    w.restorable.clear();
+    let p = super::plan(&w, &unregister(None));
+    assert!(matches!(&only(&p).actions[..], [Action::Unregister { .. }]));
+}

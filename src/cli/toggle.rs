@@ -1,0 +1,143 @@
+//! `qus disable ARCH…` / `qus enable ARCH…`: change the configuration, not
+//! just the kernel, so qusd keeps the change. Both edit one drop-in that
+//! qus manages (`90-qus-cli.toml`) in the administrator's config directory
+//! (or, with `--runtime`, in `/run/qus.d`, gone at reboot), then run a
+//! pass for those arches so the change takes effect at once.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+use clap::Args;
+
+use super::{check_arch_names, daemon_note, CommonArgs};
+use crate::engine;
+use crate::observe::Request;
+use crate::plan::Mode;
+
+/// The drop-in `qus disable`/`enable` manage.
+const MANAGED: &str = "90-qus-cli.toml";
+
+#[derive(Debug, Args)]
+pub struct ToggleArgs {
+    /// Arches to disable or enable again.
+    #[arg(value_name = "ARCH", required = true)]
+    pub arches: Vec<String>,
+    /// Only until reboot: write to the /run/qus.d drop-in, not /etc/qus.d.
+    #[arg(long)]
+    pub runtime: bool,
+}
+
+/// Which directory holds the managed drop-in.
+fn target_dir(common: &CommonArgs, runtime: bool) -> Result<PathBuf> {
+    let dirs = common.config_dirs();
+    if runtime {
+        return dirs
+            .iter()
+            .find(|d| d.ends_with("run/qus.d"))
+            .cloned()
+            .with_context(|| {
+                "--runtime writes to a run/qus.d config directory, and none is configured"
+            });
+    }
+    dirs.last().cloned().context("no config directory")
+}
+
+/// The arches the managed drop-in disables now.
+fn disabled_in(path: &Path) -> Result<BTreeSet<String>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let config = crate::config::load_str(path, &text)?;
+    Ok(config
+        .arch
+        .iter()
+        .filter(|(_, o)| o.enabled.as_ref().is_some_and(|e| !e.value))
+        .map(|(a, _)| a.clone())
+        .collect())
+}
+
+fn write_managed(dir: &Path, disabled: &BTreeSet<String>) -> Result<PathBuf> {
+    let path = dir.join(MANAGED);
+    if disabled.is_empty() {
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", path.display()))
+            }
+            _ => return Ok(path),
+        }
+    }
+    let mut text = String::from(
+        "# Managed by `qus disable` / `qus enable`: edits here are kept, but\n\
+         # the commands rewrite this file.\n",
+    );
+    for a in disabled {
+        text.push_str(&format!("\n[qemu.arch.{a}]\nenabled = false\n"));
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::fsutil::write_atomic(dir, MANAGED, text.as_bytes(), 0o644)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+pub fn run(common: &CommonArgs, args: &ToggleArgs, disable: bool) -> Result<ExitCode> {
+    check_arch_names(&args.arches)?;
+    let dir = target_dir(common, args.runtime)?;
+    let mut disabled = disabled_in(&dir.join(MANAGED))?;
+    for a in &args.arches {
+        if disable {
+            disabled.insert(a.clone());
+        } else {
+            disabled.remove(a);
+        }
+    }
+    let path = write_managed(&dir, &disabled)?;
+    // The new configuration must load (the drop-in is checked like any).
+    let system = match common.system() {
+        Ok(s) => s,
+        Err(e) => bail!(
+            "{} written, but the configuration is now invalid: {e:#}",
+            path.display()
+        ),
+    };
+    let scope: BTreeSet<String> = args
+        .arches
+        .iter()
+        .map(|a| system.config.entry_name(a))
+        .collect();
+    let mode = Mode::Reconcile {
+        takeover: system.config.takeover.value,
+        scope: Some(scope),
+        holds: BTreeSet::new(),
+    };
+    let pass = engine::run(&system, &Request::default(), mode)?;
+    let word = if disable { "disabled" } else { "enabled" };
+    for item in pass
+        .plan
+        .items
+        .iter()
+        .filter(|i| pass.mode.in_scope(&i.name))
+    {
+        println!(
+            "qus: {word} {} in {}: now {}{}",
+            item.arch.as_deref().unwrap_or(&item.name),
+            path.display(),
+            item.state.as_str(),
+            item.detail
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(note) = daemon_note(common) {
+        println!("qus: {note} applies it too and keeps it");
+    }
+    Ok(if pass.outcome.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

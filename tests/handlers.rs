@@ -1,0 +1,249 @@
+//! Living with other handlers: other emulators for the same arch under
+//! other names, the same name from another tool, flushes, and the CLI
+//! beside a running qusd. Real kernel instance, real binaries, real
+//! foreign programs.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use common::{require_qemu, wait_for, NotifySocket, Sandbox};
+use qus::probe;
+
+const WAIT: u64 = 15;
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A Rosetta-like handler for aarch64 under its own name: a wrapper that
+/// prints a marker, then runs the program with the real emulator.
+fn register_rosetta(sb: &Sandbox) {
+    let wrapper = sb.path().join("rosetta");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho rosetta-ran\nexec {} \"$@\"\n",
+            require_qemu("aarch64").display()
+        ),
+    )
+    .expect("wrapper");
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let a = qus::arch::find("aarch64").expect("arch");
+    sb.register_raw(&format!(
+        ":rosetta:M::{}:{}:{}:",
+        qus::escape::escape_all(a.magic),
+        qus::escape::escape_all(a.mask),
+        wrapper.display()
+    ));
+}
+
+fn run_aarch64(sb: &Sandbox) -> String {
+    let p = probe::find("aarch64").expect("probe");
+    let out = sb.run_program("probe-aarch64", p.program);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn entry_json(sb: &Sandbox, name: &str) -> serde_json::Value {
+    sb.status()["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|e| e["name"] == name)
+        .cloned()
+        .expect("entry")
+}
+
+#[test]
+fn another_handler_is_yielded_to_until_it_goes() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.search_bin("");
+    register_rosetta(&sb);
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    assert!(
+        !sb.has_entry("qemu-aarch64"),
+        "qus shadowed the other handler"
+    );
+    let e = entry_json(&sb, "qemu-aarch64");
+    assert_eq!(e["state"], "handled-by", "{e}");
+    assert_eq!(e["used"], "rosetta", "{e}");
+    assert!(e["detail"]
+        .as_str()
+        .expect("detail")
+        .contains("handled by rosetta"));
+    assert_eq!(run_aarch64(&sb), "rosetta-ran\nqus-probe aarch64\n");
+    // The other handler goes: qusd registers its own at once.
+    sb.write_inside(&sb.binfmt().join("rosetta"), "-1");
+    wait_for(WAIT, "qemu-aarch64 registered once rosetta is gone", || {
+        sb.has_entry("qemu-aarch64")
+    });
+    assert_eq!(run_aarch64(&sb), "qus-probe aarch64\n");
+    // It comes back (newer, so the kernel uses it): qus yields again.
+    register_rosetta(&sb);
+    wait_for(WAIT, "qemu-aarch64 withdrawn for rosetta", || {
+        !sb.has_entry("qemu-aarch64")
+    });
+    d.settle(&sb);
+    assert_eq!(run_aarch64(&sb), "rosetta-ran\nqus-probe aarch64\n");
+}
+
+#[test]
+fn override_registers_anyway_and_test_names_the_kernels_choice() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.search_bin("others = \"override\"\n");
+    register_rosetta(&sb);
+    sb.qus_ok(&["register"]);
+    assert!(sb.has_entry("qemu-aarch64"));
+    // qus's entry is newer: the kernel uses it.
+    assert_eq!(run_aarch64(&sb), "qus-probe aarch64\n");
+    let e = entry_json(&sb, "qemu-aarch64");
+    assert_eq!(e["used"], "qemu-aarch64", "{e}");
+    assert!(
+        e["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("shadows rosetta"),
+        "{e}"
+    );
+    let t: serde_json::Value =
+        serde_json::from_str(&sb.qus_ok(&["test", "aarch64", "--json"])).expect("json");
+    assert_eq!(t["results"][0]["entry"], "qemu-aarch64", "{t}");
+    // Re-registered after qus: now rosetta is the kernel's choice, and
+    // `qus test` says so, not the first entry in name order.
+    sb.write_inside(&sb.binfmt().join("rosetta"), "-1");
+    register_rosetta(&sb);
+    // (Its marker line makes the probe's output wrong: `qus test` fails,
+    // and names the entry that really ran it.)
+    let out = sb.qus(&["test", "aarch64", "--json"]);
+    let t: serde_json::Value =
+        serde_json::from_str(&String::from_utf8_lossy(&out.stdout)).expect("json");
+    assert_eq!(t["results"][0]["entry"], "rosetta", "{t}");
+    assert_eq!(run_aarch64(&sb), "rosetta-ran\nqus-probe aarch64\n");
+}
+
+/// Debian's own entries (registered from /usr/lib/binfmt.d as
+/// systemd-binfmt does) are taken over by default and put back by
+/// `qus unregister`.
+#[test]
+fn the_distributions_entries_are_taken_over_and_put_back() {
+    let conf = std::path::Path::new("/usr/lib/binfmt.d/qemu-aarch64.conf");
+    assert!(
+        conf.is_file(),
+        "this test needs Debian's {}: install it with `apt-get install -y qemu-user-static`",
+        conf.display()
+    );
+    let line = fs::read_to_string(conf)
+        .expect("conf")
+        .lines()
+        .find(|l| l.starts_with(':'))
+        .expect("register line")
+        .to_string();
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.search_bin("");
+    sb.register_raw(&line);
+    let debian = sb.entry("qemu-aarch64").expect("debian's entry");
+    let out = sb.qus(&["register"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ours = sb.entry("qemu-aarch64").expect("ours");
+    assert!(ours.contains(&sb.bin().display().to_string()), "{ours}");
+    assert_eq!(run_aarch64(&sb), "qus-probe aarch64\n");
+    sb.qus_ok(&["unregister", "aarch64"]);
+    assert_eq!(sb.entry("qemu-aarch64").as_deref(), Some(debian.as_str()));
+}
+
+/// With the flush guard on, a `-1` to `status` (what systemd-binfmt and a
+/// WSL flush do) brings back other tools' entries exactly; one removed on
+/// its own stays removed.
+#[test]
+fn the_flush_guard_restores_others_after_a_flush_only() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.search_bin("[guard]\nothers = true\n");
+    sb.register_raw(":WSLInterop:M::MZ::/bin/sh:PF");
+    sb.register_raw(":jar:E::jar::/bin/sh:");
+    sb.write_inside(&sb.binfmt().join("jar"), "0");
+    let wsl = sb.entry("WSLInterop").expect("wsl");
+    let jar = sb.entry("jar").expect("jar");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    sb.write_inside(&sb.binfmt().join("status"), "-1");
+    wait_for(WAIT, "everything back after the flush", || {
+        sb.entries() == ["WSLInterop", "jar", "qemu-aarch64"]
+    });
+    assert_eq!(sb.entry("WSLInterop").as_deref(), Some(wsl.as_str()));
+    assert_eq!(
+        sb.entry("jar").as_deref(),
+        Some(jar.as_str()),
+        "disabled stays disabled"
+    );
+    // One removed on its own: no fight.
+    sb.write_inside(&sb.binfmt().join("jar"), "-1");
+    d.settle(&sb);
+    assert_eq!(sb.entries(), ["WSLInterop", "qemu-aarch64"]);
+}
+
+/// `qus disable` changes the configuration, so qusd keeps the arch
+/// unregistered; `qus enable` brings it back. A plain `qus unregister`
+/// beside a running qusd says that qusd will undo it.
+#[test]
+fn disable_and_enable_are_kept_by_the_daemon() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.install_emulator("s390x");
+    sb.search_bin("");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    let out = sb.qus(&["unregister", "s390x"]);
+    assert!(out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("qusd (pid {}) is running", d.pid()))
+            && stderr(&out).contains("qus disable"),
+        "{}",
+        stderr(&out)
+    );
+    wait_for(WAIT, "qusd put s390x back", || sb.has_entry("qemu-s390x"));
+    let out = sb.qus_ok(&["disable", "aarch64"]);
+    assert!(out.contains("disabled aarch64 in"), "{out}");
+    assert!(!sb.has_entry("qemu-aarch64"));
+    d.settle(&sb);
+    assert!(!sb.has_entry("qemu-aarch64"), "qusd brought it back");
+    let config = sb.qus_ok(&["config"]);
+    assert!(config.contains("90-qus-cli.toml"), "{config}");
+    sb.qus_ok(&["enable", "aarch64"]);
+    assert!(sb.has_entry("qemu-aarch64"));
+    d.settle(&sb);
+    assert!(sb.has_entry("qemu-aarch64"));
+    assert!(!sb.etc().join("90-qus-cli.toml").exists());
+}
+
+#[test]
+fn which_names_the_entry_the_kernel_uses() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.search_bin("others = \"override\"\n");
+    register_rosetta(&sb);
+    sb.qus_ok(&["register"]);
+    sb.register_raw(":jar:E::jar::/bin/sh:");
+    let prog = sb.path().join("prog");
+    fs::write(&prog, probe::find("aarch64").expect("probe").program).expect("write");
+    let out = sb.qus_ok(&["which", &prog.display().to_string()]);
+    assert!(out.contains(": qemu-aarch64 (interpreter"), "{out}");
+    assert!(out.contains("owned by qus"), "{out}");
+    assert!(out.contains("also caught by rosetta (not qus's)"), "{out}");
+    let jar = sb.path().join("app.jar");
+    fs::write(&jar, "PK\x03\x04").expect("jar");
+    let out = sb.qus_ok(&["which", &jar.display().to_string()]);
+    assert!(out.contains(": jar (interpreter /bin/sh"), "{out}");
+    let native = sb.qus(&["which", "/bin/true"]);
+    assert_eq!(native.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&native.stdout).contains("no enabled binfmt_misc entry"),
+        "{}",
+        String::from_utf8_lossy(&native.stdout)
+    );
+}
