@@ -201,11 +201,12 @@ fn foreign_entries_are_left_alone_and_conflicts_reported() {
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
     sb.search_bin("takeover = false\n");
-    // Someone else's entries: an unrelated one, and a same-named different one.
+    // Someone else's entries: an unrelated one, and a same-named different one
+    // (tonistiigi-style: its own interpreter, flags CF).
     sb.register_raw(":jar:E::jar::/bin/sh:");
     // (Only aarch64 headers: an entry matching native ELF files would catch qus itself.)
     sb.register_raw(
-        ":qemu-aarch64:M::\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\xb7\\x00::/bin/sh:",
+        ":qemu-aarch64:M::\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\xb7\\x00::/bin/sh:CF",
     );
     let before = sb.entry("qemu-aarch64").expect("foreign");
     let jar = sb.entry("jar").expect("jar");
