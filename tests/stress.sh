@@ -11,7 +11,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-20}
-tests=(--test daemon --test faults --test register --test e2e --test probe_test)
+tests=(--test daemon --test faults --test register --test e2e --test probe_test --test security --test handlers)
 
 cargo test --locked --no-run "${tests[@]}" >/dev/null 2>&1 || {
     echo "stress: the tests do not build" >&2
