@@ -56,10 +56,14 @@ pub struct DaemonArgs {
 /// An emulator file with no write for this long counts as complete.
 const WRITE_QUIET: Duration = Duration::from_secs(5);
 
-/// After this many identical repairs of one entry in a row, someone else
-/// keeps undoing them (another registrar, a second qusd with another
-/// configuration): qusd stops touching that entry instead of fighting.
+/// After this many identical repairs of one entry in a row, each within
+/// [`FIGHT_WINDOW`] of the one before, someone else keeps undoing them
+/// (another registrar, a second qusd with another configuration): qusd
+/// stops touching that entry instead of fighting. Repairs further apart
+/// (an administrator restarting systemd-binfmt now and then) are not a
+/// fight and never count up.
 const GIVE_UP_AFTER: u32 = 5;
+const FIGHT_WINDOW: Duration = Duration::from_secs(5);
 
 /// Entry point of the `qusd` binary.
 pub fn main() -> ExitCode {
@@ -109,7 +113,7 @@ struct Daemon {
     /// Native verdicts from the first pass: the host does not change.
     native: Option<NativeVerdicts>,
     /// Per entry: the last repair and how many times in a row it was made.
-    repeats: std::collections::BTreeMap<String, (String, u32)>,
+    repeats: std::collections::BTreeMap<String, (String, u32, Instant)>,
     /// Other tools' entries as the last pass left them, and whether qus
     /// owned any then (for the flush guard).
     others_last: (KernelEntries, bool),
@@ -405,13 +409,16 @@ impl Daemon {
         }
     }
 
-    /// Count identical repairs in a row; give up on an entry after
-    /// [`GIVE_UP_AFTER`] of them. No loop may run unbounded.
+    /// Count identical repairs in quick succession; give up on an entry
+    /// after [`GIVE_UP_AFTER`] of them. No loop may run unbounded.
     fn count_repairs(&mut self, repairs: &[(String, String)]) {
         let mut next = std::collections::BTreeMap::new();
+        let now = Instant::now();
         for (name, what) in repairs {
             let n = match self.repeats.get(name) {
-                Some((last, n)) if last == what => n + 1,
+                Some((last, n, at)) if last == what && now.duration_since(*at) < FIGHT_WINDOW => {
+                    n + 1
+                }
                 _ => 1,
             };
             if n >= GIVE_UP_AFTER {
@@ -423,7 +430,7 @@ impl Daemon {
                 tracing::error!("{why}");
                 self.given_up.insert(name.clone(), why);
             } else {
-                next.insert(name.clone(), (what.clone(), n));
+                next.insert(name.clone(), (what.clone(), n, now));
             }
         }
         self.repeats = next;
