@@ -68,7 +68,23 @@ fn run(
                 out.records_changed = true;
             }
             out.kernel_writes += 1;
-            binfmt.register(&t.name, &t.spec)?;
+            if let Err(e) = binfmt.register(&t.name, &t.spec) {
+                // Never lose another tool's entry to a failed takeover: put
+                // it back. (Without that, the entry is simply gone now.)
+                let back = t
+                    .replaced
+                    .as_ref()
+                    .is_some_and(|old| binfmt.register(&t.name, old).is_ok());
+                if back {
+                    tracing::warn!("{}: the takeover failed; put the other entry back", t.name);
+                } else {
+                    out.done.push(Action::Unregister {
+                        name: t.name.clone(),
+                        reason: "removed by a replace that then failed".into(),
+                    });
+                }
+                return Err(e);
+            }
             tracing::info!(
                 "replaced {}{}: interpreter {} flags {} ({reason})",
                 t.name,

@@ -24,6 +24,8 @@ pub struct Pass {
     pub outcome: Outcome,
     /// Why the ownership records could not be kept, if so.
     pub records_note: Option<String>,
+    /// The ownership records after the pass.
+    pub owned_after: crate::model::OwnedEntries,
     /// binfmt_misc (global switch, entries) as this pass left it: what the
     /// daemon compares later events against, to tell its own writes from
     /// others'. Computed from what the pass did, never re-read: a change
@@ -122,7 +124,13 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
         switch_on(system)?;
         restore_others(system, &request.restore);
     }
-    let world = observe::observe(system, request)?;
+    let mut world = observe::observe(system, request)?;
+    if matches!(lock, Lock::ReadOnly(_)) {
+        // Records nobody can update (and no lock to share with qusd): act
+        // as with none. qus then adopts identical entries and removes none.
+        world.owned.clear();
+        world.restorable.clear();
+    }
     let plan = plan::plan(&world, &mode);
     for item in &plan.items {
         if item.state == State::Conflict && mode.in_scope(&item.name) {
@@ -152,6 +160,7 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
         plan,
         outcome,
         records_note,
+        owned_after: owned,
         kernel_after,
     })
 }
@@ -160,7 +169,14 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
 /// (enabled or not). One that fails is logged; the rest still go back.
 fn restore_others(system: &System, entries: &KernelEntries) {
     let mut restored = 0;
+    let dirs = crate::safety::DirCache::default();
     for (name, entry) in entries {
+        // The same rules as for qus's own interpreters: a flush must not
+        // become a way to get a file someone else controls registered.
+        if let Err(r) = crate::safety::check_interpreter(&entry.spec.interpreter, &dirs) {
+            tracing::warn!("not restoring {name} after the flush: {r}");
+            continue;
+        }
         let done = system.binfmt.register(name, &entry.spec).and_then(|()| {
             if entry.enabled {
                 Ok(())

@@ -180,6 +180,9 @@ pub struct World {
     /// Owned entries whose replaced entry can be put back (its
     /// interpreter still exists).
     pub restorable: std::collections::BTreeSet<String>,
+    /// Another tool's entry kept a native probe from telling: the native
+    /// verdicts hold for now only and must not be kept.
+    pub native_provisional: bool,
 }
 
 impl World {

@@ -84,8 +84,8 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
     if let Some(w) = &owned_warning {
         tracing::warn!("{w}");
     }
-    let native = match &request.native {
-        Some(known) => known.clone(),
+    let (native, native_provisional) = match &request.native {
+        Some(known) => (known.clone(), false),
         None => native_cached(system, &kernel, &owned, mounted && enabled == Some(true)),
     };
     let wanted = wanted(&system.config, &native, &request.overrides);
@@ -114,6 +114,7 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
         handlers,
         distro,
         restorable,
+        native_provisional,
     })
 }
 
@@ -221,27 +222,32 @@ pub fn identity_of(path: &Path) -> std::io::Result<Identity> {
 const NATIVE_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Native verdicts hold for one boot of one kernel, so they are cached in
-/// the state dir under the boot id and the host's machine name.
+/// the state dir under the boot id and the host's machine name; except
+/// when another tool's entry kept a probe from telling (then the family
+/// rule decided, for now only). Returns the verdicts and whether they are
+/// provisional.
 fn native_cached(
     system: &System,
     kernel: &KernelEntries,
     owned: &OwnedEntries,
     binfmt_live: bool,
-) -> NativeVerdicts {
+) -> (NativeVerdicts, bool) {
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let key = format!("{} {}", boot_id.trim(), system.host.machine);
     if let Some(cached) = system.state.load_native(&key) {
-        return cached;
+        return (cached, false);
     }
-    let verdicts = native_verdicts(&system.host, kernel, owned, binfmt_live);
-    system.state.save_native(&key, &verdicts);
+    let (verdicts, provisional) = native_verdicts(&system.host, kernel, owned, binfmt_live);
+    if !provisional {
+        system.state.save_native(&key, &verdicts);
+    }
     for (arch, v) in &verdicts {
         match v {
             Native::Yes(why) => tracing::debug!("native {arch}: {why}"),
             Native::No(why) => tracing::info!("{arch} is not native here: {why}"),
         }
     }
-    verdicts
+    (verdicts, provisional)
 }
 
 /// Native verdicts for the arches of the host's family (as configured or
@@ -252,9 +258,10 @@ fn native_verdicts(
     kernel: &KernelEntries,
     owned: &OwnedEntries,
     binfmt_live: bool,
-) -> NativeVerdicts {
+) -> (NativeVerdicts, bool) {
     let real_family = arch::host_family(&arch::kernel_machine());
     let mut verdicts = NativeVerdicts::new();
+    let mut provisional = false;
     for a in arch::ARCHES {
         if a.family != host.family && a.family != real_family {
             continue;
@@ -279,7 +286,10 @@ fn native_verdicts(
                     Some((name, _)) if owned.contains_key(name) => Native::No(format!(
                         "{name}, registered by qus, runs it: the host could not"
                     )),
-                    Some(_) => family_rule(),
+                    Some(_) => {
+                        provisional = true;
+                        family_rule()
+                    }
                     None => match probe::run(p, NATIVE_PROBE_TIMEOUT) {
                         probe::RunResult::Pass => {
                             Native::Yes(format!("the {} probe ran natively", a.name))
@@ -304,7 +314,7 @@ fn native_verdicts(
         };
         verdicts.insert(a.name.to_string(), verdict);
     }
-    verdicts
+    (verdicts, provisional)
 }
 
 /// Find the emulator for an arch: the per-arch override, else the first

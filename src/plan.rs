@@ -230,6 +230,23 @@ impl Plan {
     }
 }
 
+/// Remove qus's entry, and put back what qus took the name over from
+/// (when it can: its interpreter still exists).
+fn withdraw(name: &str, reason: String, world: &World) -> Vec<Action> {
+    let mut actions = vec![Action::Unregister {
+        name: name.to_string(),
+        reason,
+    }];
+    let replaced = world.owned.get(name).and_then(|r| r.replaced.clone());
+    if let Some(spec) = replaced.filter(|_| world.restorable.contains(name)) {
+        actions.push(Action::Restore {
+            name: name.to_string(),
+            spec,
+        });
+    }
+    actions
+}
+
 /// Plan: the observed world + what the plan is for → states and actions.
 pub fn plan(world: &World, mode: &Mode) -> Plan {
     let reconciled = reconcile(world, mode.takeover());
@@ -261,12 +278,11 @@ fn reconcile(world: &World, takeover: Takeover) -> Plan {
             continue;
         }
         let k = world.kernel.get(name);
-        let action = match k {
-            Some(k) if k.spec.equivalent(&record.spec) => Action::Unregister {
-                name: name.clone(),
-                reason: "no longer configured".into(),
-            },
-            _ => Action::Forget { name: name.clone() },
+        let actions = match k {
+            Some(k) if k.spec.equivalent(&record.spec) => {
+                withdraw(name, "no longer configured".into(), world)
+            }
+            _ => vec![Action::Forget { name: name.clone() }],
         };
         items.push(Item {
             name: name.clone(),
@@ -277,7 +293,7 @@ fn reconcile(world: &World, takeover: Takeover) -> Plan {
             kernel: k.cloned(),
             owned: true,
             handlers: Vec::new(),
-            actions: vec![action],
+            actions,
         });
     }
     Plan { items }
@@ -311,19 +327,8 @@ fn unregister(world: &World, reconciled: Plan, mode: &Mode) -> Plan {
                 let recorded = record.is_some_and(|o| o.spec.equivalent(&k.spec));
                 let configured_same = item.wanted.as_ref().is_some_and(|w| w.equivalent(&k.spec));
                 if recorded || configured_same {
-                    item.actions.push(Action::Unregister {
-                        name: item.name.clone(),
-                        reason: "qus unregister".into(),
-                    });
-                    // Put back what qus took the name over from.
-                    if let Some(old) = record.and_then(|r| r.replaced.clone()) {
-                        if world.restorable.contains(&item.name) {
-                            item.actions.push(Action::Restore {
-                                name: item.name.clone(),
-                                spec: old,
-                            });
-                        }
-                    }
+                    // Put back what qus took the name over from, too.
+                    item.actions = withdraw(&item.name, "qus unregister".into(), world);
                 } else if named {
                     item.owned = false;
                     item.detail = Some(format!("{} is not owned by qus; left alone", item.name));
@@ -391,10 +396,7 @@ fn judge(want: &Want, world: &World, takeover: Takeover) -> Item {
             item.state = state;
             item.detail = Some(why.clone());
             if ours_unchanged {
-                item.actions.push(Action::Unregister {
-                    name: name.clone(),
-                    reason: format!("{}: {why}", state.as_str()),
-                });
+                item.actions = withdraw(name, format!("{}: {why}", state.as_str()), world);
             } else if record.is_some() {
                 item.actions.push(Action::Forget { name: name.clone() });
             }

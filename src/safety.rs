@@ -145,6 +145,17 @@ pub struct Resolved {
 /// Resolve `path` component by component, following every symlink, and
 /// check every directory and link on the way (see the module docs).
 pub fn resolve(path: &Path, cache: &DirCache) -> Result<Resolved, Refusal> {
+    walk(path, cache, false)
+}
+
+/// Resolve a directory path the same way: every link and every directory
+/// on the way checked (directories as ancestors, the holders of links
+/// strictly); returns the real directory it names, itself not judged.
+pub fn resolve_dir(dir: &Path, cache: &DirCache) -> Result<PathBuf, Refusal> {
+    walk(dir, cache, true).map(|r| r.file)
+}
+
+fn walk(path: &Path, cache: &DirCache, want_dir: bool) -> Result<Resolved, Refusal> {
     if !path.is_absolute() {
         return Err(Refusal(format!(
             "{} is not an absolute path",
@@ -193,9 +204,19 @@ pub fn resolve(path: &Path, cache: &DirCache) -> Result<Resolved, Refusal> {
             pending = rest;
             continue;
         }
-        if pending.is_empty() {
+        if pending.is_empty() && !want_dir {
             cache.check(&current, Role::Holder)?;
             holders.push(current);
+            return Ok(Resolved {
+                file: next,
+                holders,
+                links,
+            });
+        }
+        if pending.is_empty() {
+            if !meta.is_dir() {
+                return Err(Refusal(format!("{} is not a directory", next.display())));
+            }
             return Ok(Resolved {
                 file: next,
                 holders,
@@ -207,6 +228,13 @@ pub fn resolve(path: &Path, cache: &DirCache) -> Result<Resolved, Refusal> {
         }
         cache.check(&next, Role::Ancestor)?;
         current = next;
+    }
+    if want_dir {
+        return Ok(Resolved {
+            file: current,
+            holders,
+            links,
+        });
     }
     // The path named a directory ("/" or ending in "..").
     Err(Refusal(format!("{} is not a regular file", path.display())))
@@ -285,19 +313,17 @@ fn check_directory(dir: &Path, role: Role) -> Result<(), Refusal> {
 /// `NAME -> ..data/NAME` files count (see the config scanner).
 pub fn check_config_dir(dir: &Path) -> Result<ConfigDir, Refusal> {
     let cache = DirCache::default();
-    let Some(parent) = dir.parent() else {
-        return Ok(ConfigDir::Strict);
-    };
-    // The directories above it, every hop included.
-    resolve_dir(parent, &cache)?;
-    match check_directory(dir, Role::Holder) {
+    // The directories above it, every hop included; the directory itself
+    // may be a link (root's, in a directory only root can write).
+    let real = resolve_dir(dir, &cache)?;
+    match check_directory(&real, Role::Holder) {
         Ok(()) => Ok(ConfigDir::Strict),
         Err(r) => {
-            let data = dir.join("..data");
+            let data = real.join("..data");
             match std::fs::symlink_metadata(&data) {
                 Ok(m) if m.file_type().is_symlink() && trusted_owner(m.uid()) => {
-                    let meta = std::fs::symlink_metadata(dir)
-                        .map_err(|e| Refusal(format!("{}: {e}", dir.display())))?;
+                    let meta = std::fs::symlink_metadata(&real)
+                        .map_err(|e| Refusal(format!("{}: {e}", real.display())))?;
                     if !trusted_owner(meta.uid()) {
                         return Err(r);
                     }
@@ -313,44 +339,13 @@ pub fn check_config_dir(dir: &Path) -> Result<ConfigDir, Refusal> {
 /// it as an ancestor (every hop included), itself as a holder.
 pub fn check_holder_dir(dir: &Path) -> Result<(), Refusal> {
     let cache = DirCache::default();
-    if let Some(parent) = dir.parent() {
-        resolve_dir(parent, &cache)?;
-    }
-    check_directory(dir, Role::Holder)
+    let real = resolve_dir(dir, &cache)?;
+    check_directory(&real, Role::Holder)
 }
 
 /// Check one directory that holds files qus trusts, not those above it.
 pub fn check_dir_itself(dir: &Path) -> Result<(), Refusal> {
     check_directory(dir, Role::Holder)
-}
-
-/// Check a directory path (every component, every hop) as an ancestor.
-fn resolve_dir(dir: &Path, cache: &DirCache) -> Result<(), Refusal> {
-    let mut current = PathBuf::from("/");
-    cache.check(&current, Role::Ancestor)?;
-    for name in components(dir) {
-        if name == ".." {
-            current.pop();
-            continue;
-        }
-        current.push(&name);
-        let meta = std::fs::symlink_metadata(&current)
-            .map_err(|e| Refusal(format!("{}: {e}", current.display())))?;
-        if meta.file_type().is_symlink() {
-            if !trusted_owner(meta.uid()) {
-                return Err(Refusal(format!(
-                    "{} is a symlink owned by uid {}, not root",
-                    current.display(),
-                    meta.uid()
-                )));
-            }
-            current = std::fs::canonicalize(&current)
-                .map_err(|e| Refusal(format!("{}: {e}", current.display())))?;
-            return resolve_dir(&current, cache);
-        }
-        cache.check(&current, Role::Ancestor)?;
-    }
-    Ok(())
 }
 
 /// How a configuration directory was judged.

@@ -154,6 +154,11 @@ fn the_distributions_entries_are_taken_over_and_put_back() {
     assert_eq!(run_aarch64(&sb), "qus-probe aarch64\n");
     sb.qus_ok(&["unregister", "aarch64"]);
     assert_eq!(sb.entry("qemu-aarch64").as_deref(), Some(debian.as_str()));
+    // Taken over again, then disabled: Debian's entry comes back too.
+    sb.qus_ok(&["register"]);
+    assert_ne!(sb.entry("qemu-aarch64").as_deref(), Some(debian.as_str()));
+    sb.qus_ok(&["disable", "aarch64"]);
+    assert_eq!(sb.entry("qemu-aarch64").as_deref(), Some(debian.as_str()));
 }
 
 /// With the flush guard on, a `-1` to `status` (what systemd-binfmt and a

@@ -717,3 +717,55 @@ fn a_held_lock_never_blocks_the_daemon_loop() {
         "SIGTERM took {took:?} while the lock was held"
     );
 }
+
+/// A config directory reached through a symlink: every component after the
+/// link is checked too (a user's directory further down is refused), and
+/// a root-owned link to a good directory is fine.
+#[test]
+fn config_dir_paths_are_checked_past_every_link() {
+    let sb = Sandbox::with_host_ids();
+    sb.install_emulator("aarch64");
+    let real = sb.path().join("real");
+    let team = real.join("team");
+    let qusd_dir = team.join("qus.d");
+    fs::create_dir_all(&qusd_dir).expect("mkdir");
+    chown(&team, USER);
+    let link = sb.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).expect("link");
+    fs::write(
+        qusd_dir.join("10.toml"),
+        format!("[qemu]\nsearch_path = [\"{}\"]\n", sb.bin().display()),
+    )
+    .expect("write");
+    let via_link = link.join("team/qus.d");
+    let run = |dir: &Path| {
+        sb.command(common::QUS)
+            .arg("--binfmt-misc")
+            .arg(sb.binfmt())
+            .arg("--state-dir")
+            .arg(sb.state())
+            .arg("--config-dir")
+            .arg(dir)
+            .args(["--host-arch", "x86_64", "register"])
+            .output()
+            .expect("qus")
+    };
+    let out = run(&via_link);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!(
+            "directory {} is owned by uid {USER}",
+            team.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(sb.entries().is_empty());
+    // A root-owned link straight to a good directory.
+    chown(&team, 0);
+    let good = sb.path().join("good-link");
+    std::os::unix::fs::symlink(&qusd_dir, &good).expect("link");
+    let out = run(&good);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sb.entries(), ["qemu-aarch64"]);
+}

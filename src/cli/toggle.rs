@@ -16,8 +16,10 @@ use crate::engine;
 use crate::observe::Request;
 use crate::plan::Mode;
 
-/// The drop-in `qus disable`/`enable` manage.
+/// The drop-ins `qus disable`/`enable` manage: two names, so the runtime
+/// one is not masked by the persistent one (masking goes by file name).
 const MANAGED: &str = "90-qus-cli.toml";
+const MANAGED_RUNTIME: &str = "90-qus-cli-runtime.toml";
 
 #[derive(Debug, Args)]
 pub struct ToggleArgs {
@@ -60,8 +62,8 @@ fn disabled_in(path: &Path) -> Result<BTreeSet<String>> {
         .collect())
 }
 
-fn write_managed(dir: &Path, disabled: &BTreeSet<String>) -> Result<PathBuf> {
-    let path = dir.join(MANAGED);
+fn write_managed(dir: &Path, file: &str, disabled: &BTreeSet<String>) -> Result<PathBuf> {
+    let path = dir.join(file);
     if disabled.is_empty() {
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -78,7 +80,7 @@ fn write_managed(dir: &Path, disabled: &BTreeSet<String>) -> Result<PathBuf> {
         text.push_str(&format!("\n[qemu.arch.{a}]\nenabled = false\n"));
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    crate::fsutil::write_atomic(dir, MANAGED, text.as_bytes(), 0o644)
+    crate::fsutil::write_atomic(dir, file, text.as_bytes(), 0o644)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
@@ -86,7 +88,12 @@ fn write_managed(dir: &Path, disabled: &BTreeSet<String>) -> Result<PathBuf> {
 pub fn run(common: &CommonArgs, args: &ToggleArgs, disable: bool) -> Result<ExitCode> {
     check_arch_names(&args.arches)?;
     let dir = target_dir(common, args.runtime)?;
-    let mut disabled = disabled_in(&dir.join(MANAGED))?;
+    let file = if args.runtime {
+        MANAGED_RUNTIME
+    } else {
+        MANAGED
+    };
+    let mut disabled = disabled_in(&dir.join(file))?;
     for a in &args.arches {
         if disable {
             disabled.insert(a.clone());
@@ -94,7 +101,7 @@ pub fn run(common: &CommonArgs, args: &ToggleArgs, disable: bool) -> Result<Exit
             disabled.remove(a);
         }
     }
-    let path = write_managed(&dir, &disabled)?;
+    let path = write_managed(&dir, file, &disabled)?;
     // The new configuration must load (the drop-in is checked like any).
     let system = match common.system() {
         Ok(s) => s,

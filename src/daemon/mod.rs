@@ -586,7 +586,9 @@ impl Daemon {
             }) => {
                 self.others_last = (others, owns_any);
                 self.last_kernel = Some(kernel_after);
-                self.native.get_or_insert(native);
+                if let Some(native) = native {
+                    self.native.get_or_insert(native);
+                }
                 self.status = status;
                 self.count_repairs(&repairs);
             }

@@ -33,7 +33,8 @@ pub struct Job {
 pub enum Outcome {
     Done {
         kernel_after: (bool, KernelEntries),
-        native: NativeVerdicts,
+        /// The native verdicts, when they may be kept (not provisional).
+        native: Option<NativeVerdicts>,
         status: String,
         /// The entries this pass wrote, each with what it wrote (to
         /// notice the same repair made again and again).
@@ -72,14 +73,14 @@ impl Job {
                     pass.outcome.kernel_writes
                 );
                 Outcome::Done {
-                    native: pass.native().clone(),
+                    native: (!pass.world.native_provisional).then(|| pass.native().clone()),
                     repairs: repairs(&pass),
                     others: others(&pass),
                     owns_any: pass
                         .kernel_after
                         .1
                         .keys()
-                        .any(|n| pass.plan.items.iter().any(|i| &i.name == n && i.owned)),
+                        .any(|n| pass.owned_after.contains_key(n)),
                     kernel_after: pass.kernel_after,
                     status,
                 }
