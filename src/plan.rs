@@ -230,8 +230,9 @@ impl Plan {
     }
 }
 
-/// Remove qus's entry, and put back what qus took the name over from
-/// (when it can: its interpreter still exists).
+/// Remove qus's entry and hand the name back: put back what qus took it
+/// over from (when it can: its interpreter still exists). Only for an
+/// explicit unregister (`qus unregister`, `unregister_on_stop`).
 fn withdraw(name: &str, reason: String, world: &World) -> Vec<Action> {
     let mut actions = vec![Action::Unregister {
         name: name.to_string(),
@@ -279,9 +280,10 @@ fn reconcile(world: &World, takeover: Takeover) -> Plan {
         }
         let k = world.kernel.get(name);
         let actions = match k {
-            Some(k) if k.spec.equivalent(&record.spec) => {
-                withdraw(name, "no longer configured".into(), world)
-            }
+            Some(k) if k.spec.equivalent(&record.spec) => vec![Action::Unregister {
+                name: name.clone(),
+                reason: "no longer configured".into(),
+            }],
             _ => vec![Action::Forget { name: name.clone() }],
         };
         items.push(Item {
@@ -395,8 +397,14 @@ fn judge(want: &Want, world: &World, takeover: Takeover) -> Item {
         (_, Some((state, why))) => {
             item.state = state;
             item.detail = Some(why.clone());
+            // Not put back here: excluded or disabled means "no entry for
+            // this arch", and the one qus took over would be one. Only an
+            // explicit unregister hands the name back (see `unregister`).
             if ours_unchanged {
-                item.actions = withdraw(name, format!("{}: {why}", state.as_str()), world);
+                item.actions.push(Action::Unregister {
+                    name: name.clone(),
+                    reason: format!("{}: {why}", state.as_str()),
+                });
             } else if record.is_some() {
                 item.actions.push(Action::Forget { name: name.clone() });
             }
