@@ -491,6 +491,7 @@ impl Daemon {
     fn reload(&mut self) -> oneshot::Receiver<Outcome> {
         notify::reloading();
         tracing::info!("SIGHUP: reloading configuration");
+        self.arm();
         self.reload_config(true);
         self.arm();
         self.start("SIGHUP".into())
@@ -509,10 +510,13 @@ impl Daemon {
     /// Act on a debounced batch of events: a pass, unless the batch is only
     /// the echo of qusd's own writes.
     fn handle(&mut self, t: Trigger) -> Option<oneshot::Receiver<Outcome>> {
+        // Watch first, then read: a drop-in written after the config dir
+        // (re)appeared but before its watch existed would be lost.
+        if t.rearm || t.config || t.overflow {
+            self.arm();
+        }
         if t.config || t.overflow {
             self.reload_config(false);
-        }
-        if t.rearm || t.config || t.overflow {
             self.arm();
         }
         let unchanged = match (self.kernel_now(), &self.last_kernel) {
