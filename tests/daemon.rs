@@ -573,27 +573,41 @@ fn watchdog_pings_at_half_the_interval_and_idle_means_no_wakeups() {
             .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
             .sum()
     };
-    // settle() returns once the "quiet" line is written; qusd may still be
-    // finishing that loop turn. Count from when it sleeps in epoll_wait.
+    // Idle means blocked in epoll_wait with no timeout at all: nothing but
+    // an event can wake it. Wait (with a deadline) until qusd is there,
+    // then read the timeout it is blocked with from /proc/PID/syscall.
+    // No observation window: this holds however busy the machine is.
     let pid = d.pid();
-    wait_for(WAIT, "qusd asleep in epoll_wait", || {
-        fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("epoll_wait"))
+    let blocked = || -> Option<String> {
+        let line = fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let arg = |i: usize| u64::from_str_radix(f.get(i)?.trim_start_matches("0x"), 16).ok();
+        let infinite = match *f.first()? {
+            // epoll_wait, epoll_pwait (x86_64; aarch64 has only
+            // epoll_pwait, 22): the timeout is the 4th argument, an int.
+            "232" | "281" | "22" => arg(4)? & 0xffff_ffff == 0xffff_ffff,
+            // epoll_pwait2: a timespec pointer, NULL for no timeout.
+            "441" => arg(4)? == 0,
+            _ => return None,
+        };
+        infinite.then_some(line)
+    };
+    let before = switches(pid);
+    n.skip_pending();
+    wait_for(WAIT, "qusd blocked in epoll_wait with no timeout", || {
+        blocked().is_some()
     });
-    let before = switches(d.pid());
-    // An observation window, not a wait for something to happen: an idle
-    // qusd has no timer, so however busy the machine, the count stays.
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let after = switches(d.pid());
+    // Still blocked, and it did not run in between: its context-switch
+    // count cannot change while it sleeps.
+    let asleep = switches(pid);
+    let again = blocked();
+    assert!(again.is_some(), "qusd armed a timer while idle");
     assert_eq!(
-        before,
-        after,
-        "qusd woke up {} times while idle",
-        after - before
+        asleep,
+        switches(pid),
+        "qusd woke up while idle ({before} switches before settling)"
     );
-    assert!(
-        n.collect_for(200).is_empty(),
-        "sd_notify traffic while idle"
-    );
+    assert!(n.take_new().is_empty(), "sd_notify traffic while idle");
 }
 
 #[test]

@@ -509,7 +509,7 @@ impl NotifySocket {
     }
 
     /// Messages that arrived since the last look.
-    fn take_new(&mut self) -> Vec<String> {
+    pub fn take_new(&mut self) -> Vec<String> {
         let v = self.inbox.lock().expect("inbox");
         let new: Vec<String> = v[self.cursor..].to_vec();
         self.cursor = v.len();
@@ -544,13 +544,6 @@ impl NotifySocket {
     /// which must not be taken for a new one's).
     pub fn skip_pending(&mut self) {
         self.take_new();
-    }
-
-    /// Every message that arrives within `ms` milliseconds.
-    pub fn collect_for(&mut self, ms: u64) -> Vec<String> {
-        self.take_new();
-        std::thread::sleep(std::time::Duration::from_millis(ms));
-        self.take_new()
     }
 }
 
