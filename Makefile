@@ -6,6 +6,7 @@ MANDIR ?= $(PREFIX)/share/man
 DATADIR ?= $(PREFIX)/share
 SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
+USERUNITDIR ?= $(PREFIX)/lib/systemd/user
 CARGO ?= cargo
 ASSETS := target/assets
 
@@ -22,10 +23,20 @@ assets:
 	cp man/qus.d.5 $(ASSETS)/man/qus.d.5
 	gzip -9nf $(ASSETS)/man/qus.1 $(ASSETS)/man/qusd.8 $(ASSETS)/man/qus.d.5
 
-install: all
+# No build here: `make && sudo make install` must work without cargo in
+# root's PATH. The units name $(BINDIR), wherever PREFIX puts it.
+install:
+	@for f in target/release/qus target/release/qusd $(ASSETS)/man/qus.1.gz; do \
+	  test -e $$f || { echo "make install: $$f is missing: run 'make' first (as yourself)"; exit 1; }; \
+	done
 	install -Dm755 target/release/qus $(DESTDIR)$(BINDIR)/qus
 	install -Dm755 target/release/qusd $(DESTDIR)$(BINDIR)/qusd
-	install -Dm644 dist/systemd/qusd.service $(DESTDIR)$(UNITDIR)/qusd.service
+	install -dm755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(USERUNITDIR)
+	sed 's|/usr/bin/qus|$(BINDIR)/qus|g' dist/systemd/qusd.service > $(DESTDIR)$(UNITDIR)/qusd.service
+	for u in qus-podman qusd-podman; do \
+	  sed 's|/usr/bin/qus|$(BINDIR)/qus|g' dist/systemd/user/$$u.service > $(DESTDIR)$(USERUNITDIR)/$$u.service; \
+	done
+	chmod 644 $(DESTDIR)$(UNITDIR)/qusd.service $(DESTDIR)$(USERUNITDIR)/*.service
 	install -Dm644 etc/qus.d/50-example.toml $(DESTDIR)$(SYSCONFDIR)/qus.d/50-example.toml
 	install -dm755 $(DESTDIR)$(PREFIX)/lib/qus.d
 	install -Dm644 $(ASSETS)/man/qus.1.gz $(DESTDIR)$(MANDIR)/man1/qus.1.gz

@@ -166,9 +166,42 @@ pub static ARCHES: &[Arch] = &[
         b"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff"),
 ];
 
-/// Look an architecture up by its configuration name.
+/// Names users bring from Docker/OCI platforms (`linux/arm64`) and from
+/// Debian (`armhf`), with the arch each means. qus's own names stay the
+/// canonical ones (what `qus arches` and `qus status` show).
+pub const ALIASES: &[(&str, &str)] = &[
+    ("amd64", "x86_64"),
+    ("386", "i386"),
+    ("arm64", "aarch64"),
+    ("arm64/v8", "aarch64"),
+    ("arm/v7", "arm"),
+    ("arm/v6", "arm"),
+    ("arm/v5", "arm"),
+    ("armhf", "arm"),
+    ("armel", "arm"),
+    ("ppc64el", "ppc64le"),
+    ("mips64le", "mips64el"),
+    ("mipsle", "mipsel"),
+    ("loong64", "loongarch64"),
+];
+
+/// Look an architecture up by its name or an alias, with or without a
+/// `linux/` prefix (`aarch64`, `arm64`, `linux/arm64`).
 pub fn find(name: &str) -> Option<&'static Arch> {
+    let name = name.strip_prefix("linux/").unwrap_or(name);
+    let name = ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == name)
+        .map_or(name, |(_, canonical)| *canonical);
     ARCHES.iter().find(|a| a.name == name)
+}
+
+/// The aliases of a canonical arch name.
+pub fn aliases_of(name: &str) -> impl Iterator<Item = &'static str> + '_ {
+    ALIASES
+        .iter()
+        .filter(move |(_, canonical)| *canonical == name)
+        .map(|(alias, _)| *alias)
 }
 
 /// The family of a host, from the kernel's machine name (`uname -m`), using

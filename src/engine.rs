@@ -104,6 +104,18 @@ pub fn survey(system: &System, request: &Request) -> Result<(World, Plan)> {
 /// Lock, mount and switch on binfmt_misc if needed and allowed, observe,
 /// plan for `mode`, apply, save the records.
 pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
+    let place = crate::userns::here();
+    if place.initial
+        && place.euid != 0
+        && crate::userns::instance_at(system.binfmt.root()) == crate::model::Instance::Host
+    {
+        anyhow::bail!(
+            "changing the host's binfmt_misc needs root: run it with sudo; without root, \
+             register into a user namespace of your own (Linux 6.7+): \
+             `qus podman register ARCH`, `qus run -- CMD` or `qus buildah …` \
+             (README: \"Without root\")"
+        );
+    }
     let lock = system
         .state
         .lock(LOCK_WAIT)
@@ -119,7 +131,15 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
             .binfmt
             .ensure_mounted(system.config.binfmt_mount.value)?
         {
-            tracing::info!("mounted binfmt_misc at {}", system.binfmt.root().display());
+            if crate::userns::here().initial {
+                tracing::info!("mounted binfmt_misc at {}", system.binfmt.root().display());
+            } else {
+                tracing::info!(
+                    "mounted binfmt_misc at {}, an instance private to this user namespace: \
+                     its entries work for this namespace's processes and vanish with it",
+                    system.binfmt.root().display()
+                );
+            }
         }
         switch_on(system)?;
         restore_others(system, &request.restore);

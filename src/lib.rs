@@ -9,6 +9,7 @@
 //! - [`plan`]: pure, world + mode → states and actions;
 //! - [`apply`]: carries actions out on [`binfmt`] and the records;
 //!   [`engine`] runs one locked pass of all three;
+//! - [`userns`]: where qus runs (host or a user namespace), for defaults;
 //! - [`setup`]: what both shells share; [`cli`] (`qus`) and [`daemon`]
 //!   (`qusd`) stand side by side on it.
 
@@ -29,3 +30,4 @@ pub mod probe;
 pub(crate) mod safety;
 pub(crate) mod setup;
 pub(crate) mod state;
+pub(crate) mod userns;

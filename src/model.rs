@@ -147,6 +147,25 @@ pub enum Instance {
     /// A user namespace's own instance (Linux ≥ 6.7): its entries vanish
     /// with the namespace.
     Private,
+    /// A parent user namespace's instance, mounted where a child one can
+    /// see it: readable, not the child's to change.
+    Ancestor,
+}
+
+impl Instance {
+    /// For people, after "instance:".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Instance::Host => "the host's (entries apply to every process)",
+            Instance::Private => {
+                "private to this user namespace (entries apply inside it and vanish with it)"
+            }
+            Instance::Ancestor => {
+                "a parent user namespace's (read-only from here; qus registers into a \
+                 private one under $XDG_RUNTIME_DIR/qus/binfmt_misc)"
+            }
+        }
+    }
 }
 
 /// Everything one pass knows, gathered once by `observe::observe` and

@@ -197,13 +197,9 @@ pub fn detect_host(machine: Option<&str>) -> Host {
     }
 }
 
-/// Which binfmt_misc instance a process here talks to.
-pub fn instance() -> Instance {
-    if safety::initial_user_namespace() {
-        Instance::Host
-    } else {
-        Instance::Private
-    }
+/// Which binfmt_misc instance a path reaches from here.
+pub fn instance(root: &Path) -> Instance {
+    crate::userns::instance_at(root)
 }
 
 /// Identity of the file a path resolves to (symlinks followed).

@@ -21,8 +21,10 @@
 //! as the overflow uid, and `stat` cannot tell them apart. qus then counts
 //! an overflow-owned file or directory as root's, under the same mode
 //! rules: that is what `/usr/bin` looks like from inside, and what a
-//! rootless user needs. If the namespace maps the overflow uid itself, it
-//! is a real user there and not trusted. What qus cannot know in a child
+//! rootless user needs. If the namespace maps the overflow uid itself to
+//! another host user, it is a real user there and not trusted; mapped to
+//! the namespace owner's own subordinate ids (rootless podman), it stays
+//! trusted: such a file is host root's or the owner's. What qus cannot know in a child
 //! namespace is whether an unmapped owner is host root or another unmapped
 //! host user; `qus.d(5)` says so.
 
@@ -43,52 +45,33 @@ fn overflow_uid() -> u32 {
     })
 }
 
-/// Is this process in the initial user namespace? There `uid_map` maps
-/// the whole id range onto itself (`0 0 4294967295`); in any child
-/// namespace it cannot.
-pub fn initial_user_namespace() -> bool {
-    static INITIAL: OnceLock<bool> = OnceLock::new();
-    *INITIAL.get_or_init(|| {
-        std::fs::read_to_string("/proc/self/uid_map")
-            .map(|m| {
-                let fields: Vec<&str> = m.split_whitespace().collect();
-                fields == ["0", "0", "4294967295"]
-            })
-            // No /proc: assume the strict rule.
-            .unwrap_or(true)
-    })
-}
-
-/// Is the overflow uid a real, mapped user here? In the initial user
-/// namespace it always is (`nobody`); in a child namespace only when its
-/// `uid_map` maps it (then a file showing it belongs to that user, and is
-/// not an unmapped owner's).
-fn overflow_uid_mapped() -> bool {
-    static MAPPED: OnceLock<bool> = OnceLock::new();
-    *MAPPED.get_or_init(|| {
-        if initial_user_namespace() {
+/// Is the overflow uid a real, mapped user here that is *not* under the
+/// namespace owner's control? In the initial user namespace it always is
+/// (`nobody`). In a child namespace it is when the `uid_map` maps it to
+/// some other host user; when it maps to the owner's own subordinate ids
+/// (rootless podman maps 65536 of them) a file showing it is either host
+/// root's or the owner's, and both are trusted there.
+fn overflow_uid_foreign() -> bool {
+    static FOREIGN: OnceLock<bool> = OnceLock::new();
+    *FOREIGN.get_or_init(|| {
+        let place = crate::userns::here();
+        if place.initial {
             return true;
         }
-        let overflow = u64::from(overflow_uid());
-        std::fs::read_to_string("/proc/self/uid_map")
-            .map(|m| {
-                m.lines().any(|line| {
-                    let f: Vec<u64> = line
-                        .split_whitespace()
-                        .filter_map(|x| x.parse().ok())
-                        .collect();
-                    matches!(f[..], [inside, _, count] if (inside..inside + count).contains(&overflow))
-                })
-            })
-            .unwrap_or(true)
+        let overflow = overflow_uid();
+        let mapped = place
+            .uid_map
+            .iter()
+            .any(|r| r.to_outside(u64::from(overflow)).is_some());
+        mapped && !crate::userns::maps_to_user(place, overflow)
     })
 }
 
-/// Root, or an unmapped owner (the overflow uid where it is not a mapped
-/// user), which is how host root's files look from a child user
+/// Root, or an unmapped owner (the overflow uid where it is not a foreign
+/// mapped user), which is how host root's files look from a child user
 /// namespace.
 pub fn trusted_owner(uid: u32) -> bool {
-    uid == 0 || (uid == overflow_uid() && !overflow_uid_mapped())
+    uid == 0 || (uid == overflow_uid() && !overflow_uid_foreign())
 }
 
 /// Why an interpreter was refused.

@@ -11,6 +11,7 @@ use clap::Args;
 use crate::config::{self as cfg, Config, Source, Sourced};
 use crate::model::Host;
 use crate::observe::{self, System};
+use crate::userns;
 
 /// Options shared by `qus` and `qusd`: where things are.
 #[derive(Debug, Clone, Args)]
@@ -28,10 +29,11 @@ pub struct CommonArgs {
     /// Where binfmt_misc is (or is to be) mounted.
     #[arg(long, value_name = "PATH", global = true, env = "QUS_BINFMT_MISC")]
     pub binfmt_misc: Option<PathBuf>,
-    /// State directory (ownership records, lock).
-    #[arg(long, value_name = "DIR", global = true, env = "QUS_STATE_DIR",
-          default_value = cfg::DEFAULT_STATE_DIR)]
-    pub state_dir: PathBuf,
+    /// State directory (ownership records, lock) [default: /run/qusd as
+    /// host root, else $XDG_RUNTIME_DIR/qus, in a user namespace
+    /// $XDG_RUNTIME_DIR/qus/userns-INODE].
+    #[arg(long, value_name = "DIR", global = true, env = "QUS_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Pretend the host's machine is this (`uname -m` value), which decides
     /// what is native.
     #[arg(long, value_name = "MACHINE", global = true, env = "QUS_HOST_ARCH")]
@@ -43,7 +45,10 @@ pub struct CommonArgs {
 
 impl CommonArgs {
     /// The configuration directories: `--config-dir` / `QUS_CONFIG_DIRS`,
-    /// else the defaults.
+    /// else the defaults; in a child user namespace the user's
+    /// `$XDG_CONFIG_HOME/qus.d` comes last (highest priority). It is not
+    /// read on the host, where a user's file must never decide what root
+    /// registers.
     pub fn config_dirs(&self) -> Vec<PathBuf> {
         let given: Vec<PathBuf> = self
             .config_dirs
@@ -51,11 +56,14 @@ impl CommonArgs {
             .filter(|p| !p.as_os_str().is_empty())
             .cloned()
             .collect();
-        if given.is_empty() {
-            cfg::DEFAULT_DIRS.iter().map(PathBuf::from).collect()
-        } else {
-            given
+        if !given.is_empty() {
+            return given;
         }
+        let mut dirs: Vec<PathBuf> = cfg::DEFAULT_DIRS.iter().map(PathBuf::from).collect();
+        if !userns::here().initial {
+            dirs.extend(userns::config_home().map(|h| h.join("qus.d")));
+        }
+        dirs
     }
 
     /// Load the configuration and apply the `--binfmt-misc` override.
@@ -70,6 +78,18 @@ impl CommonArgs {
                 value: p.clone(),
                 source: Source::Override("--binfmt-misc or QUS_BINFMT_MISC".into()),
             };
+        } else if config.binfmt_path.source == Source::Default && !userns::here().initial {
+            // In a child user namespace the default path is the host's
+            // instance (read-only from here, or not mounted at all): the
+            // namespace's own instance goes under the runtime dir instead.
+            if let Some(run) = userns::runtime_dir() {
+                config.binfmt_path = Sourced {
+                    value: run.join("qus").join("binfmt_misc"),
+                    source: Source::Override(
+                        "user namespace default ($XDG_RUNTIME_DIR/qus/binfmt_misc)".into(),
+                    ),
+                };
+            }
         }
         if !config.binfmt_path.value.is_absolute() {
             bail!(
@@ -81,8 +101,30 @@ impl CommonArgs {
         Ok(config)
     }
 
+    /// `--state-dir`, else `/run/qusd` for host root, else
+    /// `$XDG_RUNTIME_DIR/qus` (`/run/user/UID/qus`) for everyone else.
     pub fn state_dir(&self) -> PathBuf {
-        self.state_dir.clone()
+        if let Some(d) = self
+            .state_dir
+            .as_ref()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            return d.clone();
+        }
+        let place = userns::here();
+        if place.rootless() {
+            if let Some(run) = userns::runtime_dir() {
+                let base = run.join("qus");
+                // Each user namespace has its own binfmt_misc instance, so
+                // its own records: podman's long-lived namespace and a
+                // `buildah unshare` session must not overwrite each other's.
+                return match (place.initial, userns::namespace_id()) {
+                    (false, Some(ino)) => base.join(format!("userns-{ino}")),
+                    _ => base,
+                };
+            }
+        }
+        PathBuf::from(cfg::DEFAULT_STATE_DIR)
     }
 
     pub fn host(&self) -> Host {

@@ -406,7 +406,10 @@ fn status_json_follows_the_documented_schema() {
     assert_eq!(s["summary"]["registered"], 1);
     // The human table names the same.
     let table = sb.qus_ok(&["status"]);
-    assert!(table.contains("private instance"), "{table}");
+    assert!(
+        table.contains("instance:    private to this user namespace"),
+        "{table}"
+    );
     assert!(table
         .lines()
         .any(|l| l.starts_with("qemu-aarch64") && l.contains("registered")));

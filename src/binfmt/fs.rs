@@ -11,6 +11,32 @@ use std::path::{Path, PathBuf};
 
 use super::entry::{parse_entry_file, EntrySpec, KernelEntry};
 
+/// Say why a mount was refused where the reason is knowable: inside a
+/// user namespace, binfmt_misc needs Linux 6.7, and a mount namespace that
+/// the user namespace owns.
+fn explain_mount_error(e: io::Error) -> io::Error {
+    let place = crate::userns::here();
+    if e.kind() != io::ErrorKind::PermissionDenied || place.host_root() {
+        return e;
+    }
+    let why = if place.initial {
+        "only root can mount binfmt_misc on the host; without root, use `qus podman register`, \
+         `qus run -- CMD` or `qus buildah …` (a user namespace of your own, Linux 6.7+)"
+            .to_string()
+    } else {
+        match crate::userns::kernel_at_least(6, 7) {
+            (release, false) => format!(
+                "Linux {release} cannot mount binfmt_misc inside a user namespace \
+                 (that needs Linux 6.7 or later); only host root can register here"
+            ),
+            _ => "this user namespace does not own the mount namespace; run qus in one that \
+                  does: `podman unshare`, `buildah unshare`, `unshare -Urm` or `qus run`"
+                .to_string(),
+        }
+    };
+    io::Error::new(e.kind(), format!("{e}: {why}"))
+}
+
 /// `BINFMTFS_MAGIC` from `<linux/magic.h>`: tells a real mount from an empty dir.
 const BINFMTFS_MAGIC: i64 = 0x4249_4e4d;
 
@@ -77,7 +103,7 @@ impl BinfmtMisc {
                 | rustix::mount::MountFlags::NOEXEC,
             None,
         )
-        .map_err(io::Error::from)
+        .map_err(|e| explain_mount_error(io::Error::from(e)))
     }
 
     /// Make sure the instance is reachable; mount it when allowed.

@@ -17,15 +17,20 @@ pub struct ArchesArgs {
 
 pub fn run(common: &CommonArgs, args: &ArchesArgs) -> Result<ExitCode> {
     let host = common.host();
-    println!("{:<13} {:<13} {:<13} NATIVE", "ARCH", "EMULATOR", "FAMILY");
+    println!(
+        "{:<13} {:<13} {:<13} {:<6} ALIASES",
+        "ARCH", "EMULATOR", "FAMILY", "NATIVE"
+    );
     for a in arch::ARCHES {
-        println!(
-            "{:<13} {:<13} {:<13} {}",
+        let line = format!(
+            "{:<13} {:<13} {:<13} {:<6} {}",
             a.name,
             format!("qemu-{}", a.emulator),
             a.family,
-            if a.family == host.family { "yes" } else { "no" }
+            if a.family == host.family { "yes" } else { "no" },
+            arch::aliases_of(a.name).collect::<Vec<_>>().join(" ")
         );
+        println!("{}", line.trim_end());
         if args.verbose {
             println!("    magic {}", escape::escape_all(a.magic));
             println!("    mask  {}", escape::escape_all(a.mask));

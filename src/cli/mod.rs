@@ -5,6 +5,7 @@ mod config;
 mod export;
 mod register;
 mod report;
+mod rootless;
 mod status;
 mod test;
 mod toggle;
@@ -54,6 +55,15 @@ pub enum Command {
     Enable(toggle::ToggleArgs),
     /// Tell which binfmt_misc entry the kernel uses for a file.
     Which(which::WhichArgs),
+    /// Run a command in a user namespace of its own with a private
+    /// binfmt_misc (no root needed; Linux 6.7+).
+    Run(rootless::RunArgs),
+    /// Run a qus command inside podman's rootless namespace (`podman
+    /// unshare qus …`): `qus podman register aarch64`.
+    Podman(rootless::PodmanArgs),
+    /// Run a buildah command with emulators registered in its namespace:
+    /// `qus buildah build --platform linux/arm64 .`.
+    Buildah(rootless::BuildahArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -63,14 +73,28 @@ pub enum ExportFormat {
     BinfmtD,
 }
 
-/// Check that every name on the command line is an arch of the table.
-pub(crate) fn check_arch_names(names: &[String]) -> Result<()> {
+/// The arches named on the command line, by their canonical names: aliases
+/// (`arm64`, `linux/arm/v7`) and entry names (`qemu-aarch64`) resolved,
+/// `all` expanded to the whole table.
+pub(crate) fn arch_names(names: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = vec![];
     for n in names {
-        if crate::arch::find(n).is_none() {
-            bail!("unknown arch {n:?} (see `qus arches`)");
+        let found: Vec<&str> = if n == "all" {
+            crate::arch::ARCHES.iter().map(|a| a.name).collect()
+        } else {
+            let by_entry = n.strip_prefix("qemu-").and_then(crate::arch::find);
+            match crate::arch::find(n).or(by_entry) {
+                Some(a) => vec![a.name],
+                None => bail!("unknown arch {n:?} (see `qus arches`)"),
+            }
+        };
+        for a in found {
+            if !out.iter().any(|o| o == a) {
+                out.push(a.to_string());
+            }
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// "qusd (pid N) is running for this state dir", when a ready qusd is: it
@@ -83,6 +107,11 @@ pub(crate) fn daemon_note(common: &CommonArgs) -> Option<String> {
 
 /// Entry point of the `qus` binary.
 pub fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`qus export | head -1`), as every
+    // filter does: Rust ignores SIGPIPE and would panic in `println!`.
+    // SAFETY: setting a signal's disposition to the default has no
+    // preconditions; nothing else in qus handles SIGPIPE.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -123,5 +152,8 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Disable(a) => toggle::run(&cli.common, a, true),
         Command::Enable(a) => toggle::run(&cli.common, a, false),
         Command::Which(a) => which::run(&cli.common, a),
+        Command::Run(a) => rootless::run(&cli.common, a),
+        Command::Podman(a) => rootless::podman(a),
+        Command::Buildah(a) => rootless::buildah(a),
     }
 }

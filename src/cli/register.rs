@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
-use super::{check_arch_names, CommonArgs};
+use super::{arch_names, CommonArgs};
 use crate::binfmt::Flags;
 use crate::engine;
 use crate::observe::{Overrides, Request};
@@ -22,25 +22,24 @@ pub struct RegisterArgs {
     /// Flags for the qemu entries of this run (any of P O C F).
     #[arg(long, value_name = "FLAGS")]
     pub flags: Option<String>,
+    /// No summary on stdout (`qus run`: stdout is the command's).
+    #[arg(skip)]
+    pub quiet: bool,
 }
 
 pub fn run(common: &CommonArgs, args: &RegisterArgs) -> Result<ExitCode> {
-    check_arch_names(&args.arches)?;
+    let arches = arch_names(&args.arches)?;
     let flags = match &args.flags {
         Some(f) => Some(Flags::parse(f).map_err(|e| anyhow::anyhow!("--flags: {e}"))?),
         None => None,
     };
     let system = common.system()?;
-    let named = !args.arches.is_empty();
-    let scope: Option<BTreeSet<String>> = named.then(|| {
-        args.arches
-            .iter()
-            .map(|a| system.config.entry_name(a))
-            .collect()
-    });
+    let named = !arches.is_empty();
+    let scope: Option<BTreeSet<String>> =
+        named.then(|| arches.iter().map(|a| system.config.entry_name(a)).collect());
     let request = Request {
         overrides: Overrides {
-            targets: named.then(|| args.arches.clone()),
+            targets: named.then(|| arches.clone()),
             flags,
         },
         native: None,
@@ -92,11 +91,13 @@ pub fn run(common: &CommonArgs, args: &RegisterArgs) -> Result<ExitCode> {
             );
         }
     }
-    println!(
-        "qus: {}, {} writes to binfmt_misc",
-        pass.summary(),
-        pass.outcome.kernel_writes
-    );
+    if !args.quiet {
+        println!(
+            "qus: {}, {} writes to binfmt_misc",
+            pass.summary(),
+            pass.outcome.kernel_writes
+        );
+    }
     Ok(if pass.outcome.failed.is_empty() && refused == 0 {
         ExitCode::SUCCESS
     } else {

@@ -36,8 +36,9 @@ pub struct BinfmtReport {
     pub mounted: bool,
     /// The global switch; `null` when not mounted.
     pub enabled: Option<bool>,
-    /// `host` (initial user namespace) or `private` (a user namespace's own
-    /// instance, Linux ≥ 6.7).
+    /// `host` (initial user namespace), `private` (a user namespace's own
+    /// instance, Linux ≥ 6.7) or `ancestor` (a parent namespace's, seen
+    /// from a child: read-only there).
     pub instance: Instance,
 }
 
@@ -87,7 +88,7 @@ pub fn build(system: &System, world: &World, plan: &Plan) -> Report {
             path: system.binfmt.root().display().to_string(),
             mounted,
             enabled: world.enabled,
-            instance: observe::instance(),
+            instance: observe::instance(system.binfmt.root()),
         },
         state_dir: system.state.path().display().to_string(),
         entries,
@@ -129,7 +130,7 @@ pub fn render(report: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "binfmt_misc: {} ({}, {}, {} instance)",
+        "binfmt_misc: {} ({}, {})\ninstance:    {}",
         b.path,
         if b.mounted { "mounted" } else { "not mounted" },
         match b.enabled {
@@ -137,10 +138,7 @@ pub fn render(report: &Report) -> String {
             Some(false) => "DISABLED",
             None => "status unknown",
         },
-        match b.instance {
-            Instance::Host => "host",
-            Instance::Private => "private",
-        }
+        b.instance.describe()
     );
     let _ = writeln!(s, "state dir:   {}", report.state_dir);
     let _ = writeln!(s);

@@ -9,7 +9,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::report::clean;
-use super::{check_arch_names, CommonArgs};
+use super::{arch_names, CommonArgs};
 use crate::model::Native;
 use crate::observe::{self, Request};
 use crate::{arch, probe};
@@ -76,16 +76,16 @@ pub struct Report {
 }
 
 pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
-    check_arch_names(&args.arches)?;
+    let arches = arch_names(&args.arches)?;
     let system = common.system()?;
     let world = observe::observe(&system, &Request::default())?;
     let enabled = world.binfmt_live();
     let timeout = Duration::from_secs(args.timeout.max(1));
-    let named = !args.arches.is_empty();
+    let named = !arches.is_empty();
 
     let mut results = vec![];
     for a in arch::ARCHES {
-        if named && !args.arches.iter().any(|n| n == a.name) {
+        if named && !arches.iter().any(|n| n == a.name) {
             continue;
         }
         let Some(probe) = probe::find(a.name) else {

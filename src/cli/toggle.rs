@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 
-use super::{check_arch_names, daemon_note, CommonArgs};
+use super::{arch_names, daemon_note, CommonArgs};
 use crate::engine;
 use crate::observe::Request;
 use crate::plan::Mode;
@@ -86,7 +86,7 @@ fn write_managed(dir: &Path, file: &str, disabled: &BTreeSet<String>) -> Result<
 }
 
 pub fn run(common: &CommonArgs, args: &ToggleArgs, disable: bool) -> Result<ExitCode> {
-    check_arch_names(&args.arches)?;
+    let arches = arch_names(&args.arches)?;
     let dir = target_dir(common, args.runtime)?;
     let file = if args.runtime {
         MANAGED_RUNTIME
@@ -94,7 +94,7 @@ pub fn run(common: &CommonArgs, args: &ToggleArgs, disable: bool) -> Result<Exit
         MANAGED
     };
     let mut disabled = disabled_in(&dir.join(file))?;
-    for a in &args.arches {
+    for a in &arches {
         if disable {
             disabled.insert(a.clone());
         } else {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use clap::Args;
 
-use super::{check_arch_names, CommonArgs};
+use super::{arch_names, CommonArgs};
 use crate::engine;
 use crate::observe::Request;
 use crate::plan::Mode;
@@ -23,7 +23,7 @@ pub struct UnregisterArgs {
 }
 
 pub fn run(common: &CommonArgs, args: &UnregisterArgs) -> Result<ExitCode> {
-    check_arch_names(&args.arches)?;
+    let arches = arch_names(&args.arches)?;
     let system = common.system()?;
     if !system.binfmt.is_mounted() {
         bail!(
@@ -31,12 +31,8 @@ pub fn run(common: &CommonArgs, args: &UnregisterArgs) -> Result<ExitCode> {
             system.binfmt.root().display()
         );
     }
-    let names: Option<BTreeSet<String>> = (!args.all).then(|| {
-        args.arches
-            .iter()
-            .map(|a| system.config.entry_name(a))
-            .collect()
-    });
+    let names: Option<BTreeSet<String>> =
+        (!args.all).then(|| arches.iter().map(|a| system.config.entry_name(a)).collect());
     let pass = engine::run(&system, &Request::default(), Mode::Unregister { names })?;
     for item in &pass.plan.items {
         if item.actions.is_empty() {

@@ -177,7 +177,7 @@ impl Merger {
         name: Spanned<String>,
         over: ArchFragment,
     ) -> Result<(), ConfigError> {
-        if arch::find(name.get_ref()).is_none() {
+        let Some(canonical) = arch::find(name.get_ref()).map(|a| a.name) else {
             return Err(ctx.error(
                 Some(name.span()),
                 format!(
@@ -185,8 +185,8 @@ impl Merger {
                     name.get_ref()
                 ),
             ));
-        }
-        let slot = c.arch.entry(name.into_inner()).or_default();
+        };
+        let slot = c.arch.entry(canonical.to_string()).or_default();
         if let Some(i) = over.interpreter {
             validate_interpreter(Path::new(i.get_ref()))
                 .map_err(|e| ctx.error(Some(i.span()), format!("interpreter: {e}")))?;

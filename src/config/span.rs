@@ -88,8 +88,12 @@ impl<'a> FileCtx<'a> {
         let span = v.span();
         let mut names = vec![];
         for name in v.into_inner() {
-            let ok = (allow_all && name.get_ref() == "all") || arch::find(name.get_ref()).is_some();
-            if !ok {
+            let canonical = if allow_all && name.get_ref() == "all" {
+                Some("all")
+            } else {
+                arch::find(name.get_ref()).map(|a| a.name)
+            };
+            let Some(canonical) = canonical else {
                 return Err(self.error(
                     Some(name.span()),
                     format!(
@@ -97,8 +101,8 @@ impl<'a> FileCtx<'a> {
                         name.get_ref()
                     ),
                 ));
-            }
-            names.push(name.into_inner());
+            };
+            names.push(canonical.to_string());
         }
         Ok(Sourced {
             value: names,

@@ -22,6 +22,8 @@ expected="/etc/qus.d/50-example.toml
 /usr/bin/qus
 /usr/bin/qusd
 /usr/lib/systemd/system/qusd.service
+/usr/lib/systemd/user/qus-podman.service
+/usr/lib/systemd/user/qusd-podman.service
 /usr/share/bash-completion/completions/qus
 /usr/share/bash-completion/completions/qusd
 /usr/share/fish/vendor_completions.d/qus.fish
@@ -33,6 +35,27 @@ expected="/etc/qus.d/50-example.toml
 /usr/share/zsh/vendor-completions/_qusd"
 got=$(cd "$stage" && find . -type f | sed 's/^\.//' | sort)
 [ "$got" = "$expected" ] && echo "ok   make install file list" || { bad "make install file list"; diff <(echo "$expected") <(echo "$got") || true; }
+# make install does not build (root may have no cargo) and puts $(BINDIR)
+# into the units.
+local_stage=$(mktemp -d)
+make install DESTDIR="$local_stage" PREFIX=/usr/local >/dev/null
+grep -qx "ExecStart=/usr/local/bin/qusd" "$local_stage/usr/local/lib/systemd/system/qusd.service" &&
+    grep -q "ExecStart=/usr/bin/podman unshare /usr/local/bin/qusd" "$local_stage/usr/local/lib/systemd/user/qusd-podman.service" &&
+    grep -qx "ExecStart=/usr/local/bin/qus podman register" "$local_stage/usr/local/lib/systemd/user/qus-podman.service" &&
+    echo "ok   make install PREFIX=/usr/local: units run /usr/local/bin" || bad "units with PREFIX=/usr/local"
+rm -rf "$local_stage"
+clean_copy=$(mktemp -d)
+git ls-files -z | xargs -0 cp --parents -t "$clean_copy"
+if out=$(make -C "$clean_copy" install DESTDIR="$clean_copy/stage" CARGO=false 2>&1); then
+    bad "make install in an unbuilt tree succeeded"
+elif [[ $out == *"run 'make' first"* ]]; then echo "ok   make install does not build: says to run make first"
+else bad "make install unbuilt: $out"; fi
+rm -rf "$clean_copy"
+for unit in "$stage"/usr/lib/systemd/user/*.service; do
+    if out=$(systemd-analyze verify --user "$unit" 2>&1 | grep -v "Failed to .*bus\|XDG_RUNTIME_DIR"); [ -z "$out" ]; then
+        echo "ok   systemd-analyze verify --user $(basename "$unit")"
+    else bad "verify $(basename "$unit"): $out"; fi
+done
 for page in qus.1 qusd.8 qus.d.5; do
     sec=${page##*.}
     if man -l "$stage/usr/share/man/man$sec/$page.gz" 2>&1 | grep "^NAME" >/dev/null; then echo "ok   man $page renders"; else bad "man $page"; fi
@@ -58,6 +81,7 @@ rpm=$(ls -t target/generate-rpm/qus-*.rpm | head -1)
 rpmfiles=$(rpm -qlp "$rpm" 2>/dev/null | sort)
 echo "$rpmfiles"
 for f in /usr/bin/qus /usr/bin/qusd /usr/lib/systemd/system/qusd.service /etc/qus.d/50-example.toml \
+         /usr/lib/systemd/user/qus-podman.service /usr/lib/systemd/user/qusd-podman.service \
          /usr/share/man/man1/qus.1.gz /usr/share/man/man5/qus.d.5.gz /usr/share/man/man8/qusd.8.gz; do
     echo "$rpmfiles" | grep -x "$f" >/dev/null || bad "rpm lacks $f"
 done
