@@ -78,3 +78,10 @@ chmod 755 bin/i486
 echo "i486: $(wc -c < bin/i486) bytes"
 
 [ -s gen.py ] && python3 gen.py bin
+
+# The setuid probe (`qus test`'s C-flag check), for aarch64, the arch most
+# emulated containers are: prints euid=root or euid=user.
+aarch64-linux-gnu-as -o "$tmp/setuid-aarch64.o" src/setuid/aarch64.S
+aarch64-linux-gnu-ld -static -N -s --build-id=none --no-warn-rwx-segments \
+    -o bin/setuid-aarch64 "$tmp/setuid-aarch64.o"
+echo "setuid-aarch64: $(wc -c < bin/setuid-aarch64) bytes"

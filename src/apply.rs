@@ -29,7 +29,12 @@ pub fn apply(actions: &[Action], binfmt: &BinfmtMisc, owned: &mut OwnedEntries) 
         match run(action, binfmt, owned, &mut out) {
             Ok(()) => out.done.push(action.clone()),
             Err(e) => {
-                tracing::error!("{}: failed: {e}", describe(action));
+                tracing::error!(
+                    entry = action_entry(action),
+                    action = "failed",
+                    "{}: failed: {e}",
+                    describe(action)
+                );
                 out.failed.push((action.clone(), e.to_string()));
             }
         }
@@ -48,6 +53,9 @@ fn run(
             out.kernel_writes += 1;
             binfmt.register(&t.name, &t.spec)?;
             tracing::info!(
+                entry = %t.name,
+                arch = t.arch.as_deref().unwrap_or(""),
+                action = "registered",
                 "registered {}{}: interpreter {} flags {}",
                 t.name,
                 arch_note(t),
@@ -86,6 +94,9 @@ fn run(
                 return Err(e);
             }
             tracing::info!(
+                entry = %t.name,
+                arch = t.arch.as_deref().unwrap_or(""),
+                action = "replaced",
                 "replaced {}{}: interpreter {} flags {} ({reason})",
                 t.name,
                 arch_note(t),
@@ -97,12 +108,14 @@ fn run(
         Action::Enable { name } => {
             out.kernel_writes += 1;
             binfmt.set_enabled(name, true)?;
-            tracing::info!("enabled {name} (it had been disabled)");
+            tracing::info!(entry = %name, action = "enabled", "enabled {name} (it had been disabled)");
         }
         Action::Unregister { name, reason } => {
             out.kernel_writes += 1;
             match binfmt.remove(name) {
-                Ok(()) => tracing::info!("removed {name} ({reason})"),
+                Ok(()) => {
+                    tracing::info!(entry = %name, action = "removed", "removed {name} ({reason})")
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     tracing::info!("{name} was already gone ({reason})")
                 }
@@ -116,6 +129,8 @@ fn run(
             out.kernel_writes += 1;
             binfmt.register(name, spec)?;
             tracing::info!(
+                entry = %name,
+                action = "restored",
                 "restored {name}: interpreter {} (the entry qus had taken over)",
                 spec.interpreter.display()
             );
@@ -145,6 +160,17 @@ fn record(owned: &mut OwnedEntries, t: &Target, out: &mut Outcome) {
         },
     );
     out.records_changed = true;
+}
+
+/// The entry an action is about (a journal field).
+fn action_entry(action: &Action) -> &str {
+    match action {
+        Action::Register(t) | Action::Replace { target: t, .. } | Action::Record(t) => &t.name,
+        Action::Enable { name }
+        | Action::Unregister { name, .. }
+        | Action::Restore { name, .. }
+        | Action::Forget { name } => name,
+    }
 }
 
 fn arch_note(t: &Target) -> String {

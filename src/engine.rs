@@ -152,9 +152,15 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
         world.restorable.clear();
     }
     let plan = plan::plan(&world, &mode);
+    if reconciling {
+        warn_if_no_emulator(system, &plan);
+    }
     for item in &plan.items {
         if item.state == State::Conflict && mode.in_scope(&item.name) {
             tracing::warn!(
+                entry = %item.name,
+                arch = item.arch.as_deref().unwrap_or(""),
+                action = "conflict",
                 "conflict {}: {}",
                 item.name,
                 item.detail.as_deref().unwrap_or("")
@@ -212,6 +218,35 @@ fn restore_others(system: &System, entries: &KernelEntries) {
     if restored > 0 {
         tracing::info!(
             "restored {restored} entries of other tools that a flush wiped (guard.others = true)"
+        );
+    }
+}
+
+/// "Nothing happened" must not look like success: when the configuration
+/// wants foreign arches and not one emulator was found for any of them,
+/// say where qus looked.
+fn warn_if_no_emulator(system: &System, plan: &plan::Plan) {
+    let arch_items = || plan.items.iter().filter(|i| i.arch.is_some());
+    let wanted_missing = arch_items().any(|i| i.state == State::NoInterpreter);
+    let any_found = arch_items().any(|i| {
+        !matches!(
+            i.state,
+            State::NoInterpreter | State::Native | State::Excluded
+        )
+    });
+    if wanted_missing && !any_found {
+        let dirs: Vec<String> = system
+            .config
+            .search_path
+            .value
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        tracing::warn!(
+            "no QEMU emulator found for any wanted arch in {} (searched for {}): install \
+             qemu-user-static, or set qemu.search_path",
+            dirs.join(", "),
+            system.config.binary_names.value.join(", ")
         );
     }
 }

@@ -90,8 +90,31 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
     };
     let wanted = wanted(&system.config, &native, &request.overrides);
     for want in &wanted.items {
+        let configured = match &want.arch {
+            Some(a) => system
+                .config
+                .arch
+                .get(a)
+                .is_some_and(|o| o.interpreter.is_some()),
+            None => true,
+        };
+        if let (Err(Skip::NoInterpreter(why)), true) = (&want.want, configured) {
+            tracing::warn!(
+                entry = %want.name,
+                arch = want.arch.as_deref().unwrap_or(""),
+                action = "missing-interpreter",
+                "{} has no interpreter: {why} (as configured)",
+                want.name
+            );
+        }
         if let Err(Skip::Refused(why)) = &want.want {
-            tracing::warn!("refused {}: {why}", want.name);
+            tracing::warn!(
+                entry = %want.name,
+                arch = want.arch.as_deref().unwrap_or(""),
+                action = "refused",
+                "refused {}: {why}",
+                want.name
+            );
         }
     }
     let live = mounted && enabled == Some(true);
@@ -314,7 +337,10 @@ fn native_verdicts(
 }
 
 /// Find the emulator for an arch: the per-arch override, else the first
-/// `binary_names` match in `search_path` order.
+/// `binary_names` match in `search_path` order that is statically linked,
+/// else the first match at all (judged by `want_arch`). Static first: a
+/// dynamic `qemu-aarch64` early in the path must not shadow a
+/// `qemu-aarch64-static` later in it (Ubuntu's qemu-user-binfmt).
 pub fn find_emulator(config: &Config, arch: &Arch) -> Option<PathBuf> {
     if let Some(path) = config
         .arch
@@ -323,15 +349,60 @@ pub fn find_emulator(config: &Config, arch: &Arch) -> Option<PathBuf> {
     {
         return Some(path.value.clone());
     }
+    let mut first = None;
     for dir in &config.search_path.value {
         for template in &config.binary_names.value {
             let candidate = dir.join(template.replace("{arch}", arch.emulator));
             if candidate.exists() {
-                return Some(candidate);
+                if crate::elf::loader(&candidate).is_none() {
+                    return Some(candidate);
+                }
+                first.get_or_insert(candidate);
             }
         }
     }
-    None
+    first
+}
+
+/// The flags an arch entry gets on this kernel. Before Linux 5.12 QEMU
+/// cannot tell that `P` is set (no `AT_FLAGS` bit) and takes the kept
+/// argv[0] for the program's first argument, so every program would see
+/// its arguments shifted: qus drops `P` there (and says so once).
+pub fn flags_for_kernel(mut flags: Flags, kernel_has_p_bit: bool) -> (Flags, bool) {
+    let dropped = flags.preserve_argv0 && !kernel_has_p_bit;
+    if dropped {
+        flags.preserve_argv0 = false;
+    }
+    (flags, dropped)
+}
+
+/// Does this kernel tell interpreters about `P` (Linux 5.12+)?
+fn kernel_has_p_bit() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        let (release, ok) = crate::userns::kernel_at_least(5, 12);
+        if !ok {
+            tracing::warn!(
+                "Linux {release} predates 5.12: QEMU cannot see the P flag there and would \
+                 shift every program's arguments, so qus registers without P"
+            );
+        }
+        ok
+    })
+}
+
+/// Refuse a dynamically linked emulator under `F` unless allowed.
+fn dynamic_under_f(interpreter: &Path, flags: Flags, allowed: bool) -> Option<String> {
+    if !flags.fix_binary || allowed {
+        return None;
+    }
+    let loader = crate::elf::loader(interpreter)?;
+    Some(format!(
+        "{} is dynamically linked (needs {loader}): under F it works on the host but fails \
+         in every container and chroot (\"No such file or directory\"); install \
+         qemu-user-static, or set allow_dynamic = true",
+        interpreter.display()
+    ))
 }
 
 /// Every interpreter path the configuration points at now, by entry name:
@@ -383,7 +454,7 @@ fn arch_skip(
 ) -> Option<Skip> {
     let forced = config.arch.get(arch.name).and_then(|o| o.enabled.as_ref());
     let targeted = match &overrides.targets {
-        Some(list) => list.iter().any(|t| t == arch.name),
+        Some(list) => list.iter().any(|t| t == arch.name || t == "all"),
         None => config.targets_arch(arch.name),
     };
     let excluded = config.exclude.value.iter().any(|e| e == arch.name);
@@ -422,6 +493,18 @@ fn want_arch(
                     .flags
                     .or_else(|| over.and_then(|o| o.flags.as_ref()).map(|f| f.value))
                     .unwrap_or(config.flags.value);
+                let (flags, _) = flags_for_kernel(flags, kernel_has_p_bit());
+                let allow_dynamic = over
+                    .and_then(|o| o.allow_dynamic.as_ref())
+                    .map_or(config.allow_dynamic.value, |d| d.value);
+                if let Some(why) = dynamic_under_f(&interpreter, flags, allow_dynamic) {
+                    return Want {
+                        name: config.entry_name(arch.name),
+                        arch: Some(arch.name.to_string()),
+                        want: Err(Skip::Refused(why)),
+                        others: config.others.value,
+                    };
+                }
                 checked(
                     EntrySpec {
                         matcher: Matcher::Magic {

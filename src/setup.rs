@@ -39,7 +39,8 @@ pub struct CommonArgs {
     #[arg(long, value_name = "MACHINE", global = true, env = "QUS_HOST_ARCH")]
     pub host_arch: Option<String>,
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
-    #[arg(long, value_name = "LEVEL", global = true)]
+    #[arg(long, value_name = "LEVEL", global = true,
+          value_parser = clap::builder::PossibleValuesParser::new(crate::cli::values::LOG_LEVELS))]
     pub log_level: Option<String>,
 }
 
@@ -68,7 +69,13 @@ impl CommonArgs {
 
     /// Load the configuration and apply the `--binfmt-misc` override.
     pub fn load_config(&self) -> Result<Config> {
-        let mut config = cfg::load(&self.config_dirs())?;
+        self.load_config_with(&[])
+    }
+
+    /// [`Self::load_config`] with extra files applied last, as if dropped
+    /// in (`qus config --check FILE…`).
+    pub fn load_config_with(&self, extra: &[PathBuf]) -> Result<Config> {
+        let mut config = cfg::load_with(&self.config_dirs(), extra)?;
         if let Some(p) = self
             .binfmt_misc
             .as_ref()
@@ -99,6 +106,21 @@ impl CommonArgs {
             );
         }
         Ok(config)
+    }
+
+    /// Where [`Self::state_dir`] comes from, for `qus config`.
+    pub fn state_dir_source(&self) -> &'static str {
+        if self
+            .state_dir
+            .as_ref()
+            .is_some_and(|p| !p.as_os_str().is_empty())
+        {
+            "--state-dir or QUS_STATE_DIR"
+        } else if userns::here().rootless() && userns::runtime_dir().is_some() {
+            "default without host root: $XDG_RUNTIME_DIR/qus"
+        } else {
+            "built-in default"
+        }
     }
 
     /// `--state-dir`, else `/run/qusd` for host root, else

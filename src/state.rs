@@ -31,6 +31,7 @@ const LOCK: &str = "lock";
 const DAEMON_FILE: &str = "qusd.json";
 const NATIVE_FILE: &str = "native.json";
 const PID_FILE: &str = "qusd.pid";
+const VERSIONS_FILE: &str = "versions.json";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct OnDisk {
@@ -374,6 +375,26 @@ impl StateDir {
         };
         if let Ok(text) = serde_json::to_string(&cache) {
             let _ = self.write(NATIVE_FILE, text.as_bytes());
+        }
+    }
+
+    /// Cached emulator versions, keyed by file identity.
+    pub fn load_versions(&self) -> std::collections::BTreeMap<String, String> {
+        let cached = || -> Option<std::collections::BTreeMap<String, String>> {
+            self.trusted().ok().filter(|t| *t)?;
+            serde_json::from_str(&self.read(VERSIONS_FILE).ok()??).ok()
+        };
+        cached().unwrap_or_default()
+    }
+
+    /// Save the version cache; failure only costs running `--version`
+    /// again next time.
+    pub fn save_versions(&self, versions: &std::collections::BTreeMap<String, String>) {
+        if self.prepare().is_err() {
+            return;
+        }
+        if let Ok(text) = serde_json::to_string(versions) {
+            let _ = self.write(VERSIONS_FILE, text.as_bytes());
         }
     }
 

@@ -97,9 +97,9 @@ fn targets_and_command_line_limit_the_arches() {
     // Naming arches on the command line registers just those.
     sb.qus_ok(&["register", "s390x"]);
     assert_eq!(sb.entries(), ["qemu-aarch64", "qemu-s390x"]);
-    // An unknown arch is a clear error.
+    // An unknown arch is a clear usage error.
     let out = sb.qus(&["register", "vax"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("unknown arch \"vax\""),
         "{}",
@@ -256,7 +256,7 @@ fn bad_config_fails_with_file_and_line_and_removes_nothing() {
         (
             "[qemu]\n\nflags = \"PF\"\nbogus = 1\n",
             "99-bad.toml:4",
-            "unknown field",
+            "unknown key `bogus`",
         ),
         (
             "[qemu]\nexclude = [\"aarch64\", \"vax\"]\n",

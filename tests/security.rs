@@ -237,7 +237,7 @@ fn config_dirs_others_can_write_are_refused_but_configmaps_work() {
     fs::write(
         version.join("qus.toml"),
         format!(
-            "[qemu]\nsearch_path = [\"{}\"]\nexclude = [\"aarch64\"]\n",
+            "[qemu]\nsearch_path = [\"{}\"]\nexclude = []\n[qemu.arch.aarch64]\nenabled = false\n",
             sb.bin().display()
         ),
     )

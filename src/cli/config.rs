@@ -17,11 +17,15 @@ pub struct ConfigArgs {
     /// Only validate: print "ok" or the errors, exit 1 on any error.
     #[arg(long)]
     pub check: bool,
+    /// With --check: validate these files as if dropped in (after the
+    /// configuration directories' files) before you drop them in.
+    #[arg(value_name = "FILE", requires = "check")]
+    pub files: Vec<std::path::PathBuf>,
 }
 
 pub fn run(common: &CommonArgs, args: &ConfigArgs) -> Result<ExitCode> {
     let dirs = common.config_dirs();
-    let config = match common.load_config() {
+    let config = match common.load_config_with(&args.files) {
         Ok(c) => c,
         Err(e) if args.check => {
             eprintln!("error: {e}");
@@ -29,6 +33,19 @@ pub fn run(common: &CommonArgs, args: &ConfigArgs) -> Result<ExitCode> {
         }
         Err(e) => return Err(e),
     };
+    if args.check && !args.files.is_empty() {
+        let names: Vec<String> = args.files.iter().map(|f| f.display().to_string()).collect();
+        println!(
+            "ok: {} valid, together with the {} file(s) already in {}",
+            names.join(", "),
+            config.files.len() - args.files.len(),
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.check {
         println!(
             "ok: {} file(s) from {}",
@@ -40,7 +57,14 @@ pub fn run(common: &CommonArgs, args: &ConfigArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    print!("{}", render(&config, &dirs));
+    let mut out = render(&config, &dirs);
+    let _ = writeln!(
+        out,
+        "\n# state dir: {} ({})",
+        common.state_dir().display(),
+        common.state_dir_source()
+    );
+    print!("{out}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -83,6 +107,12 @@ fn render_files(o: &mut String, c: &Config, dirs: &[std::path::PathBuf]) {
     }
     for f in &c.files {
         let _ = writeln!(o, "#   {}", f.display());
+    }
+    if !c.skipped.is_empty() {
+        let _ = writeln!(o, "# files not applied:");
+        for (f, why) in &c.skipped {
+            let _ = writeln!(o, "#   {}: {why}", f.display());
+        }
     }
 }
 

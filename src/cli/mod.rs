@@ -10,6 +10,7 @@ mod status;
 mod test;
 mod toggle;
 mod unregister;
+pub(crate) mod values;
 mod which;
 
 use std::process::ExitCode;
@@ -141,6 +142,21 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<ExitCode> {
+    // A directory named on purpose that is not there is a typo, not an
+    // empty configuration. (qusd instead waits for it to appear.)
+    for dir in cli
+        .common
+        .config_dirs
+        .iter()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        if !dir.exists() && !matches!(cli.command, Command::Podman(_) | Command::Buildah(_)) {
+            bail!(
+                "configuration directory {} does not exist (given with --config-dir or QUS_CONFIG_DIRS)",
+                dir.display()
+            );
+        }
+    }
     match &cli.command {
         Command::Status(a) => status::run(&cli.common, a),
         Command::Register(a) => register::run(&cli.common, a),

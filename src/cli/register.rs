@@ -17,10 +17,10 @@ pub struct RegisterArgs {
     /// Only these arches (default: all that the configuration targets).
     /// Naming an arch registers it even if `qemu.targets` leaves it out;
     /// `exclude` and native arches still win.
-    #[arg(value_name = "ARCH")]
+    #[arg(value_name = "ARCH", value_parser = super::values::ArchParser, hide_possible_values = true)]
     pub arches: Vec<String>,
     /// Flags for the qemu entries of this run (any of P O C F).
-    #[arg(long, value_name = "FLAGS")]
+    #[arg(long, value_name = "FLAGS", value_parser = super::values::FlagsParser)]
     pub flags: Option<String>,
     /// No summary on stdout (`qus run`: stdout is the command's).
     #[arg(skip)]
@@ -28,18 +28,26 @@ pub struct RegisterArgs {
 }
 
 pub fn run(common: &CommonArgs, args: &RegisterArgs) -> Result<ExitCode> {
-    let arches = arch_names(&args.arches)?;
+    // `all` means "every arch the table has, whatever targets says", but
+    // an arch without an emulator is then no failure: qus registers what
+    // it finds, as with `targets = ["all"]`.
+    let all = args.arches.iter().any(|a| a == "all");
+    let arches = if all {
+        vec!["all".to_string()]
+    } else {
+        arch_names(&args.arches)?
+    };
     let flags = match &args.flags {
         Some(f) => Some(Flags::parse(f).map_err(|e| anyhow::anyhow!("--flags: {e}"))?),
         None => None,
     };
     let system = common.system()?;
-    let named = !arches.is_empty();
+    let named = !arches.is_empty() && !all;
     let scope: Option<BTreeSet<String>> =
         named.then(|| arches.iter().map(|a| system.config.entry_name(a)).collect());
     let request = Request {
         overrides: Overrides {
-            targets: named.then(|| arches.clone()),
+            targets: (named || all).then(|| arches.clone()),
             flags,
         },
         native: None,
@@ -52,6 +60,7 @@ pub fn run(common: &CommonArgs, args: &RegisterArgs) -> Result<ExitCode> {
     };
     let pass = engine::run(&system, &request, mode)?;
     let mut refused = 0;
+    let mut missing = 0;
     for item in pass
         .plan
         .items
@@ -72,7 +81,15 @@ pub fn run(common: &CommonArgs, args: &RegisterArgs) -> Result<ExitCode> {
                 item.name,
                 item.detail.as_deref().unwrap_or("")
             ),
-            State::Excluded | State::Native | State::NoInterpreter if named => {
+            State::NoInterpreter if named || item.arch.is_none() => {
+                missing += 1;
+                eprintln!(
+                    "qus: {} not registered: {}",
+                    item.name,
+                    item.detail.as_deref().unwrap_or("no interpreter")
+                );
+            }
+            State::Excluded | State::Native if named => {
                 eprintln!(
                     "qus: {} not registered: {}: {}",
                     item.name,
@@ -98,9 +115,13 @@ pub fn run(common: &CommonArgs, args: &RegisterArgs) -> Result<ExitCode> {
             pass.outcome.kernel_writes
         );
     }
-    Ok(if pass.outcome.failed.is_empty() && refused == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    // A named arch without an emulator, or a custom entry without its
+    // interpreter, is not "nothing to do": it is a failure.
+    Ok(
+        if pass.outcome.failed.is_empty() && refused == 0 && missing == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
 }

@@ -62,6 +62,9 @@ pub struct EntryReport {
     /// For an arch: the entry the kernel uses for its programs (the first
     /// of `handlers`), whoever owns it.
     pub used: Option<String>,
+    /// The QEMU version of the wanted emulator (`--version`, cached by
+    /// file identity), when qus wants an entry here.
+    pub emulator_version: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -73,7 +76,24 @@ pub struct KernelReport {
 
 pub fn build(system: &System, world: &World, plan: &Plan) -> Report {
     let mounted = world.mounted;
-    let entries: Vec<EntryReport> = plan.items.iter().map(entry_report).collect();
+    let mut versions = crate::version::Versions::new(&system.state);
+    let entries: Vec<EntryReport> = plan
+        .items
+        .iter()
+        .map(|item| {
+            let mut e = entry_report(item);
+            let desired = world
+                .wanted
+                .items
+                .iter()
+                .find(|w| w.name == item.name && w.arch.is_some())
+                .and_then(|w| w.want.as_ref().ok());
+            e.emulator_version =
+                desired.and_then(|d| versions.of(&d.spec.interpreter, &d.identity));
+            e
+        })
+        .collect();
+    versions.save();
     let mut summary = std::collections::BTreeMap::new();
     for e in &entries {
         *summary.entry(e.state.as_str()).or_insert(0) += 1;
@@ -93,6 +113,21 @@ pub fn build(system: &System, world: &World, plan: &Plan) -> Report {
         state_dir: system.state.path().display().to_string(),
         entries,
         summary,
+    }
+}
+
+/// Does this row need someone's attention? (What `status --check` counts.)
+/// An arch without an emulator does not: most hosts lack some.
+pub fn needs_attention(e: &EntryReport) -> bool {
+    match e.state {
+        State::Missing
+        | State::Disabled
+        | State::Stale
+        | State::Conflict
+        | State::Refused
+        | State::Orphaned => true,
+        State::NoInterpreter => e.arch.is_none(),
+        _ => false,
     }
 }
 
@@ -116,11 +151,13 @@ fn entry_report(item: &Item) -> EntryReport {
         }),
         handlers: item.handlers.clone(),
         used: item.handlers.first().cloned(),
+        emulator_version: None,
     }
 }
 
 /// The table for people.
-pub fn render(report: &Report) -> String {
+/// The table for people; `verbose` adds each emulator's QEMU version.
+pub fn render(report: &Report, verbose: bool) -> String {
     let mut s = String::new();
     let b = &report.binfmt_misc;
     let _ = writeln!(
@@ -159,6 +196,10 @@ pub fn render(report: &Report) -> String {
                 .unwrap_or_default(),
             _ => e.detail.clone().unwrap_or_default(),
         };
+        let shown = match (&e.emulator_version, verbose) {
+            (Some(v), true) => format!("{shown} [QEMU {v}]"),
+            _ => shown,
+        };
         let flags = match e.state {
             State::Registered
             | State::Missing
@@ -181,6 +222,9 @@ pub fn render(report: &Report) -> String {
             if e.owned { "yes" } else { "no" },
             clean(&shown)
         );
+    }
+    if report.entries.is_empty() {
+        let _ = writeln!(s, "(no rows to show)");
     }
     let _ = writeln!(s);
     let summary: Vec<String> = report

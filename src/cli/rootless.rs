@@ -27,7 +27,7 @@ use crate::userns;
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Arches to register (comma-separated; default: all configured).
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = super::values::ArchParser, hide_possible_values = true)]
     pub arch: Vec<String>,
     /// Use the namespace this process is already in (made by `buildah
     /// unshare` for `qus buildah`) instead of a new one.
@@ -54,7 +54,7 @@ pub struct PodmanArgs {
 #[derive(Debug, Args)]
 pub struct BuildahArgs {
     /// Arches to register (comma-separated; default: all configured).
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = super::values::ArchParser, hide_possible_values = true)]
     pub arch: Vec<String>,
     /// The buildah command, e.g. `build --platform linux/arm64 .`.
     #[arg(

@@ -20,6 +20,17 @@ pub struct StatusArgs {
     /// (exit 0) or not (exit 1); for container readiness probes.
     #[arg(long, conflicts_with = "json")]
     pub daemon: bool,
+    /// Exit 1 when any entry is not as wanted (missing, disabled, stale,
+    /// conflict, refused, orphaned, or a custom entry without its
+    /// interpreter); for scripts and health checks.
+    #[arg(long, conflicts_with = "daemon")]
+    pub check: bool,
+    /// Show only the rows that need attention (the states --check counts).
+    #[arg(long, conflicts_with = "daemon")]
+    pub problems: bool,
+    /// Also show each emulator's QEMU version (always in --json).
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 pub fn run(common: &CommonArgs, args: &StatusArgs) -> Result<ExitCode> {
@@ -48,11 +59,23 @@ pub fn run(common: &CommonArgs, args: &StatusArgs) -> Result<ExitCode> {
     }
     let system = common.system()?;
     let (world, plan) = engine::survey(&system, &Request::default())?;
-    let report = report::build(&system, &world, &plan);
+    let mut report = report::build(&system, &world, &plan);
+    let problems = report
+        .entries
+        .iter()
+        .filter(|e| report::needs_attention(e))
+        .count();
+    if args.problems {
+        report.entries.retain(report::needs_attention);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", report::render(&report));
+        print!("{}", report::render(&report, args.verbose));
+    }
+    if args.check && problems > 0 {
+        eprintln!("qus: {problems} entries are not as wanted");
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -12,13 +12,14 @@ use super::report::clean;
 use super::{arch_names, CommonArgs};
 use crate::model::Native;
 use crate::observe::{self, Request};
+use crate::setuid::{self, Setuid};
 use crate::{arch, probe};
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
     /// Arches to test (default: every arch the kernel can run now,
     /// through an entry or natively).
-    #[arg(value_name = "ARCH")]
+    #[arg(value_name = "ARCH", value_parser = super::values::ArchParser, hide_possible_values = true)]
     pub arches: Vec<String>,
     /// One JSON object (schema in the README) instead of the table.
     #[arg(long)]
@@ -26,6 +27,10 @@ pub struct TestArgs {
     /// Seconds before a probe that has not finished counts as hung.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub timeout: u64,
+    /// The user the setuid probe runs as (default: the overflow uid,
+    /// `nobody`).
+    #[arg(long, value_name = "UID", default_value_t = 65534)]
+    pub setuid_user: u32,
 }
 
 /// The verdict on one arch.
@@ -65,6 +70,8 @@ pub struct ArchResult {
     pub interpreter: Option<String>,
     pub detail: Option<String>,
     pub millis: Option<u64>,
+    /// The QEMU version of the interpreter that ran it.
+    pub emulator_version: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -73,6 +80,20 @@ pub struct Report {
     pub binfmt_misc: String,
     pub results: Vec<ArchResult>,
     pub summary: std::collections::BTreeMap<&'static str, usize>,
+    /// Do setuid programs keep their privileges under emulation (the `C`
+    /// flag)? Checked with a setuid-root aarch64 program when aarch64 runs
+    /// through an entry; `null` otherwise.
+    pub setuid: Option<SetuidReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SetuidReport {
+    pub arch: &'static str,
+    pub entry: String,
+    /// Whether that entry has the `C` flag.
+    pub c_flag: bool,
+    #[serde(flatten)]
+    pub found: Setuid,
 }
 
 pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
@@ -83,6 +104,7 @@ pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
     let timeout = Duration::from_secs(args.timeout.max(1));
     let named = !arches.is_empty();
 
+    let mut versions = crate::version::Versions::new(&system.state);
     let mut results = vec![];
     for a in arch::ARCHES {
         if named && !arches.iter().any(|n| n == a.name) {
@@ -97,6 +119,7 @@ pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
                     interpreter: None,
                     detail: Some("qus ships no probe program for this arch".into()),
                     millis: None,
+                    emulator_version: None,
                 });
             }
             continue;
@@ -117,6 +140,7 @@ pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
                         "binfmt_misc is not mounted or is disabled".into()
                     }),
                     millis: None,
+                    emulator_version: None,
                 });
             }
             continue;
@@ -137,20 +161,35 @@ pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
             interpreter: catcher.map(|(_, e)| e.spec.interpreter.display().to_string()),
             detail,
             millis,
+            emulator_version: catcher.and_then(|(_, e)| {
+                let path = &e.spec.interpreter;
+                versions.of(path, &observe::identity_of(path).ok()?)
+            }),
         });
     }
+    versions.save();
+    if !named {
+        results.extend(untested_entries(&world, &results));
+    }
+    let setuid = setuid_report(&world, &results, args.setuid_user, timeout);
     let mut summary = std::collections::BTreeMap::new();
     for r in &results {
         *summary.entry(r.result.as_str()).or_insert(0) += 1;
     }
-    let failed = results
-        .iter()
-        .any(|r| r.result == Verdict::Fail || (named && r.result == Verdict::NotRegistered));
+    // C set and still no privileges: the entry does not do what it says.
+    let setuid_broken = setuid
+        .as_ref()
+        .is_some_and(|s| s.c_flag && s.found == Setuid::NeedsC);
+    let failed = setuid_broken
+        || results
+            .iter()
+            .any(|r| r.result == Verdict::Fail || (named && r.result == Verdict::NotRegistered));
     let report = Report {
         version: 1,
         binfmt_misc: system.binfmt.root().display().to_string(),
         results,
         summary,
+        setuid,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -164,12 +203,80 @@ pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
     })
 }
 
+/// The setuid check, when aarch64 passed through an entry.
+fn setuid_report(
+    world: &crate::model::World,
+    results: &[ArchResult],
+    uid: u32,
+    timeout: Duration,
+) -> Option<SetuidReport> {
+    let passed = results
+        .iter()
+        .find(|r| r.arch == setuid::ARCH && r.result == Verdict::Pass)?;
+    let entry = passed.entry.clone()?;
+    let c_flag = world
+        .kernel
+        .get(&entry)
+        .is_some_and(|e| e.spec.flags.credentials);
+    Some(SetuidReport {
+        arch: setuid::ARCH,
+        entry,
+        c_flag,
+        found: setuid::check(uid, timeout),
+    })
+}
+
+/// Every enabled entry the probes above did not go through (arches
+/// without a probe, custom entries, other tools' entries): listed as
+/// `no-probe`, so that `qus test` accounts for every registered entry.
+fn untested_entries(world: &crate::model::World, done: &[ArchResult]) -> Vec<ArchResult> {
+    if !world.binfmt_live() {
+        return vec![];
+    }
+    world
+        .match_order
+        .iter()
+        .filter_map(|name| {
+            let e = world.kernel.get(name)?;
+            if !e.enabled
+                || done
+                    .iter()
+                    .any(|r| r.entry.as_deref() == Some(name.as_str()))
+            {
+                return None;
+            }
+            let arch = world
+                .handlers
+                .iter()
+                .find(|(_, hs)| hs.first() == Some(name))
+                .map(|(a, _)| a.clone());
+            Some(ArchResult {
+                arch: arch.clone().unwrap_or_else(|| "-".into()),
+                result: Verdict::NoProbe,
+                entry: Some(name.clone()),
+                interpreter: Some(e.spec.interpreter.display().to_string()),
+                detail: Some(match arch {
+                    Some(_) => "registered; qus ships no probe program for this arch".into(),
+                    None => "registered; not a QEMU arch entry, nothing to probe".into(),
+                }),
+                millis: None,
+                emulator_version: None,
+            })
+        })
+        .collect()
+}
+
 fn render(r: &Report) -> String {
     let mut s = format!(
         "{:<13} {:<15} {:<18} {:>6}  DETAIL\n",
         "ARCH", "RESULT", "ENTRY", "MS"
     );
     for a in &r.results {
+        let detail = match (&a.detail, &a.emulator_version) {
+            (Some(d), _) => d.clone(),
+            (None, Some(v)) => format!("QEMU {v}"),
+            (None, None) => String::new(),
+        };
         s.push_str(&format!(
             "{:<13} {:<15} {:<18} {:>6}  {}\n",
             a.arch,
@@ -178,10 +285,30 @@ fn render(r: &Report) -> String {
             a.millis
                 .map(|m| m.to_string())
                 .unwrap_or_else(|| "-".into()),
-            clean(a.detail.as_deref().unwrap_or(""))
+            clean(&detail)
         ));
     }
     let summary: Vec<String> = r.summary.iter().map(|(k, v)| format!("{v} {k}")).collect();
     s.push_str(&format!("\n{}\n", summary.join(", ")));
+    if let Some(su) = &r.setuid {
+        s.push_str(&match &su.found {
+            Setuid::Works => format!(
+                "setuid: works (a setuid-root {} program ran as root through {}, C flag)\n",
+                su.arch, su.entry
+            ),
+            Setuid::NeedsC if su.c_flag => format!(
+                "setuid: FAILS although {} has the C flag (a setuid-root {} program ran without \
+                 its privileges)\n",
+                su.entry, su.arch
+            ),
+            Setuid::NeedsC => format!(
+                "setuid: needs the C flag ({} has none: setuid programs such as sudo run without \
+                 their privileges under emulation; set flags = \"PFC\" if containers need them, \
+                 see qus.d(5))\n",
+                su.entry
+            ),
+            Setuid::NotChecked(why) => format!("setuid: not checked ({why})\n"),
+        });
+    }
     s
 }

@@ -94,6 +94,10 @@ fn magic_matcher(name: &str, raw: &RawEntry, table: &Source) -> Result<Matcher, 
     let Some(magic_text) = &raw.magic else {
         return Err(fail(table, "magic is required for type = \"magic\"".into()));
     };
+    ascii_only(&magic_text.value, "magic").map_err(|m| fail(&magic_text.source, m))?;
+    if let Some(m) = &raw.mask {
+        ascii_only(&m.value, "mask").map_err(|e| fail(&m.source, e))?;
+    }
     let magic = escape::decode(&magic_text.value)
         .map_err(|e| fail(&magic_text.source, format!("magic: {e}")))?;
     let mask = match &raw.mask {
@@ -145,4 +149,20 @@ fn extension_matcher(name: &str, raw: &RawEntry, table: &Source) -> Result<Match
             .unwrap_or(&ext.value)
             .to_string(),
     ))
+}
+
+/// `magic`/`mask` are bytes written with `\xNN` escapes. A TOML basic
+/// string turns `"\u00ff"` into the *character* ÿ, which is two bytes in
+/// UTF-8 (and `"\xff"` is not TOML at all), so any non-ASCII character is
+/// almost certainly a byte meant differently: refuse it and say how.
+fn ascii_only(text: &str, key: &str) -> Result<(), String> {
+    match text.chars().find(|c| !c.is_ascii()) {
+        None => Ok(()),
+        Some(c) => Err(format!(
+            "{key}: {c:?} (U+{:04X}) is not ASCII. In TOML a non-ASCII character is a \
+             character, not a byte: \"\\u00ff\" is ÿ, two bytes in UTF-8. Write bytes as \
+             binfmt_misc escapes in a literal (single-quoted) string: {key} = '\\x7fELF\\xff'",
+            u32::from(c)
+        )),
+    }
 }

@@ -35,6 +35,7 @@ pub struct QemuFragment {
     pub name_prefix: Option<Spanned<String>>,
     pub takeover: Option<Spanned<TakeoverFragment>>,
     pub others: Option<Spanned<String>>,
+    pub allow_dynamic: Option<Spanned<bool>>,
     pub arch: Option<BTreeMap<Spanned<String>, ArchFragment>>,
 }
 
@@ -46,6 +47,7 @@ pub struct ArchFragment {
     pub enabled: Option<Spanned<bool>>,
     pub catch_host_programs: Option<Spanned<bool>>,
     pub others: Option<Spanned<String>>,
+    pub allow_dynamic: Option<Spanned<bool>>,
 }
 
 /// `takeover = true | false | "distro"`.

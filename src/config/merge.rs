@@ -15,6 +15,29 @@ use super::{Config, ConfigError, Others, Source, Sourced, Takeover};
 use crate::arch;
 use crate::binfmt::entry::{validate_interpreter, validate_name};
 
+/// Lists across drop-ins follow systemd's convention: the first file that
+/// sets a list replaces the built-in default, every later file adds to it
+/// (duplicates dropped), and an empty list clears it. So `exclude =
+/// ["mips64"]` in one drop-in and `exclude = ["s390x"]` in a later one
+/// exclude both.
+fn add_to_list<T: PartialEq>(list: &mut Sourced<Vec<T>>, new: Sourced<Vec<T>>) {
+    if new.value.is_empty() || list.source == Source::Default {
+        *list = new;
+        return;
+    }
+    for v in new.value {
+        if !list.value.contains(&v) {
+            list.value.push(v);
+        }
+    }
+    let mut parts = match std::mem::replace(&mut list.source, Source::Default) {
+        Source::Merged(parts) => parts,
+        one => vec![one],
+    };
+    parts.push(new.source);
+    list.source = Source::Merged(parts);
+}
+
 /// Raw `[entry.NAME]` fields merged across files, validated at the end.
 #[derive(Default)]
 pub(super) struct RawEntry {
@@ -41,7 +64,7 @@ impl Merger {
     pub(super) fn apply(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
         let ctx = FileCtx::new(path, text);
         let fragment: Fragment = toml::from_str(text)
-            .map_err(|e| ctx.error(e.span(), e.message().trim_end().to_string()))?;
+            .map_err(|e| ctx.error(e.span(), in_config_words(e.message().trim_end())))?;
         if let Some(b) = fragment.binfmt {
             Self::apply_binfmt(&mut self.config, &ctx, b)?;
         }
@@ -94,10 +117,13 @@ impl Merger {
                 ));
             }
             let s = ctx.sourced(sp);
-            c.search_path = Sourced {
-                value: s.value.into_iter().map(PathBuf::from).collect(),
-                source: s.source,
-            };
+            add_to_list(
+                &mut c.search_path,
+                Sourced {
+                    value: s.value.into_iter().map(PathBuf::from).collect(),
+                    source: s.source,
+                },
+            );
         }
         if let Some(names) = q.binary_names {
             let span = names.span();
@@ -111,13 +137,13 @@ impl Merger {
                     format!("qemu.binary_names: {bad:?} must contain {{arch}} and no '/'"),
                 ));
             }
-            c.binary_names = ctx.sourced(names);
+            add_to_list(&mut c.binary_names, ctx.sourced(names));
         }
         if let Some(t) = q.targets {
-            c.targets = ctx.arch_names(t, "targets", true)?;
+            add_to_list(&mut c.targets, ctx.arch_names(t, "targets", true)?);
         }
         if let Some(x) = q.exclude {
-            c.exclude = ctx.arch_names(x, "exclude", false)?;
+            add_to_list(&mut c.exclude, ctx.arch_names(x, "exclude", false)?);
         }
         if let Some(f) = q.flags {
             c.flags = ctx.flags(f, "qemu.flags")?;
@@ -148,6 +174,9 @@ impl Merger {
         }
         if let Some(o) = q.others {
             c.others = others(ctx, o, "qemu.others")?;
+        }
+        if let Some(d) = q.allow_dynamic {
+            c.allow_dynamic = ctx.sourced(d);
         }
         for (name, over) in q.arch.unwrap_or_default() {
             Self::apply_arch(c, ctx, name, over)?;
@@ -204,6 +233,9 @@ impl Merger {
         }
         if let Some(c) = over.catch_host_programs {
             slot.catch_host_programs = Some(ctx.sourced(c));
+        }
+        if let Some(d) = over.allow_dynamic {
+            slot.allow_dynamic = Some(ctx.sourced(d));
         }
         if let Some(o) = over.others {
             slot.others = Some(others(ctx, o, "others")?);
@@ -282,4 +314,51 @@ fn others(ctx: &FileCtx, v: Spanned<String>, key: &str) -> Result<Sourced<Others
         value,
         source: ctx.source(span),
     })
+}
+
+/// serde's wording, in the configuration's words: an unknown key gets the
+/// closest known one suggested, and Rust type names become TOML ones.
+pub(super) fn in_config_words(message: &str) -> String {
+    let mut out = message
+        .replace("expected u32", "expected a whole number (0 or more)")
+        .replace("expected u64", "expected a whole number (0 or more)")
+        .replace(
+            "expected a sequence",
+            "expected a list, like [\"a\", \"b\"]",
+        )
+        .replace("expected a map", "expected a table")
+        .replace(
+            "data did not match any variant of untagged enum TakeoverFragment",
+            "expected true, false or \"distro\"",
+        );
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let unknown = rest.split('`').next().unwrap_or("");
+        let known: Vec<&str> = rest
+            .split_once("expected one of ")
+            .map(|(_, list)| list.split(", ").map(|k| k.trim_matches('`')).collect())
+            .or_else(|| {
+                rest.split_once("expected `")
+                    .map(|(_, k)| vec![k.trim_end_matches('`')])
+            })
+            .unwrap_or_default();
+        let best = known
+            .iter()
+            .map(|k| (strsim::damerau_levenshtein(unknown, k), *k))
+            .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+            .min();
+        out = format!("unknown key `{unknown}`");
+        match best {
+            Some((_, k)) => out.push_str(&format!(": did you mean `{k}`?")),
+            None if !known.is_empty() => out.push_str(&format!(
+                " (known here: {})",
+                known
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            None => {}
+        }
+    }
+    out
 }

@@ -42,6 +42,8 @@ pub enum Source {
     },
     /// A command-line option or environment variable, by name.
     Override(String),
+    /// A list built up by several drop-ins (each added to it).
+    Merged(Vec<Source>),
 }
 
 impl fmt::Display for Source {
@@ -50,6 +52,10 @@ impl fmt::Display for Source {
             Source::Default => f.write_str("built-in default"),
             Source::File { path, line } => write!(f, "{}:{line}", path.display()),
             Source::Override(what) => f.write_str(what),
+            Source::Merged(parts) => {
+                let parts: Vec<String> = parts.iter().map(ToString::to_string).collect();
+                f.write_str(&parts.join(" + "))
+            }
         }
     }
 }
@@ -100,6 +106,8 @@ pub struct ArchOverride {
     pub catch_host_programs: Option<Sourced<bool>>,
     /// Overrides `qemu.others` for this arch.
     pub others: Option<Sourced<Others>>,
+    /// Overrides `qemu.allow_dynamic` for this arch.
+    pub allow_dynamic: Option<Sourced<bool>>,
 }
 
 /// A custom `[entry.NAME]`, validated.
@@ -130,6 +138,9 @@ pub struct Config {
     pub takeover: Sourced<Takeover>,
     /// What to do when another entry already handles an arch.
     pub others: Sourced<Others>,
+    /// Register a dynamically linked emulator under `F` (it then works on
+    /// the host only, not in containers or chroots).
+    pub allow_dynamic: Sourced<bool>,
     /// Restore other tools' entries when a flush wipes them all at once.
     pub guard_others: Sourced<bool>,
     pub arch: BTreeMap<String, ArchOverride>,
@@ -140,6 +151,8 @@ pub struct Config {
     pub verify: Sourced<bool>,
     /// The fragments that were applied, in order.
     pub files: Vec<PathBuf>,
+    /// Files in the config directories that do not apply, and why.
+    pub skipped: Vec<(PathBuf, String)>,
 }
 
 impl Default for Config {
@@ -160,6 +173,7 @@ impl Default for Config {
             name_prefix: Sourced::default("qemu-".into()),
             takeover: Sourced::default(Takeover::Distro),
             others: Sourced::default(Others::Yield),
+            allow_dynamic: Sourced::default(false),
             guard_others: Sourced::default(false),
             arch: BTreeMap::new(),
             entries: BTreeMap::new(),
@@ -167,6 +181,7 @@ impl Default for Config {
             unregister_on_stop: Sourced::default(false),
             verify: Sourced::default(false),
             files: vec![],
+            skipped: vec![],
         }
     }
 }
@@ -186,12 +201,29 @@ impl Config {
 
 /// Load, merge and validate the configuration from these directories.
 pub fn load(dirs: &[PathBuf]) -> Result<Config, ConfigError> {
+    load_with(dirs, &[])
+}
+
+/// Load as [`load`] would after dropping `extra` files in (applied after
+/// the directories' files): `qus config --check FILE…`.
+pub fn load_with(dirs: &[PathBuf], extra: &[PathBuf]) -> Result<Config, ConfigError> {
     let mut merger = Merger::default();
-    for path in fragment_files(dirs)? {
-        let text = scan::read_fragment(&path)?;
-        merger.apply(&path, &text)?;
+    let (files, skipped) = scan::fragment_scan(dirs)?;
+    for path in files.iter().chain(extra) {
+        let text = if extra.contains(path) {
+            std::fs::read_to_string(path).map_err(|e| ConfigError {
+                path: Some(path.clone()),
+                line: None,
+                message: format!("cannot read: {e}"),
+            })?
+        } else {
+            scan::read_fragment(path)?
+        };
+        merger.apply(path, &text)?;
     }
-    merger.finish()
+    let mut config = merger.finish()?;
+    config.skipped = skipped;
+    Ok(config)
 }
 
 /// Parse and apply a single fragment on top of the defaults: for tests and

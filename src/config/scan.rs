@@ -20,7 +20,18 @@ use crate::safety;
 /// configuration invalid (qusd keeps the previous one). Every drop-in and
 /// mask is then resolved hop by hop under the same rules as interpreters.
 pub fn fragment_files(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
+    fragment_scan(dirs).map(|(files, _)| files)
+}
+
+/// Files in the config directories that do not apply, each with why.
+pub type Skipped = Vec<(PathBuf, String)>;
+
+/// [`fragment_files`], plus every file that does not apply and why (masked
+/// by a later directory or a `/dev/null` link, a dangling link, not a
+/// `*.toml`), for `qus config`.
+pub fn fragment_scan(dirs: &[PathBuf]) -> Result<(Vec<PathBuf>, Skipped), ConfigError> {
     let mut by_name: BTreeMap<std::ffi::OsString, PathBuf> = BTreeMap::new();
+    let mut skipped: Vec<(PathBuf, String)> = vec![];
     let cache = safety::DirCache::default();
     for dir in dirs {
         let entries = match std::fs::read_dir(dir) {
@@ -34,6 +45,9 @@ pub fn fragment_files(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
             let name = entry.file_name();
             let text = name.to_string_lossy();
             if text.starts_with('.') || !text.ends_with(".toml") {
+                if !text.starts_with('.') {
+                    skipped.push((entry.path(), "ignored: not a *.toml file".into()));
+                }
                 continue;
             }
             let path = entry.path();
@@ -45,21 +59,29 @@ pub fn fragment_files(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
             match std::fs::canonicalize(&path) {
                 Ok(target) if target == Path::new("/dev/null") => {
                     refuse_unsafe_path(&path, &cache)?;
-                    by_name.remove(&name);
+                    if let Some(old) = by_name.remove(&name) {
+                        skipped.push((old, format!("masked by {} (-> /dev/null)", path.display())));
+                    }
+                    skipped.push((path, "a mask (-> /dev/null): disables this name".into()));
                 }
                 Ok(target) if target.is_file() => {
                     if kind == safety::ConfigDir::Strict {
                         refuse_unsafe_path(&path, &cache)?;
                     }
-                    by_name.insert(name, path);
+                    if let Some(old) = by_name.insert(name, path.clone()) {
+                        skipped.push((old, format!("masked by {}", path.display())));
+                    }
                 }
                 // Dangling link or not a file: nothing to apply, and
                 // nothing masked either.
-                _ => {}
+                _ => skipped.push((
+                    path,
+                    "ignored: a dangling link or not a regular file".into(),
+                )),
             }
         }
     }
-    Ok(by_name.into_values().collect())
+    Ok((by_name.into_values().collect(), skipped))
 }
 
 fn dir_error(dir: &Path, message: String) -> ConfigError {

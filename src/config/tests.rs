@@ -123,12 +123,12 @@ fn err(text: &str) -> ConfigError {
 #[test]
 fn errors_name_file_line_and_reason() {
     let cases: &[(&str, usize, &str)] = &[
-        ("[qemu]\nflagz = \"P\"\n", 2, "unknown field"),
-        ("[nope]\n", 1, "unknown field"),
+        ("[qemu]\nflagz = \"P\"\n", 2, "unknown key `flagz`: did you mean `flags`?"),
+        ("[nope]\n", 1, "unknown key `nope` (known here: `binfmt`, `qemu`"),
         ("[qemu]\ntakeover = \"yes\"\n", 2, "must be true, false or \"distro\""),
-        ("[qemu]\ntakeover = 3\n", 2, "did not match any variant"),
+        ("[qemu]\ntakeover = 3\n", 2, "expected true, false or \"distro\""),
         ("[qemu]\nothers = \"fight\"\n", 2, "must be \"yield\" or \"override\""),
-        ("[qemu]\ndebounce_ms = \"x\"\n", 2, "unknown field"),
+        ("[qemu]\ndebounce_ms = \"x\"\n", 2, "unknown key `debounce_ms`"),
         ("[qemu]\n\ntargets = [\"aarch64\", \"z80\"]\n", 3, "unknown arch \"z80\""),
         ("[qemu]\nflags = \"PQ\"\n", 2, "unknown flag 'Q'"),
         ("[qemu]\nsearch_path = [\"relative\"]\n", 2, "not an absolute path"),

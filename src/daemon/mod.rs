@@ -296,6 +296,13 @@ async fn run(common: CommonArgs) -> Result<()> {
     d.system.state.clear_daemon_status(std::process::id());
     if d.system.config.unregister_on_stop.value && running.is_none() {
         d.unregister_all();
+    } else {
+        // Say what stays behind: entries outlive qusd by design.
+        let owned = d.system.state.load().0.len();
+        tracing::info!(
+            "qusd stopped; {owned} entries it registered stay registered (`qus unregister --all` \
+             removes them; daemon.unregister_on_stop = true makes qusd do it)"
+        );
     }
     Ok(())
 }

@@ -215,6 +215,7 @@ impl WatchSet {
                 .add(&path, mask | WatchMask::MASK_ADD | WatchMask::ONLYDIR)
             {
                 Ok(wd) => {
+                    tracing::debug!("watching {} ({path_roles:?})", path.display());
                     let slot = roles.entry(wd).or_insert((path.clone(), vec![]));
                     for r in path_roles {
                         if !slot.1.contains(&r) {

@@ -30,7 +30,9 @@ say registered "$(qus --state-dir /run/qusd status --json | sed -n 's/.*"registe
 say entries "$(ls $bm | grep -c '^qemu-')"
 say aarch64_interpreter "$(sed -n 's/^interpreter //p' $bm/qemu-aarch64)"
 say aarch64_test "$(qus --state-dir /run/qusd test aarch64 >/dev/null 2>&1 && echo pass || echo fail)"
-say test_all "$(qus --state-dir /run/qusd test 2>&1 | tail -1)"
+say test_all "$(qus --state-dir /run/qusd test 2>&1 | grep -E '^[0-9]+ ' | tail -1)"
+say setuid "$(qus --state-dir /run/qusd test aarch64 2>&1 | grep '^setuid:')"
+say version "$(qus --state-dir /run/qusd status -v | grep '^qemu-aarch64 ' | sed -n 's/.*\[QEMU \(.*\)\]$/\1/p')"
 
 # systemd-binfmt flushes every entry and registers Debian's own ones.
 systemctl restart systemd-binfmt
@@ -52,6 +54,21 @@ say reload_rc $?
 if wait_for 15 test ! -e $bm/qemu-s390x; then say reload_applied yes; else say reload_applied no; fi
 say status_after_reload "$(systemctl show -p StatusText --value qusd)"
 say active_after_reload "$(systemctl is-active qusd)"
+
+# The journal: real priorities and fields. A drop-in naming a missing
+# interpreter gives a warning; -p warning shows it and none of the INFO
+# lines; QUS_ARCH finds one arch's lines.
+printf '[qemu.arch.riscv64]\ninterpreter = "/opt/missing/qemu-riscv64-static"\n' > /etc/qus.d/70-missing.toml
+if wait_for 15 sh -c 'journalctl -u qusd -p warning --no-pager | grep -q /opt/missing/qemu-riscv64-static'; then
+    say journal_warning yes
+else
+    say journal_warning no
+fi
+say journal_warning_info_lines "$(journalctl -u qusd -p warning --no-pager | grep -c 'registered qemu-')"
+say journal_all_info_lines "$(journalctl -u qusd --no-pager | grep -c 'registered qemu-')"
+say journal_arch_aarch64 "$(journalctl QUS_ARCH=aarch64 --no-pager | grep -c 'registered qemu-aarch64')"
+say journal_action_field "$(journalctl QUS_ENTRY=qemu-aarch64 QUS_ACTION=registered -o verbose --no-pager | grep -c 'PRIORITY=6')"
+rm -f /etc/qus.d/70-missing.toml
 
 # Purge.
 apt-get purge -y qus > /root/purge.log 2>&1

@@ -51,11 +51,19 @@ if out=$(make -C "$clean_copy" install DESTDIR="$clean_copy/stage" CARGO=false 2
 elif [[ $out == *"run 'make' first"* ]]; then echo "ok   make install does not build: says to run make first"
 else bad "make install unbuilt: $out"; fi
 rm -rf "$clean_copy"
+# The user units, verified as the user manager would load them (with the
+# staged binaries standing in for /usr/bin; podman comes from the rootless
+# setup).
+verify_dir=$(mktemp -d)
 for unit in "$stage"/usr/lib/systemd/user/*.service; do
-    if out=$(systemd-analyze verify --user "$unit" 2>&1 | grep -v "Failed to .*bus\|XDG_RUNTIME_DIR"); [ -z "$out" ]; then
+    sed "s|/usr/bin/qus|$stage/usr/bin/qus|g" "$unit" > "$verify_dir/$(basename "$unit")"
+done
+for unit in "$verify_dir"/*.service; do
+    if out=$(XDG_RUNTIME_DIR=$verify_dir systemd-analyze verify --user --man=no "$unit" 2>&1); [ -z "$out" ]; then
         echo "ok   systemd-analyze verify --user $(basename "$unit")"
     else bad "verify $(basename "$unit"): $out"; fi
 done
+rm -rf "$verify_dir"
 for page in qus.1 qusd.8 qus.d.5; do
     sec=${page##*.}
     if man -l "$stage/usr/share/man/man$sec/$page.gz" 2>&1 | grep "^NAME" >/dev/null; then echo "ok   man $page renders"; else bad "man $page"; fi
@@ -87,6 +95,22 @@ for f in /usr/bin/qus /usr/bin/qusd /usr/lib/systemd/system/qusd.service /etc/qu
 done
 rpm -qp --scripts "$rpm" 2>/dev/null | grep "systemctl preset qusd.service" >/dev/null && echo "ok   rpm %post presets qusd" || bad "rpm scripts"
 rpm -qp --recommends "$rpm" 2>/dev/null | grep qemu-user-static >/dev/null && echo "ok   rpm recommends qemu-user-static" || bad "rpm recommends"
+
+step "CI recipe: action.yml runs dist/ci/setup-qus.sh; run it as a job would"
+grep -q 'run: "\\"$GITHUB_ACTION_PATH/dist/ci/setup-qus.sh\\""' action.yml &&
+    grep -q 'QUS_PLATFORMS: ${{ inputs.platforms }}' action.yml &&
+    echo "ok   action.yml runs dist/ci/setup-qus.sh with the inputs" || bad "action.yml"
+# In a private namespace with its own binfmt_misc, as root there (as on a
+# CI runner), with the binary just built.
+ci_out=$(unshare --user --map-root-user --mount sh -c '
+    bm=$(mktemp -d) && mount -t binfmt_misc none "$bm" &&
+    out=$(mktemp) &&
+    QUS_BINFMT_MISC=$bm QUS_STATE_DIR=$(mktemp -d)/state QUS_BIN=$PWD/target/release/qus \
+    QUS_PLATFORMS=arm64,linux/s390x QUS_FLAGS=PF GITHUB_OUTPUT=$out dist/ci/setup-qus.sh &&
+    cat "$out" && probes/bin/aarch64 && probes/bin/s390x' 2>&1)
+if [[ $ci_out == *"platforms=arm64 linux/s390x"* && $ci_out == *"qus-probe aarch64"* && $ci_out == *"qus-probe s390x"* ]]; then
+    echo "ok   setup-qus.sh registers and tests arm64 and linux/s390x; foreign programs run"
+else bad "setup-qus.sh: $ci_out"; fi
 
 step "Kubernetes manifests"
 kubernetes-validate --strict packaging/kubernetes/qus.yaml || bad "kubernetes-validate"

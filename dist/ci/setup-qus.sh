@@ -1,0 +1,58 @@
+#!/bin/bash
+# Register QEMU emulators for the platforms a CI job builds or runs, with
+# qus: the steps of the GitHub Action (action.yml at the repository root),
+# usable as is from GitLab CI or any shell.
+#
+#   QUS_PLATFORMS  arches or Docker platforms, comma- or space-separated
+#                  (arm64,riscv64 | linux/arm/v7 | all); default: all
+#   QUS_FLAGS      binfmt_misc flags; default: PF (see qus.d(5) on C)
+#   QUS_BIN        a qus binary to use (default: qus on PATH, else built
+#                  from this source tree with cargo)
+#   QUS_SUDO       how to become root (default: sudo when not root)
+#
+# qus's own QUS_BINFMT_MISC / QUS_STATE_DIR / QUS_CONFIG_DIRS pass through.
+# It installs qemu-user-static when no emulator is there (apt or dnf),
+# registers, then proves each platform runs a real foreign program
+# (`qus test`), so a job fails here rather than in the middle of a build.
+set -euo pipefail
+src=$(cd "$(dirname "$0")/../.." && pwd)
+platforms=${QUS_PLATFORMS:-all}
+flags=${QUS_FLAGS:-PF}
+if [ -z "${QUS_SUDO+set}" ]; then
+    if [ "$(id -u)" = 0 ]; then QUS_SUDO=""; else QUS_SUDO="sudo"; fi
+fi
+sudo_do() { if [ -n "$QUS_SUDO" ]; then $QUS_SUDO "$@"; else "$@"; fi; }
+
+if ! ls /usr/bin/qemu-*-static >/dev/null 2>&1; then
+    echo "qus: installing qemu-user-static"
+    if command -v apt-get >/dev/null; then
+        sudo_do env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static
+    elif command -v dnf >/dev/null; then
+        sudo_do dnf install -y -q qemu-user-static
+    else
+        echo "qus: no qemu-user-static and no apt-get or dnf to install it" >&2
+        exit 1
+    fi
+fi
+
+qus=${QUS_BIN:-$(command -v qus || true)}
+if [ -z "$qus" ]; then
+    command -v cargo >/dev/null || { echo "qus: not installed, and no cargo to build it" >&2; exit 1; }
+    echo "qus: building qus from $src"
+    cargo install --quiet --locked --path "$src" --root "${RUNNER_TEMP:-/tmp}/qus" --bins
+    qus=${RUNNER_TEMP:-/tmp}/qus/bin/qus
+fi
+
+read -r -a list <<<"${platforms//,/ }"
+# -E: keep QUS_BINFMT_MISC and friends through sudo.
+run_qus() { if [ -n "$QUS_SUDO" ]; then $QUS_SUDO -E "$qus" "$@"; else "$qus" "$@"; fi; }
+run_qus register --flags "$flags" "${list[@]}"
+if [ "${list[*]}" = all ]; then
+    run_qus test
+else
+    run_qus test "${list[@]}"
+fi
+echo "qus: ready for: ${list[*]}"
+if [ -n "${GITHUB_OUTPUT:-}" ]; then
+    echo "platforms=${list[*]}" >> "$GITHUB_OUTPUT"
+fi

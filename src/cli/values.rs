@@ -1,0 +1,92 @@
+//! Value parsers for the command line: they reject bad values as usage
+//! errors (exit 2, like every clap error) and list the values shells
+//! complete, from the same tables qus itself uses.
+
+use clap::builder::{PossibleValue, TypedValueParser};
+use clap::error::{Error, ErrorKind};
+
+/// An arch name as users write it: canonical (`aarch64`), an alias
+/// (`arm64`, `linux/arm/v7`), an entry name (`qemu-aarch64`), or `all`.
+/// The value stays as written; `arch_names` canonicalises.
+#[derive(Debug, Clone, Copy)]
+pub struct ArchParser;
+
+impl TypedValueParser for ArchParser {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, Error> {
+        let v = value.to_string_lossy();
+        let known = v == "all"
+            || crate::arch::find(&v).is_some()
+            || v.strip_prefix("qemu-")
+                .and_then(crate::arch::find)
+                .is_some();
+        if known {
+            Ok(v.into_owned())
+        } else {
+            Err(Error::raw(
+                ErrorKind::InvalidValue,
+                format!("unknown arch {v:?} (see `qus arches` for names and aliases)\n"),
+            ))
+        }
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        let names = crate::arch::ARCHES
+            .iter()
+            .map(|a| a.name)
+            .chain(crate::arch::ALIASES.iter().map(|(alias, _)| *alias))
+            .chain(["all"]);
+        Some(Box::new(names.map(|n| PossibleValue::new(n).hide(false))))
+    }
+}
+
+/// binfmt_misc flags (any of P O C F, in any order, or empty).
+#[derive(Debug, Clone, Copy)]
+pub struct FlagsParser;
+
+/// The flag sets shells offer; any other valid combination is accepted.
+const COMMON_FLAGS: &[(&str, &str)] = &[
+    ("PF", "keep argv[0], open the emulator now (the default)"),
+    ("PFC", "also run setuid programs with their credentials"),
+    ("F", "open the emulator now"),
+    ("P", "keep argv[0]"),
+    ("PFO", "keep argv[0], open emulator and binary"),
+];
+
+impl TypedValueParser for FlagsParser {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, Error> {
+        let v = value.to_string_lossy();
+        crate::binfmt::Flags::parse(&v).map_err(|e| {
+            Error::raw(
+                ErrorKind::InvalidValue,
+                format!("--flags {v:?}: {e} (any of P, O, C, F)\n"),
+            )
+        })?;
+        Ok(v.into_owned())
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(
+            COMMON_FLAGS
+                .iter()
+                .map(|(v, help)| PossibleValue::new(*v).help(*help)),
+        ))
+    }
+}
+
+/// Log levels; anything else is a usage error (a silently ignored
+/// `warning` once hid qusd's own errors).
+pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
