@@ -101,9 +101,9 @@ pub fn survey(system: &System, request: &Request) -> Result<(World, Plan)> {
     Ok((world, plan))
 }
 
-/// Lock, mount and switch on binfmt_misc if needed and allowed, observe,
-/// plan for `mode`, apply, save the records.
-pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
+/// Only root may change the host's instance: say what to do instead,
+/// rather than failing on the first write with "Permission denied".
+pub fn may_change(system: &System) -> Result<()> {
     let place = crate::userns::here();
     if place.initial
         && place.euid != 0
@@ -116,6 +116,13 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
              (README: \"Without root\")"
         );
     }
+    Ok(())
+}
+
+/// Lock, mount and switch on binfmt_misc if needed and allowed, observe,
+/// plan for `mode`, apply, save the records.
+pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
+    may_change(system)?;
     let lock = system
         .state
         .lock(LOCK_WAIT)

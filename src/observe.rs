@@ -610,3 +610,19 @@ fn breaks_host(matcher: &Matcher, interpreter: &Path, catch_host_programs: bool)
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn p_is_dropped_only_before_5_12() {
+        let pf = Flags::parse("PF").expect("flags");
+        let (old, dropped) = flags_for_kernel(pf, false);
+        assert!(dropped && !old.preserve_argv0 && old.fix_binary);
+        let (new, dropped) = flags_for_kernel(pf, true);
+        assert!(!dropped && new == pf);
+        let f = Flags::parse("F").expect("flags");
+        assert_eq!(flags_for_kernel(f, false), (f, false));
+    }
+}

@@ -164,10 +164,23 @@ impl CommonArgs {
     }
 }
 
-/// `error: top` then `  caused by: …` for each cause.
+/// `error: top` then `  caused by: …` for each cause, and for a refused
+/// permission, what to do about it (never a bare "Permission denied").
 pub fn print_error(e: &anyhow::Error) {
     eprintln!("error: {e}");
     for cause in e.chain().skip(1) {
         eprintln!("  caused by: {cause}");
+    }
+    let denied = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+    });
+    if denied && userns::here().rootless() {
+        eprintln!(
+            "  hint: this needs root: run it with sudo. Without root, point --state-dir / \
+             QUS_STATE_DIR and --config-dir / QUS_CONFIG_DIRS at directories of your own, or \
+             use a user namespace of your own: `qus podman`, `qus run`, `qus buildah` \
+             (README: \"Without root\")"
+        );
     }
 }

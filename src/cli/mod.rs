@@ -56,14 +56,23 @@ pub enum Command {
     Enable(toggle::ToggleArgs),
     /// Tell which binfmt_misc entry the kernel uses for a file.
     Which(which::WhichArgs),
-    /// Run a command in a user namespace of its own with a private
-    /// binfmt_misc (no root needed; Linux 6.7+).
+    /// Run a command with emulators, without root (own user namespace)
+    ///
+    /// Starts a user + mount namespace (the caller is root there, plus its
+    /// subordinate ids), mounts a private binfmt_misc, registers, and runs
+    /// CMD: `qus run -- ./hello-arm64`. Linux 6.7+.
     Run(rootless::RunArgs),
-    /// Run a qus command inside podman's rootless namespace (`podman
-    /// unshare qus …`): `qus podman register aarch64`.
+    /// Run a qus command in podman's rootless namespace, without root
+    ///
+    /// `qus podman register aarch64` is `podman unshare qus register
+    /// aarch64`: every rootless container of the user then runs arm64
+    /// programs. Linux 6.7+.
     Podman(rootless::PodmanArgs),
-    /// Run a buildah command with emulators registered in its namespace:
-    /// `qus buildah build --platform linux/arm64 .`.
+    /// Run a buildah command with emulators, without root
+    ///
+    /// `qus buildah build --platform linux/arm64 .` registers in the
+    /// namespace of one `buildah unshare` and runs buildah there.
+    /// Linux 6.7+.
     Buildah(rootless::BuildahArgs),
 }
 

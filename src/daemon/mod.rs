@@ -184,6 +184,8 @@ async fn run(common: CommonArgs) -> Result<()> {
     // Bad configuration at start: exit 1 with file:line (systemd shows it).
     let config = common.load_config()?;
     let system = common.system_with(config);
+    // Not allowed to change anything here: exit at once, saying why.
+    crate::engine::may_change(&system)?;
     // One qusd per state dir: a second one exits at once, naming the first.
     let instance = system.state.claim_daemon()?;
     let inotify = inotify::Inotify::init().context("inotify_init")?;

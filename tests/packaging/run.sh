@@ -64,6 +64,54 @@ for unit in "$verify_dir"/*.service; do
     else bad "verify $(basename "$unit"): $out"; fi
 done
 rm -rf "$verify_dir"
+# The man pages document every option --help lists, for every subcommand,
+# and refer only to pages that exist (ours, or installed here).
+qus_bin=$stage/usr/bin/qus
+man_text() { MANWIDTH=200 man -l "$1" 2>/dev/null | col -b; }
+qus_man=$(man_text "$stage/usr/share/man/man1/qus.1.gz")
+qusd_man=$(man_text "$stage/usr/share/man/man8/qusd.8.gz")
+missing=""
+for sub in "" status register unregister config export test arches disable enable which run podman buildah; do
+    for opt in $($qus_bin $sub --help | grep -oE -- '--[a-z][a-z-]+' | sort -u); do
+        grep -q -- "$opt" <<<"$qus_man" || missing="$missing qus $sub $opt;"
+    done
+done
+for opt in $($stage/usr/bin/qusd --help | grep -oE -- '--[a-z][a-z-]+' | sort -u); do
+    grep -q -- "$opt" <<<"$qusd_man" || missing="$missing qusd $opt;"
+done
+[ -z "$missing" ] && echo "ok   qus(1) and qusd(8) document every option of --help" || bad "undocumented options:$missing"
+for section in "EXIT STATUS" "ENVIRONMENT" "FILES" "EXAMPLES" "STATES" "COMMANDS"; do
+    grep -q "^$section" <<<"$qus_man" || bad "qus(1) lacks $section"
+done
+for section in "WHAT IT WATCHES" "SIGNALS" "SD_NOTIFY" "FILES"; do
+    grep -q "^$section" <<<"$qusd_man" || bad "qusd(8) lacks $section"
+done
+refs=$(for page in "$stage"/usr/share/man/man*/*.gz; do zcat "$page"; done |
+    grep -oE '^\.BR [a-z0-9._-]+ \([0-9]\)' | sed -E 's/^\.BR ([^ ]+) \(([0-9])\)/\1.\2/' | sort -u)
+dangling=""
+for ref in $refs; do
+    case $ref in qus.1|qusd.8|qus.d.5) continue ;; esac
+    man -w "${ref##*.}" "${ref%.*}" >/dev/null 2>&1 || dangling="$dangling $ref"
+done
+[ -z "$dangling" ] && echo "ok   man pages refer only to existing pages ($(echo $refs | wc -w) references)" || bad "man pages refer to missing pages:$dangling"
+# Completions complete values: arch names and aliases, flags, log levels.
+comp=$(cat "$stage/usr/share/bash-completion/completions/qus")
+comp_missing=""
+for v in aarch64 arm64 arm/v7 armhf all PFC warn riscv64; do
+    grep -q -- "$v" <<<"$comp" || comp_missing="$comp_missing $v"
+done
+[ -z "$comp_missing" ] && echo "ok   bash completion offers arch names, aliases, flags and log levels" ||
+    bad "bash completion lacks$comp_missing"
+# The README does not drift: its `qus --help` is the real one, and every
+# repository path it names exists.
+readme_help=$(sed -n '/^\$ qus --help$/,/^```$/p' README.md | sed '1d;$d')
+if [ "$readme_help" = "$($qus_bin --help)" ]; then echo "ok   README's qus --help is the real output"
+else bad "README's qus --help differs:"; diff <(echo "$readme_help") <($qus_bin --help) || true; fi
+absent=""
+for path in $(grep -oE '`(dist|tests|packaging|man|etc|bench|benches|probes|examples|src)/[A-Za-z0-9_./-]+`' README.md | tr -d '`' | sort -u); do
+    [ -e "$path" ] || absent="$absent $path"
+done
+[ -z "$absent" ] && echo "ok   every repository path the README names exists" || bad "README names missing paths:$absent"
 for page in qus.1 qusd.8 qus.d.5; do
     sec=${page##*.}
     if man -l "$stage/usr/share/man/man$sec/$page.gz" 2>&1 | grep "^NAME" >/dev/null; then echo "ok   man $page renders"; else bad "man $page"; fi

@@ -99,6 +99,13 @@ out=$(as_user qus register aarch64 2>&1); rc=$?
 [ $rc = 1 ] && [[ $out == *"needs root"* && $out == *"qus podman register"* ]] &&
     ok "host register as the user: exit 1 with what to do instead" || bad "host register as user (rc $rc): $out"
 
+out=$(as_user qus disable s390x 2>&1); rc=$?
+[ $rc = 1 ] && [[ $out == *"Permission denied"* && $out == *"hint: this needs root: run it with sudo"* ]] &&
+    ok "a permission error as the user comes with what to do" || bad "qus disable as user (rc $rc): $out"
+out=$(as_user timeout 10 qusd 2>&1); rc=$?
+[ $rc = 1 ] && [[ $out == *"needs root"* ]] && ok "qusd as a plain user on the host exits 1 at once, saying why" ||
+    bad "qusd as user (rc $rc): $out"
+
 # The user's own drop-ins count inside its namespace.
 as_user mkdir -p "$home/.config/qus.d"
 as_user sh -c "printf '[qemu]\nexclude = [\"s390x\"]\n' > $home/.config/qus.d/60-mine.toml"
