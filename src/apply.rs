@@ -4,7 +4,7 @@
 
 use std::io;
 
-use crate::binfmt::BinfmtMisc;
+use crate::binfmt::{BinfmtMisc, Registrar};
 use crate::model::{Owned, OwnedEntries};
 use crate::plan::{Action, Target};
 
@@ -25,8 +25,9 @@ pub struct Outcome {
 /// `binfmt`, keeping `owned` in step.
 pub fn apply(actions: &[Action], binfmt: &BinfmtMisc, owned: &mut OwnedEntries) -> Outcome {
     let mut out = Outcome::default();
+    let mut registrar = binfmt.registrar();
     for action in actions {
-        match run(action, binfmt, owned, &mut out) {
+        match run(action, binfmt, &mut registrar, owned, &mut out) {
             Ok(()) => out.done.push(action.clone()),
             Err(e) => {
                 tracing::error!(
@@ -45,13 +46,14 @@ pub fn apply(actions: &[Action], binfmt: &BinfmtMisc, owned: &mut OwnedEntries) 
 fn run(
     action: &Action,
     binfmt: &BinfmtMisc,
+    registrar: &mut Registrar<'_>,
     owned: &mut OwnedEntries,
     out: &mut Outcome,
 ) -> io::Result<()> {
     match action {
         Action::Register(t) => {
             out.kernel_writes += 1;
-            binfmt.register(&t.name, &t.spec)?;
+            registrar.register(&t.name, &t.spec)?;
             tracing::info!(
                 entry = %t.name,
                 arch = t.arch.as_deref().unwrap_or(""),
@@ -76,13 +78,13 @@ fn run(
                 out.records_changed = true;
             }
             out.kernel_writes += 1;
-            if let Err(e) = binfmt.register(&t.name, &t.spec) {
+            if let Err(e) = registrar.register(&t.name, &t.spec) {
                 // Never lose another tool's entry to a failed takeover: put
                 // it back. (Without that, the entry is simply gone now.)
                 let back = t
                     .replaced
                     .as_ref()
-                    .is_some_and(|old| binfmt.register(&t.name, old).is_ok());
+                    .is_some_and(|old| registrar.register(&t.name, old).is_ok());
                 if back {
                     tracing::warn!("{}: the takeover failed; put the other entry back", t.name);
                 } else {
@@ -127,7 +129,7 @@ fn run(
         }
         Action::Restore { name, spec } => {
             out.kernel_writes += 1;
-            binfmt.register(name, spec)?;
+            registrar.register(name, spec)?;
             tracing::info!(
                 entry = %name,
                 action = "restored",

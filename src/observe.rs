@@ -269,71 +269,128 @@ fn native_cached(
     (verdicts, provisional)
 }
 
+/// Arches the kernel loads exactly as another one: i486 programs differ
+/// from i386 ones only in `e_machine`, which the x86 loader accepts either
+/// way, so one probe run answers for both.
+const NATIVE_SAME_AS: &[(&str, &str)] = &[("i486", "i386")];
+
 /// Native verdicts for the arches of the host's family (as configured or
 /// overridden) and of the running kernel's own family. Other arches are
 /// foreign without asking.
+///
+/// Cheap first: the kernel's own arch is native by definition (no probe),
+/// arches loaded alike share one run, and the probes that must run, run
+/// at the same time (each is a fork + exec of a tiny program).
 fn native_verdicts(
     host: &Host,
     kernel: &KernelEntries,
     owned: &OwnedEntries,
     binfmt_live: bool,
 ) -> (NativeVerdicts, bool) {
-    let real_family = arch::host_family(&arch::kernel_machine());
+    let kernel_machine = arch::kernel_machine();
+    let real_family = arch::host_family(&kernel_machine);
+    let own_arch = arch::find(&kernel_machine).map(|a| a.name);
     let mut verdicts = NativeVerdicts::new();
     let mut provisional = false;
-    for a in arch::ARCHES {
-        if a.family != host.family && a.family != real_family {
+    let mut to_probe: Vec<(&'static Arch, &'static probe::Probe)> = vec![];
+    let relevant = arch::ARCHES
+        .iter()
+        .filter(|a| a.family == host.family || a.family == real_family);
+    for a in relevant.clone() {
+        let family_rule = family_rule(host, a);
+        if Some(a.name) == own_arch && a.family == host.family {
+            verdicts.insert(
+                a.name.to_string(),
+                Native::Yes(format!("the kernel's own arch ({kernel_machine})")),
+            );
             continue;
         }
-        let family_rule = || {
-            if a.family == host.family {
-                Native::Yes(format!(
-                    "host {} runs {} natively (family rule)",
-                    host.machine, a.name
-                ))
-            } else {
-                Native::No(format!("not of the {} family", host.family))
-            }
+        if NATIVE_SAME_AS.iter().any(|(this, _)| *this == a.name) {
+            continue; // decided below, from the arch it loads as
+        }
+        let Some(p) = probe::find(a.name) else {
+            verdicts.insert(a.name.to_string(), family_rule);
+            continue;
         };
-        let verdict = match probe::find(a.name) {
-            None => family_rule(),
-            Some(p) => {
-                let catcher = kernel
-                    .iter()
-                    .find(|(_, e)| binfmt_live && e.enabled && e.spec.matcher.catches(p.program));
-                match catcher {
-                    Some((name, _)) if owned.contains_key(name) => Native::No(format!(
+        let catcher = kernel
+            .iter()
+            .find(|(_, e)| binfmt_live && e.enabled && e.spec.matcher.catches(p.program));
+        match catcher {
+            Some((name, _)) if owned.contains_key(name) => {
+                verdicts.insert(
+                    a.name.to_string(),
+                    Native::No(format!(
                         "{name}, registered by qus, runs it: the host could not"
                     )),
-                    Some(_) => {
-                        provisional = true;
-                        family_rule()
-                    }
-                    None => match probe::run(p, NATIVE_PROBE_TIMEOUT) {
-                        probe::RunResult::Pass => {
-                            Native::Yes(format!("the {} probe ran natively", a.name))
-                        }
-                        probe::RunResult::ExecFormatError => Native::No(format!(
-                            "the host cannot run {} binaries (exec format error)",
-                            a.name
-                        )),
-                        // Only the kernel's refusal proves the host cannot run
-                        // it; a crash may be our own sandbox (a seccomp filter
-                        // of a hardened service), so the family rule decides.
-                        probe::RunResult::Fail(why) => {
-                            tracing::warn!(
-                                "the {} probe failed natively ({why}); deciding by the family rule",
-                                a.name
-                            );
-                            family_rule()
-                        }
-                    },
-                }
+                );
+            }
+            Some(_) => {
+                provisional = true;
+                verdicts.insert(a.name.to_string(), family_rule);
+            }
+            None => to_probe.push((a, p)),
+        }
+    }
+    let results: Vec<(&Arch, probe::RunResult)> = std::thread::scope(|scope| {
+        let running: Vec<_> = to_probe
+            .iter()
+            .map(|&(a, p)| (a, scope.spawn(move || probe::run(p, NATIVE_PROBE_TIMEOUT))))
+            .collect();
+        running
+            .into_iter()
+            .map(|(a, h)| {
+                let r = h
+                    .join()
+                    .unwrap_or_else(|_| probe::RunResult::Fail("the probe thread panicked".into()));
+                (a, r)
+            })
+            .collect()
+    });
+    for (a, result) in results {
+        let verdict = match result {
+            probe::RunResult::Pass => Native::Yes(format!("the {} probe ran natively", a.name)),
+            probe::RunResult::ExecFormatError => Native::No(format!(
+                "the host cannot run {} binaries (exec format error)",
+                a.name
+            )),
+            // Only the kernel's refusal proves the host cannot run it; a
+            // crash may be our own sandbox (a seccomp filter of a hardened
+            // service), so the family rule decides.
+            probe::RunResult::Fail(why) => {
+                tracing::warn!(
+                    "the {} probe failed natively ({why}); deciding by the family rule",
+                    a.name
+                );
+                family_rule(host, a)
             }
         };
         verdicts.insert(a.name.to_string(), verdict);
     }
+    for a in relevant {
+        if let Some((_, like)) = NATIVE_SAME_AS.iter().find(|(this, _)| *this == a.name) {
+            let verdict = match verdicts.get(*like) {
+                Some(Native::Yes(_)) => {
+                    Native::Yes(format!("loaded like {like}, which runs natively"))
+                }
+                Some(Native::No(why)) => Native::No(format!("loaded like {like}: {why}")),
+                None => family_rule(host, a),
+            };
+            verdicts.insert(a.name.to_string(), verdict);
+        }
+    }
     (verdicts, provisional)
+}
+
+/// The `qemu-binfmt-conf.sh` rule: the host's family is native.
+fn family_rule(host: &Host, a: &Arch) -> Native {
+    if a.family == host.family {
+        Native::Yes(format!(
+            "host {} runs {} natively (family rule)",
+            host.machine, a.name
+        ))
+    } else {
+        Native::No(format!("not of the {} family", host.family))
+    }
 }
 
 /// Find the emulator for an arch: the per-arch override, else the first

@@ -95,17 +95,35 @@ enum Role {
 
 /// Verdicts on directories already checked during one pass: 32 emulators
 /// in /usr/bin share every ancestor, so each directory is checked once.
+/// Resolved parent directories are kept too: the 64 candidate names in
+/// `/usr/bin` and `/usr/local/bin` then cost one `lstat` each, not one per
+/// path component.
 #[derive(Debug, Default)]
-pub struct DirCache(std::cell::RefCell<HashMap<(PathBuf, Role), Result<(), Refusal>>>);
+pub struct DirCache {
+    verdicts: std::cell::RefCell<HashMap<(PathBuf, Role), Result<(), Refusal>>>,
+    parents: std::cell::RefCell<HashMap<PathBuf, Result<Resolved, Refusal>>>,
+}
 
 impl DirCache {
     fn check(&self, dir: &Path, role: Role) -> Result<(), Refusal> {
         let key = (dir.to_path_buf(), role);
-        if let Some(v) = self.0.borrow().get(&key) {
+        if let Some(v) = self.verdicts.borrow().get(&key) {
             return v.clone();
         }
         let v = check_directory(dir, role);
-        self.0.borrow_mut().insert(key, v.clone());
+        self.verdicts.borrow_mut().insert(key, v.clone());
+        v
+    }
+
+    /// A parent directory resolved hop by hop, once per pass.
+    fn parent(&self, dir: &Path) -> Result<Resolved, Refusal> {
+        if let Some(v) = self.parents.borrow().get(dir) {
+            return v.clone();
+        }
+        let v = walk(dir, self, true);
+        self.parents
+            .borrow_mut()
+            .insert(dir.to_path_buf(), v.clone());
         v
     }
 }
@@ -151,6 +169,19 @@ fn walk(path: &Path, cache: &DirCache, want_dir: bool) -> Result<Resolved, Refus
     let mut holders = Vec::new();
     let mut links = Vec::new();
     let mut hops = 0;
+    // A file in a directory: start from the directory as resolved before
+    // (same checks, same holders and links, done once).
+    if let (false, Some(parent), Some(name)) = (want_dir, path.parent(), path.file_name()) {
+        if parent != Path::new("/") && pending.len() > 1 {
+            let dir = cache.parent(parent)?;
+            current = dir.file;
+            holders = dir.holders;
+            links = dir.links;
+            hops = links.len();
+            pending = VecDeque::from([name.to_owned()]);
+            cache.check(&current, Role::Ancestor)?;
+        }
+    }
     while let Some(name) = pending.pop_front() {
         if name == ".." {
             current.pop();

@@ -181,9 +181,16 @@ impl BinfmtMisc {
 
     /// Register a new entry. Fails with EEXIST if the name is taken.
     pub fn register(&self, name: &str, spec: &EntrySpec) -> io::Result<()> {
-        spec.validate(name)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        write_once(&self.root.join("register"), &spec.register_line(name))
+        self.registrar().register(name, spec)
+    }
+
+    /// A registrar that opens `register` once for many entries (the
+    /// kernel takes one entry per `write`, so one descriptor serves all).
+    pub fn registrar(&self) -> Registrar<'_> {
+        Registrar {
+            binfmt: self,
+            file: None,
+        }
     }
 
     /// Remove an entry.
@@ -203,9 +210,33 @@ impl BinfmtMisc {
     }
 }
 
+/// Registers entries through one open `register` file.
+pub struct Registrar<'a> {
+    binfmt: &'a BinfmtMisc,
+    file: Option<fs::File>,
+}
+
+impl Registrar<'_> {
+    /// Register a new entry. Fails with EEXIST if the name is taken.
+    pub fn register(&mut self, name: &str, spec: &EntrySpec) -> io::Result<()> {
+        spec.validate(name)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let path = self.binfmt.root.join("register");
+        let file = match &mut self.file {
+            Some(f) => f,
+            slot => slot.insert(OpenOptions::new().write(true).open(&path)?),
+        };
+        write_all_once(file, &path, &spec.register_line(name))
+    }
+}
+
 /// One `write(2)` of the whole string; binfmt_misc parses each write alone.
 fn write_once(path: &Path, text: &str) -> io::Result<()> {
     let mut file = OpenOptions::new().write(true).open(path)?;
+    write_all_once(&mut file, path, text)
+}
+
+fn write_all_once(file: &mut fs::File, path: &Path, text: &str) -> io::Result<()> {
     let n = file.write(text.as_bytes())?;
     if n != text.len() {
         return Err(io::Error::new(

@@ -4,4 +4,4 @@ pub mod entry;
 pub mod fs;
 
 pub use entry::{EntrySpec, Flags, KernelEntry, Matcher};
-pub use fs::{BinfmtMisc, KernelEntries};
+pub use fs::{BinfmtMisc, KernelEntries, Registrar};

@@ -133,26 +133,49 @@ struct Signals {
     int: Signal,
 }
 
+/// How long a burst of complete-file or config events must be quiet
+/// before a pass: long enough to collapse `dpkg` unpacking 35 emulators or
+/// an editor's write + rename into few passes, short enough that one
+/// emulator appearing is live within milliseconds.
+const QUIET: Duration = Duration::from_millis(3);
+
 /// Why the loop wakes up.
 #[derive(Debug, Default)]
 struct Pending {
     trigger: Trigger,
     /// When the first event of this batch arrived (the batch waits at most
-    /// `max_settle` after it, however many events follow).
+    /// `daemon.debounce_ms` after it, however many events follow).
     since: Option<Instant>,
-    /// When to act (debounce), if anything is pending.
+    /// When to act, if anything is pending.
     deadline: Option<Instant>,
     /// A SIGHUP arrived while a pass ran.
     reload: bool,
 }
 
 impl Pending {
-    fn add(&mut self, t: Trigger, debounce: Duration) {
+    /// Event-aware settling. binfmt_misc events (an entry removed or
+    /// disabled, possibly qusd's own echo) act at once: a repair is
+    /// urgent and an echo costs nothing. File and config events count only
+    /// once a file is complete (the watch set holds back files still open
+    /// for writing) and then wait for a short quiet window, so a burst
+    /// becomes one pass; `max_wait` (`daemon.debounce_ms`) bounds how long
+    /// a stream of events can postpone it.
+    fn add(&mut self, t: Trigger, max_wait: Duration) {
         let now = Instant::now();
+        let urgent = t.kernel && !(t.files || t.config || t.rearm || t.overflow);
         self.trigger.merge(t);
         let since = *self.since.get_or_insert(now);
-        let max_settle = debounce.max(Duration::from_secs(1));
-        self.deadline = Some((now + debounce).min(since + max_settle));
+        let quiet = if urgent {
+            Duration::ZERO
+        } else {
+            QUIET.min(max_wait)
+        };
+        let at = (now + quiet).min(since + max_wait);
+        self.deadline = Some(match self.deadline {
+            // An earlier deadline set by an urgent event stays.
+            Some(d) if d <= now => d,
+            _ => at,
+        });
     }
 
     /// Run a pass again after `delay` (a failed pass, e.g. the lock held
@@ -630,7 +653,7 @@ impl Daemon {
                 notify::ready(&self.status);
                 if self.passes == 1 {
                     tracing::info!(
-                        "qusd ready: {}; watching {} directories, debounce {} ms",
+                        "qusd ready: {}; watching {} directories, settling at most {} ms",
                         self.status,
                         self.watch.len(),
                         self.system.config.debounce_ms.value

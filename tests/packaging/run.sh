@@ -107,6 +107,17 @@ done
 readme_help=$(sed -n '/^\$ qus --help$/,/^```$/p' README.md | sed '1d;$d')
 if [ "$readme_help" = "$($qus_bin --help)" ]; then echo "ok   README's qus --help is the real output"
 else bad "README's qus --help differs:"; diff <(echo "$readme_help") <($qus_bin --help) || true; fi
+# The docs users look for: the C-flag decision, the rootless flows, and
+# the "Coming from" equivalents of every peer tool.
+for phrase in "Why C is not the default" "allow_dynamic" "P on kernels before 5.12"; do
+    zcat "$stage/usr/share/man/man5/qus.d.5.gz" | grep -q "$phrase" || bad "qus.d(5) lacks \"$phrase\""
+done
+for phrase in "tonistiigi/binfmt --install arm64" "multiarch/qemu-user-static --reset -p yes" \
+              "qemu-binfmt-conf.sh --qemu-path" "update-binfmts --display" "systemd-binfmt" \
+              "## Without root" "qus podman register" "qus buildah" "qus run --" "## In CI"; do
+    grep -qF -- "$phrase" README.md || bad "README lacks \"$phrase\""
+done
+echo "ok   qus.d(5) and the README cover the C flag, dynamic emulators, old kernels, rootless use, peers and CI"
 absent=""
 for path in $(grep -oE '`(dist|tests|packaging|man|etc|bench|benches|probes|examples|src)/[A-Za-z0-9_./-]+`' README.md | tr -d '`' | sort -u); do
     [ -e "$path" ] || absent="$absent $path"
