@@ -12,10 +12,42 @@ use std::path::Path;
 /// `PT_INTERP`: the program header naming the dynamic loader.
 const PT_INTERP: u32 = 3;
 
+/// How an ELF file is linked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Linking {
+    Static,
+    /// Needs this loader (`PT_INTERP`).
+    Dynamic(String),
+}
+
 /// The loader a file asks for (`PT_INTERP`), if it is a dynamically
 /// linked ELF; `None` for a static ELF, or for anything that is not ELF
 /// or cannot be read (those are judged elsewhere).
 pub fn loader(path: &Path) -> Option<String> {
+    match inspect(path)? {
+        Linking::Dynamic(l) => Some(l),
+        Linking::Static => None,
+    }
+}
+
+/// Static or dynamic; `None` when not a readable ELF file. A pass asks
+/// about the same emulator twice (finding it, then judging it under F):
+/// the answer is kept for the thread, and each pass runs on a thread of
+/// its own.
+pub fn inspect(path: &Path) -> Option<Linking> {
+    thread_local! {
+        static SEEN: std::cell::RefCell<std::collections::HashMap<std::path::PathBuf, Option<Linking>>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    if let Some(known) = SEEN.with(|s| s.borrow().get(path).cloned()) {
+        return known;
+    }
+    let found = read_linking(path);
+    SEEN.with(|s| s.borrow_mut().insert(path.to_path_buf(), found.clone()));
+    found
+}
+
+fn read_linking(path: &Path) -> Option<Linking> {
     let mut f = std::fs::File::open(path).ok()?;
     let mut ident = [0u8; 64];
     f.read_exact(&mut ident).ok()?;
@@ -62,10 +94,11 @@ pub fn loader(path: &Path) -> Option<String> {
     if entry < if wide { 56 } else { 32 } || phnum == 0 || phnum > 512 {
         return None;
     }
+    let linking = |found: Option<String>| Some(found.map_or(Linking::Static, Linking::Dynamic));
     let mut table = vec![0u8; entry * usize::from(phnum)];
     f.seek(SeekFrom::Start(phoff)).ok()?;
     f.read_exact(&mut table).ok()?;
-    table.chunks(entry).find_map(|ph| {
+    linking(table.chunks(entry).find_map(|ph| {
         if u32_at(ph, 0) != PT_INTERP {
             return None;
         }
@@ -79,7 +112,7 @@ pub fn loader(path: &Path) -> Option<String> {
         f.read_exact(&mut name).ok()?;
         let name = String::from_utf8_lossy(&name);
         Some(name.trim_end_matches('\0').to_string())
-    })
+    }))
 }
 
 #[cfg(test)]

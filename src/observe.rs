@@ -410,11 +410,16 @@ pub fn find_emulator(config: &Config, arch: &Arch) -> Option<PathBuf> {
     for dir in &config.search_path.value {
         for template in &config.binary_names.value {
             let candidate = dir.join(template.replace("{arch}", arch.emulator));
-            if candidate.exists() {
-                if crate::elf::loader(&candidate).is_none() {
-                    return Some(candidate);
+            // One open per candidate: a missing file fails here too.
+            match crate::elf::inspect(&candidate) {
+                Some(crate::elf::Linking::Static) => return Some(candidate),
+                Some(crate::elf::Linking::Dynamic(_)) => {
+                    first.get_or_insert(candidate);
                 }
-                first.get_or_insert(candidate);
+                None if candidate.exists() => {
+                    first.get_or_insert(candidate);
+                }
+                None => {}
             }
         }
     }
@@ -655,9 +660,10 @@ fn breaks_host(matcher: &Matcher, interpreter: &Path, catch_host_programs: bool)
             interpreter.display()
         ));
     }
-    if !catch_host_programs
-        && header(Path::new("/proc/self/exe")).is_some_and(|h| matcher.catches(&h))
-    {
+    // Our own executable stands for the host's programs; read it once.
+    static OWN: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
+    let own = OWN.get_or_init(|| header(Path::new("/proc/self/exe")));
+    if !catch_host_programs && own.as_ref().is_some_and(|h| matcher.catches(h)) {
         return Some(
             "it would catch the host's own programs (qus itself is one): \
              nothing native would run any more (set catch_host_programs = true \

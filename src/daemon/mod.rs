@@ -571,10 +571,15 @@ impl Daemon {
     fn start(&mut self, why: String) -> oneshot::Receiver<Outcome> {
         self.passes += 1;
         let holds = self.holds();
-        if !holds.is_empty() {
+        let writing: Vec<&str> = holds
+            .iter()
+            .filter(|h| !self.given_up.contains_key(*h))
+            .map(String::as_str)
+            .collect();
+        if !writing.is_empty() {
             tracing::info!(
                 "waiting for {} to be written completely",
-                holds.iter().cloned().collect::<Vec<_>>().join(", ")
+                writing.join(", ")
             );
         }
         let job = Job {

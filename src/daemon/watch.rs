@@ -301,6 +301,29 @@ impl WatchSet {
         let Some(name) = event.name.as_ref() else {
             return;
         };
+        if event.mask.contains(EventMask::CLOSE_WRITE) {
+            // An O_TMPFILE written, linked in under its name, then closed:
+            // the close is reported as `#INODE`. Complete that file.
+            if let Some(ino) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix('#'))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                let done: Vec<OsString> = self
+                    .in_progress
+                    .keys()
+                    .filter(|n| {
+                        std::fs::symlink_metadata(dir.join(n)).is_ok_and(|m| m.ino() == ino)
+                    })
+                    .cloned()
+                    .collect();
+                for n in done {
+                    self.in_progress.remove(&n);
+                    t.files = true;
+                }
+                return;
+            }
+        }
         if !self.emulator_names.contains(name) {
             return;
         }
@@ -324,8 +347,9 @@ impl WatchSet {
         ) {
             self.in_progress.remove(name.as_os_str());
             t.files = true;
-        } else if m.contains(EventMask::ATTRIB) {
-            // chmod/chown: the safety verdict may change.
+        } else if m.contains(EventMask::ATTRIB) && !self.in_progress.contains_key(name) {
+            // chmod/chown of a complete file: the safety verdict may
+            // change. (A file still being written waits for its close.)
             t.files = true;
         }
     }
@@ -368,14 +392,17 @@ enum Created {
     Other,
 }
 
-/// What a CREATE event brought. A file created by `open(O_CREAT)` is
-/// empty when CREATE is reported (every later write shows as a MODIFY
-/// after it); one that already has content was linked in whole (a hard
-/// link, or an `O_TMPFILE` written first and then `linkat`-ed).
+/// What a CREATE event brought. A symlink or a second hard link is
+/// complete. A regular file with one link is being written, whatever its
+/// size when the event is read: on a busy machine qusd may read the
+/// CREATE of a `cp` after much of the data has landed, so a non-empty
+/// file proves nothing. Its CLOSE_WRITE completes it (for an `O_TMPFILE`
+/// linked in, the close names `#INODE`); a writer that never closes is
+/// taken as done after a quiet spell.
 fn created_kind(path: &Path) -> Created {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => Created::Complete,
-        Ok(m) if m.is_file() && (m.nlink() > 1 || m.size() > 0) => Created::Complete,
+        Ok(m) if m.is_file() && m.nlink() > 1 => Created::Complete,
         Ok(m) if m.is_file() => Created::BeingWritten,
         Ok(_) => Created::Other,
         // Gone already: whatever happens next has its own event.
