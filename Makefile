@@ -10,7 +10,7 @@ USERUNITDIR ?= $(PREFIX)/lib/systemd/user
 CARGO ?= cargo
 ASSETS := target/assets
 
-.PHONY: all build assets install check deb rpm image clean
+.PHONY: all build assets install check deb rpm image images clean
 
 all: build assets
 
@@ -61,6 +61,11 @@ rpm: all
 
 image:
 	packaging/container/build.sh
+
+# Every host arch (amd64, arm64, arm/v7, ppc64le, s390x, 386) in one
+# manifest list tagged with the qus and QEMU versions.
+images:
+	packaging/container/build.sh --all
 
 clean:
 	$(CARGO) clean

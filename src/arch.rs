@@ -235,10 +235,21 @@ fn is_armv(machine: &str, endian: char) -> bool {
 
 /// The running kernel's machine name (`uname -m`).
 pub fn kernel_machine() -> String {
-    rustix::system::uname()
-        .machine()
-        .to_string_lossy()
-        .into_owned()
+    // `/proc/sys/kernel/arch` is the kernel's own machine even when this
+    // program itself runs under QEMU user emulation (an arm64 qus image
+    // on an x86_64 host: QEMU answers uname() with "aarch64", but the
+    // kernel still runs x86_64 programs natively, and qus must leave them
+    // alone). uname() is the fallback on kernels without it.
+    std::fs::read_to_string("/proc/sys/kernel/arch")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            rustix::system::uname()
+                .machine()
+                .to_string_lossy()
+                .into_owned()
+        })
 }
 
 #[cfg(test)]

@@ -1,22 +1,155 @@
-#!/bin/sh
+#!/bin/bash
 # Build the qus image with buildah (no Docker engine, no registry pulls:
-# FROM scratch). Needs: buildah, qemu-user-static, a Rust toolchain.
-#   packaging/container/build.sh [TAG]
-set -eu
+# FROM scratch).
+#
+#   packaging/container/build.sh [TAG]                 this machine's arch only
+#   packaging/container/build.sh --arch arm64,s390x [--manifest NAME]
+#   packaging/container/build.sh --all [--manifest NAME]   (= make images)
+#
+# With --arch/--all, each image is cross-built: static qus/qusd for that
+# arch (rustup target + Debian's cross gcc), that arch's qemu-*-static from
+# Debian's qemu-user-static package for it (apt-get download, no install),
+# minus the emulator for the arch itself (an arm64 image has no
+# qemu-aarch64-static, as a real arm64 host needs none), FROM scratch with
+# --arch/--variant set, all joined in one manifest list tagged with the qus
+# and the QEMU version: localhost/qus:0.1.0-qemu7.2 (and :latest).
+#
+# Anything missing (a rustup target, a cross compiler, a package) stops the
+# build with a message naming it: it never ships fewer arches than asked.
+set -euo pipefail
 cd "$(dirname "$0")/../.."
-tag=${1:-localhost/qus:latest}
 storage=${BUILDAH_STORAGE_DRIVER:-vfs}
-# Static binaries (glibc, no NSS use) so the image needs no libc.
-RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo build --release --locked --target x86_64-unknown-linux-gnu
-ctx=$(mktemp -d)
-trap 'rm -rf "$ctx"' EXIT
-cp packaging/container/Containerfile "$ctx/"
-cp target/x86_64-unknown-linux-gnu/release/qus target/x86_64-unknown-linux-gnu/release/qusd "$ctx/"
-mkdir "$ctx/emulators"
-for f in /usr/bin/qemu-*-static; do
-    [ -e "$f" ] || { echo "no /usr/bin/qemu-*-static: apt-get install -y qemu-user-static" >&2; exit 1; }
-    cp "$f" "$ctx/emulators/"
+b() { buildah --storage-driver "$storage" "$@"; }
+die() { echo "build.sh: $*" >&2; exit 1; }
+
+# docker-arch  variant  rust-target                     cross-gcc                   debian-arch  qemu-name
+table="amd64   -   x86_64-unknown-linux-gnu        x86_64-linux-gnu-gcc        amd64    x86_64
+arm64   v8  aarch64-unknown-linux-gnu       aarch64-linux-gnu-gcc       arm64    aarch64
+arm     v7  armv7-unknown-linux-gnueabihf   arm-linux-gnueabihf-gcc     armhf    arm
+ppc64le -   powerpc64le-unknown-linux-gnu   powerpc64le-linux-gnu-gcc   ppc64el  ppc64le
+s390x   -   s390x-unknown-linux-gnu         s390x-linux-gnu-gcc         s390x    s390x
+386     -   i686-unknown-linux-gnu          i686-linux-gnu-gcc          i386     i386"
+all=$(echo "$table" | awk '{print $1}' | paste -sd,)
+host_deb=$(dpkg --print-architecture)
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+cache=/var/cache/qus-images
+
+arches="" manifest="" tag=""
+while [ $# -gt 0 ]; do
+    case $1 in
+        --all) arches=$all ;;
+        --arch) arches=${2:?--arch needs a list}; shift ;;
+        --arch=*) arches=${1#--arch=} ;;
+        --manifest) manifest=${2:?--manifest needs a name}; shift ;;
+        -*) die "unknown option $1" ;;
+        *) tag=$1 ;;
+    esac
+    shift
 done
-buildah --storage-driver "$storage" bud --layers=false -f "$ctx/Containerfile" -t "$tag" "$ctx"
-echo "built $tag"
+
+row() { echo "$table" | awk -v a="$1" '$1 == a'; }
+
+# The emulators for one Debian arch, in $2: this machine's own package when
+# it is that arch, else that arch's qemu-user-static extracted (cached).
+emulators_for() {
+    local deb=$1 dest=$2
+    if [ "$deb" = "$host_deb" ]; then
+        ls /usr/bin/qemu-*-static >/dev/null 2>&1 ||
+            die "no /usr/bin/qemu-*-static: apt-get install -y qemu-user-static"
+        cp /usr/bin/qemu-*-static "$dest/"
+        dpkg-query -W -f '${Version}' qemu-user-static
+        return
+    fi
+    mkdir -p "$cache"
+    local pkg
+    pkg=$(ls "$cache"/qemu-user-static_*_"$deb".deb 2>/dev/null | head -1 || true)
+    if [ -z "$pkg" ]; then
+        dpkg --print-foreign-architectures | grep -qx "$deb" || {
+            dpkg --add-architecture "$deb" && apt-get update -qq; } ||
+            die "cannot add the Debian architecture $deb"
+        chmod 0755 "$cache"
+        (cd "$cache" && apt-get download -q "qemu-user-static:$deb" >/dev/null) ||
+            die "cannot download qemu-user-static:$deb from the package registry"
+        pkg=$(ls "$cache"/qemu-user-static_*_"$deb".deb | head -1)
+    fi
+    local x
+    x=$(mktemp -d)
+    dpkg-deb -x "$pkg" "$x"
+    ls "$x"/usr/bin/qemu-*-static >/dev/null 2>&1 || die "$pkg holds no qemu-*-static"
+    cp "$x"/usr/bin/qemu-*-static "$dest/"
+    rm -rf "$x"
+    dpkg-deb -f "$pkg" Version
+}
+
+# Build one arch's image; prints the QEMU version it carries.
+build_one() {
+    local arch=$1 image=$2
+    local r variant target linker deb qemu
+    r=$(row "$arch")
+    [ -n "$r" ] || die "unknown arch $arch (known: $all)"
+    read -r _ variant target linker deb qemu <<<"$r"
+    rustup target list --installed 2>/dev/null | grep -qx "$target" ||
+        rustup target add "$target" >&2 ||
+        die "rust target $target is missing and 'rustup target add $target' failed"
+    local env_linker=()
+    if [ "$deb" != "$host_deb" ]; then
+        command -v "$linker" >/dev/null ||
+            die "no cross compiler $linker for $arch: apt-get install gcc-${linker%-gcc}"
+        local var
+        var="CARGO_TARGET_$(echo "$target" | tr 'a-z-' 'A-Z_')_LINKER"
+        env_linker=("$var=$linker")
+    fi
+    # Static binaries (glibc, no NSS use) so the image needs no libc.
+    env "${env_linker[@]}" RUSTFLAGS="-C target-feature=+crt-static" \
+        cargo build --release --locked --target "$target" >&2
+    local ctx
+    ctx=$(mktemp -d)
+    cp packaging/container/Containerfile "$ctx/"
+    cp "target/$target/release/qus" "target/$target/release/qusd" "$ctx/"
+    mkdir "$ctx/emulators"
+    local qv
+    qv=$(emulators_for "$deb" "$ctx/emulators")
+    # No emulator for the image's own arch: its host runs those natively.
+    rm -f "$ctx/emulators/qemu-$qemu-static"
+    local vflag=()
+    [ "$variant" != - ] && vflag=(--variant "$variant")
+    b bud --layers=false --arch "$arch" "${vflag[@]}" \
+        -f "$ctx/Containerfile" -t "$image" "$ctx" >&2
+    rm -rf "$ctx"
+    echo "$qv"
+}
+
+if [ -z "$arches" ]; then
+    # This machine's arch only (what CI's container check and the .deb use).
+    host_arch=$(echo "$table" | awk -v d="$host_deb" '$5 == d {print $1}')
+    [ -n "$host_arch" ] || die "no image recipe for this machine ($host_deb)"
+    build_one "$host_arch" "${tag:-localhost/qus:latest}" >/dev/null
+    echo "built ${tag:-localhost/qus:latest}"
+    exit 0
+fi
+
+# Every arch asked for, or nothing: check them all before building any.
+IFS=, read -r -a list <<<"$arches"
+for a in "${list[@]}"; do [ -n "$(row "$a")" ] || die "unknown arch $a (known: $all)"; done
+manifest_base=${manifest:-localhost/qus}
+qemu_version=""
+images=()
+for a in "${list[@]}"; do
+    qv=$(build_one "$a" "localhost/qus-$a:$version")
+    short=$(echo "$qv" | sed -E 's/^[0-9]+://; s/^([0-9]+\.[0-9]+).*/\1/')
+    if [ -n "$qemu_version" ] && [ "$short" != "$qemu_version" ]; then
+        die "QEMU versions differ between arches ($qemu_version vs $short for $a)"
+    fi
+    qemu_version=$short
+    images+=("localhost/qus-$a:$version")
+    echo "built localhost/qus-$a:$version (QEMU $qv)"
+done
+final="$manifest_base:$version-qemu$qemu_version"
+for t in "$final" "$manifest_base:latest"; do
+    b manifest rm "$t" >/dev/null 2>&1 || b rmi "$t" >/dev/null 2>&1 || true
+    b manifest create "$t" >/dev/null
+    for i in "${images[@]}"; do
+        b manifest add "$t" "containers-storage:$i" >/dev/null
+    done
+done
+echo "manifest $final (also $manifest_base:latest): ${list[*]}"

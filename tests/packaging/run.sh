@@ -6,7 +6,8 @@
 #
 # Needs (the CI script installs them): cargo-deb, cargo-generate-rpm,
 # lintian, rpm, buildah, debootstrap, systemd-container, bc, binutils,
-# kubernetes-validate (PyPI), qemu-user-static.
+# kubernetes-validate (PyPI), qemu-user-static, and for the multi-arch
+# images the rustup targets and cross compilers for arm64 and s390x.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 fail=0
@@ -177,6 +178,19 @@ kubernetes-validate --strict packaging/kubernetes/qus.yaml || bad "kubernetes-va
 step "Container image"
 packaging/container/build.sh localhost/qus:ci
 tests/container/check.sh localhost/qus:ci || bad "container check"
+
+step "Multi-arch images: amd64, arm64 and big-endian s390x, one manifest list"
+if packaging/container/build.sh --arch amd64,arm64,s390x --manifest localhost/qus-ci; then
+    tests/container/multiarch.sh localhost/qus-ci:latest amd64,arm64,s390x || bad "multi-arch images"
+    qv=$(dpkg-query -W -f '${Version}' qemu-user-static | sed -E 's/^[0-9]+://; s/^([0-9]+\.[0-9]+).*/\1/')
+    v=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+    buildah --storage-driver vfs manifest inspect "localhost/qus-ci:$v-qemu$qv" >/dev/null &&
+        echo "ok   tagged localhost/qus-ci:$v-qemu$qv (qus and QEMU versions)" || bad "no $v-qemu$qv tag"
+else
+    bad "multi-arch build"
+fi
+grep -q "image: localhost/qus:$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)-qemu" packaging/kubernetes/qus.yaml &&
+    echo "ok   the Kubernetes DaemonSet uses the multi-arch image name" || bad "DaemonSet image name"
 
 step "Boot test"
 tests/boot/run.sh "$deb" || bad "boot test"
