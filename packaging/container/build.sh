@@ -17,6 +17,8 @@
 # Anything missing (a rustup target, a cross compiler, a package) stops the
 # build with a message naming it: it never ships fewer arches than asked.
 set -euo pipefail
+# A failure inside $(…) must stop the build too.
+shopt -s inherit_errexit
 cd "$(dirname "$0")/../.."
 storage=${BUILDAH_STORAGE_DRIVER:-vfs}
 b() { buildah --storage-driver "$storage" "$@"; }
@@ -64,9 +66,12 @@ emulators_for() {
     local pkg
     pkg=$(ls "$cache"/qemu-user-static_*_"$deb".deb 2>/dev/null | head -1 || true)
     if [ -z "$pkg" ]; then
-        dpkg --print-foreign-architectures | grep -qx "$deb" || {
-            dpkg --add-architecture "$deb" && apt-get update -qq; } ||
-            die "cannot add the Debian architecture $deb"
+        if ! dpkg --print-foreign-architectures | grep -qx "$deb"; then
+            dpkg --add-architecture "$deb" || die "cannot add the Debian architecture $deb"
+            # A mirror mid-sync may fail one index (say bookworm-security's):
+            # what counts is whether the package can be downloaded below.
+            apt-get update -qq >&2 || echo "build.sh: apt-get update reported errors; trying anyway" >&2
+        fi
         chmod 0755 "$cache"
         (cd "$cache" && apt-get download -q "qemu-user-static:$deb" >/dev/null) ||
             die "cannot download qemu-user-static:$deb from the package registry"
@@ -135,7 +140,7 @@ manifest_base=${manifest:-localhost/qus}
 qemu_version=""
 images=()
 for a in "${list[@]}"; do
-    qv=$(build_one "$a" "localhost/qus-$a:$version")
+    qv=$(build_one "$a" "localhost/qus-$a:$version") || exit 1
     short=$(echo "$qv" | sed -E 's/^[0-9]+://; s/^([0-9]+\.[0-9]+).*/\1/')
     if [ -n "$qemu_version" ] && [ "$short" != "$qemu_version" ]; then
         die "QEMU versions differ between arches ($qemu_version vs $short for $a)"

@@ -91,7 +91,7 @@ for a in "${list[@]}"; do
     # The kernel's arch comes from /proc/sys/kernel/arch (QEMU answers
     # uname() with the emulated arch), so x86_64 is native by definition.
     [[ $x86 == "native the kernel's own arch (x86_64)" ]] &&
-        ok "$a qus (emulated) finds x86_64 native: the kernel runs it" || bad "$a qus on x86_64: '$x86'"
+        ok "$a qus (run here) finds x86_64 native: the kernel runs it" || bad "$a qus on x86_64: '$x86'"
     grep -q "^qemu-x86_64 " <<<"$out" && bad "$a qus registered qemu-x86_64 over the host's own programs" ||
         ok "$a qus leaves x86_64 alone (no qemu-x86_64 entry)"
     entry=$(grep "^qemu-riscv64 " <<<"$out")

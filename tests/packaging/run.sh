@@ -179,9 +179,13 @@ step "Container image"
 packaging/container/build.sh localhost/qus:ci
 tests/container/check.sh localhost/qus:ci || bad "container check"
 
-step "Multi-arch images: amd64, arm64 and big-endian s390x, one manifest list"
-if packaging/container/build.sh --arch amd64,arm64,s390x --manifest localhost/qus-ci; then
-    tests/container/multiarch.sh localhost/qus-ci:latest amd64,arm64,s390x || bad "multi-arch images"
+step "Multi-arch images: every host arch, one manifest list"
+if out=$(packaging/container/build.sh --arch arm64,sparc 2>&1); then bad "build.sh accepted an unknown arch"
+elif [[ $out == *"unknown arch sparc (known: amd64,arm64,arm,ppc64le,s390x,386)"* ]]; then
+    echo "ok   build.sh refuses an unknown arch before building anything, naming it"
+else bad "build.sh unknown arch: $out"; fi
+if packaging/container/build.sh --all --manifest localhost/qus-ci; then
+    tests/container/multiarch.sh localhost/qus-ci:latest amd64,arm64,arm,ppc64le,s390x,386 || bad "multi-arch images"
     qv=$(dpkg-query -W -f '${Version}' qemu-user-static | sed -E 's/^[0-9]+://; s/^([0-9]+\.[0-9]+).*/\1/')
     v=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
     buildah --storage-driver vfs manifest inspect "localhost/qus-ci:$v-qemu$qv" >/dev/null &&
