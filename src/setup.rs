@@ -45,6 +45,37 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
+    /// The options given explicitly, as arguments again: for running qus
+    /// once more inside a namespace (`qus podman`, `qus buildah`), so that
+    /// `qus --log-level debug podman status` keeps its level.
+    pub fn as_args(&self) -> Vec<std::ffi::OsString> {
+        let mut out: Vec<std::ffi::OsString> = vec![];
+        let mut push = |name: &str, value: &std::ffi::OsStr| {
+            out.push(name.into());
+            out.push(value.to_owned());
+        };
+        for d in self
+            .config_dirs
+            .iter()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            push("--config-dir", d.as_os_str());
+        }
+        if let Some(p) = &self.binfmt_misc {
+            push("--binfmt-misc", p.as_os_str());
+        }
+        if let Some(p) = &self.state_dir {
+            push("--state-dir", p.as_os_str());
+        }
+        if let Some(h) = &self.host_arch {
+            push("--host-arch", std::ffi::OsStr::new(h));
+        }
+        if let Some(l) = &self.log_level {
+            push("--log-level", std::ffi::OsStr::new(l));
+        }
+        out
+    }
+
     /// The configuration directories: `--config-dir` / `QUS_CONFIG_DIRS`,
     /// else the defaults; in a child user namespace the user's
     /// `$XDG_CONFIG_HOME/qus.d` comes last (highest priority). It is not

@@ -178,7 +178,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Enable(a) => toggle::run(&cli.common, a, false),
         Command::Which(a) => which::run(&cli.common, a),
         Command::Run(a) => rootless::run(&cli.common, a),
-        Command::Podman(a) => rootless::podman(a),
-        Command::Buildah(a) => rootless::buildah(a),
+        Command::Podman(a) => rootless::podman(&cli.common, a),
+        Command::Buildah(a) => rootless::buildah(&cli.common, a),
     }
 }

@@ -165,24 +165,27 @@ fn private_runtime_dir() -> Result<()> {
     Ok(())
 }
 
-/// `qus podman ARGS`: `podman unshare qus ARGS`.
-pub fn podman(args: &PodmanArgs) -> Result<ExitCode> {
+/// `qus podman ARGS`: `podman unshare qus ARGS` (options given before
+/// `podman` go along).
+pub fn podman(common: &CommonArgs, args: &PodmanArgs) -> Result<ExitCode> {
     let qus = std::env::current_exe().context("finding the qus executable")?;
     let err = tool("podman")?
         .arg("unshare")
         .arg(qus)
+        .args(common.as_args())
         .args(&args.args)
         .exec();
     bail!("cannot run podman: {err}")
 }
 
 /// `qus buildah ARGS`: `buildah unshare qus run --here -- buildah ARGS`.
-pub fn buildah(args: &BuildahArgs) -> Result<ExitCode> {
+pub fn buildah(common: &CommonArgs, args: &BuildahArgs) -> Result<ExitCode> {
     let qus = std::env::current_exe().context("finding the qus executable")?;
     let mut cmd = tool("buildah")?;
     cmd.arg("unshare")
         .arg("--")
         .arg(qus)
+        .args(common.as_args())
         .args(["run", "--here"]);
     if !args.arch.is_empty() {
         cmd.arg(format!("--arch={}", args.arch.join(",")));

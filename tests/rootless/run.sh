@@ -84,6 +84,9 @@ out=$(as_user qus podman register s390x 2>&1)
 out=$(as_user podman run --rm --arch s390x localhost/qus-s390x /bin/uname -m 2>&1)
 [ "$out" = s390x ] && ok "s390x (big-endian) container prints s390x" || bad "s390x container: $out"
 
+out=$(as_user qus --config-dir /nonexistent/qus.d podman status 2>&1); rc=$?
+[ $rc = 1 ] && [[ $out == *"configuration directory /nonexistent/qus.d does not exist"* ]] &&
+    ok "options before 'podman' go along to the qus inside" || bad "qus --config-dir … podman status (rc $rc): $out"
 out=$(as_user qus podman status 2>&1)
 [[ $out == *"instance:    private to this user namespace"* && $out == *"/run/user/$uid/qus/binfmt_misc"* ]] &&
     ok "qus podman status names the private instance" || bad "qus podman status: $out"
