@@ -1,31 +1,68 @@
-//! Running a short helper program (an emulator's `--version`, the setuid
-//! probe) with a deadline: a broken or hanging emulator must never hang
-//! `qus status` or `qus test`.
+//! Waiting for a child with a deadline, and running a short helper
+//! program (an emulator's `--version`, the setuid probe) with one: a
+//! broken or hanging emulator must never hang `qus status`, `qus test` or
+//! a native probe.
 
 use std::io::{self, Read};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// Wait for `child` to exit, at most `timeout`; `None` when it is still
+/// running then (the caller decides what to kill).
+///
+/// Wakes exactly when the child exits: poll(2) on a pidfd, bounded by the
+/// time left (no sleeping in between, which on a busy machine costs a
+/// scheduling round each time). Without pidfds (Linux < 5.3) it falls
+/// back to a doubling pause.
+pub fn wait_until_exit(child: &mut Child, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+    let start = Instant::now();
+    let pidfd = rustix::process::pidfd_open(
+        rustix::process::Pid::from_child(child),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .ok();
+    let mut pause = Duration::from_micros(20);
+    loop {
+        if let Some(st) = child.try_wait()? {
+            return Ok(Some(st));
+        }
+        let elapsed = start.elapsed();
+        if elapsed >= timeout {
+            return Ok(None);
+        }
+        match &pidfd {
+            Some(fd) => {
+                let left = timeout - elapsed;
+                let ts = rustix::event::Timespec {
+                    tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+                    tv_nsec: i64::from(left.subsec_nanos()),
+                };
+                let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+                match rustix::event::poll(&mut fds, Some(&ts)) {
+                    Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            None => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
 /// Run `cmd` with stdout captured; kill it after `timeout`. Returns its
-/// stdout (whatever the exit status).
+/// stdout (whatever the exit status). For programs that print a line or
+/// two: the output is read after the exit.
 pub fn output_within(cmd: &mut Command, timeout: Duration) -> io::Result<String> {
     let mut child = cmd.stdout(Stdio::piped()).spawn()?;
-    let start = Instant::now();
-    loop {
-        if child.try_wait()?.is_some() {
-            break;
-        }
-        if start.elapsed() >= timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("no answer within {} ms", timeout.as_millis()),
-            ));
-        }
-        // The programs run here finish in milliseconds; a short poll is
-        // simpler than a reaper thread for a one-off CLI call.
-        std::thread::sleep(Duration::from_millis(2));
+    if wait_until_exit(&mut child, timeout)?.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no answer within {} ms", timeout.as_millis()),
+        ));
     }
     let mut out = String::new();
     if let Some(mut stdout) = child.stdout.take() {

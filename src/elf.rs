@@ -31,19 +31,36 @@ pub fn loader(path: &Path) -> Option<String> {
 }
 
 /// Static or dynamic; `None` when not a readable ELF file. A pass asks
-/// about the same emulator twice (finding it, then judging it under F):
-/// the answer is kept for the thread, and each pass runs on a thread of
-/// its own.
+/// about the same emulator twice (finding it, then judging it under F),
+/// and qusd asks again on every pass: answers are kept per file identity
+/// (device, inode, size, mtime), so a replaced file is read afresh.
 pub fn inspect(path: &Path) -> Option<Linking> {
+    use std::os::unix::fs::MetadataExt;
+    type Key = (std::path::PathBuf, u64, u64, u64, i64, i64);
     thread_local! {
-        static SEEN: std::cell::RefCell<std::collections::HashMap<std::path::PathBuf, Option<Linking>>> =
+        static SEEN: std::cell::RefCell<std::collections::HashMap<Key, Option<Linking>>> =
             std::cell::RefCell::new(std::collections::HashMap::new());
     }
-    if let Some(known) = SEEN.with(|s| s.borrow().get(path).cloned()) {
+    let m = std::fs::metadata(path).ok()?;
+    let key: Key = (
+        path.to_path_buf(),
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+    );
+    if let Some(known) = SEEN.with(|s| s.borrow().get(&key).cloned()) {
         return known;
     }
     let found = read_linking(path);
-    SEEN.with(|s| s.borrow_mut().insert(path.to_path_buf(), found.clone()));
+    SEEN.with(|s| {
+        let mut seen = s.borrow_mut();
+        if seen.len() > 256 {
+            seen.clear();
+        }
+        seen.insert(key, found.clone());
+    });
     found
 }
 

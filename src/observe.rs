@@ -98,24 +98,20 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
                 .is_some_and(|o| o.interpreter.is_some()),
             None => true,
         };
-        if let (Err(Skip::NoInterpreter(why)), true) = (&want.want, configured) {
-            tracing::warn!(
-                entry = %want.name,
-                arch = want.arch.as_deref().unwrap_or(""),
-                action = "missing-interpreter",
-                "{} has no interpreter: {why} (as configured)",
-                want.name
-            );
-        }
-        if let Err(Skip::Refused(why)) = &want.want {
-            tracing::warn!(
-                entry = %want.name,
-                arch = want.arch.as_deref().unwrap_or(""),
-                action = "refused",
-                "refused {}: {why}",
-                want.name
-            );
-        }
+        let (action, line) = match &want.want {
+            Err(Skip::NoInterpreter(why)) if configured => (
+                "missing-interpreter",
+                format!("{} has no interpreter: {why} (as configured)", want.name),
+            ),
+            Err(Skip::Refused(why)) => ("refused", format!("refused {}: {why}", want.name)),
+            _ => continue,
+        };
+        tracing::warn!(
+            entry = %want.name,
+            arch = want.arch.as_deref().unwrap_or(""),
+            action,
+            "{line}"
+        );
     }
     let live = mounted && enabled == Some(true);
     let handlers = handlers(&kernel, &match_order, live);

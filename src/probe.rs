@@ -196,44 +196,7 @@ fn wait_bounded(
     child: &mut std::process::Child,
     timeout: std::time::Duration,
 ) -> std::io::Result<Option<std::process::ExitStatus>> {
-    let start = std::time::Instant::now();
-    // Wake exactly when the probe exits: poll(2) on a pidfd, bounded by
-    // the timeout (no sleeping in between, which on a busy machine costs
-    // a scheduling round each time). Without pidfds (Linux < 5.3), fall
-    // back to a doubling pause.
-    let pidfd = rustix::process::pidfd_open(
-        rustix::process::Pid::from_child(child),
-        rustix::process::PidfdFlags::empty(),
-    )
-    .ok();
-    let mut pause = std::time::Duration::from_micros(20);
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break Some(st);
-        }
-        let elapsed = start.elapsed();
-        if elapsed >= timeout {
-            break None;
-        }
-        match &pidfd {
-            Some(fd) => {
-                let left = timeout - elapsed;
-                let ts = rustix::event::Timespec {
-                    tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
-                    tv_nsec: i64::from(left.subsec_nanos()),
-                };
-                let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
-                match rustix::event::poll(&mut fds, Some(&ts)) {
-                    Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            None => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(std::time::Duration::from_millis(5));
-            }
-        }
-    };
+    let status = crate::child::wait_until_exit(child, timeout)?;
     if status.is_none() {
         if let Some(pgid) = rustix::process::Pid::from_raw(child.id() as i32) {
             let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);

@@ -19,6 +19,13 @@ fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The first line of `text` that starts with `prefix`.
+fn line_starting<'a>(text: &'a str, prefix: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{text}"))
+}
+
 #[test]
 fn docker_and_debian_arch_names_work_everywhere() {
     let sb = Sandbox::new();
@@ -56,18 +63,12 @@ fn docker_and_debian_arch_names_work_everywhere() {
     assert_eq!(sb.state_of("qemu-s390x"), "registered");
     // `qus arches` lists the aliases next to the canonical names
     let arches = sb.qus_ok(&["arches"]);
-    let line = arches
-        .lines()
-        .find(|l| l.starts_with("aarch64 "))
-        .expect("aarch64 row");
+    let line = line_starting(&arches, "aarch64 ");
     assert!(
         line.contains("arm64") && line.contains("arm64/v8"),
         "{line}"
     );
-    let arm_line = arches
-        .lines()
-        .find(|l| l.starts_with("arm "))
-        .expect("arm row");
+    let arm_line = line_starting(&arches, "arm ");
     for alias in ["arm/v7", "arm/v6", "armhf", "armel"] {
         assert!(arm_line.contains(alias), "{arm_line}");
     }
@@ -367,10 +368,7 @@ fn lists_add_up_across_drop_ins_and_an_empty_list_resets() {
     sb.write_config("20-a.toml", "[qemu]\nexclude = [\"mips64\"]\n");
     sb.write_config("30-b.toml", "[qemu]\nexclude = [\"s390x\"]\n");
     let out = sb.qus_ok(&["config"]);
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("exclude = "))
-        .expect("exclude");
+    let line = line_starting(&out, "exclude = ");
     assert!(
         line.starts_with("exclude = [\"mips64\", \"s390x\"]"),
         "{line}"
@@ -381,10 +379,7 @@ fn lists_add_up_across_drop_ins_and_an_empty_list_resets() {
     );
     sb.write_config("40-c.toml", "[qemu]\nexclude = []\n");
     let out = sb.qus_ok(&["config"]);
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("exclude = "))
-        .expect("exclude");
+    let line = line_starting(&out, "exclude = ");
     assert!(
         line.starts_with("exclude = []") && line.contains("40-c.toml:2"),
         "{line}"
