@@ -8,6 +8,11 @@
 //!
 //!     cargo bench --bench suite                  # full run (~8 min)
 //!     QUS_BENCH_QUICK=1 cargo bench --bench suite    # CI: checks it runs
+//!     QUS_BENCH_ONLY=apply cargo bench --bench suite # the cold-apply tables only
+//!
+//! It measures what ships: it runs `make build` first (static binaries in
+//! `target/dist`) and points every run at them (`QUS_BIN_DIR`), unless
+//! `QUS_BIN_DIR` names other binaries already.
 //!
 //! Needs: qemu-user-static, binfmt-support, strace, time, a C compiler
 //! with a static libc (gcc, libc6-dev), systemd (for
@@ -24,7 +29,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{require_qemu, require_tool, wait_for, NotifySocket, Sandbox, WriteWatch, QUS, QUSD};
+use common::{
+    qus_bin, qusd_bin, require_qemu, require_tool, wait_for, NotifySocket, Sandbox, WriteWatch,
+};
 
 struct Settings {
     quick: bool,
@@ -201,7 +208,7 @@ fn peers() -> Peers {
 fn apply_command(tool: Tool, sb: &Sandbox, p: &Peers) -> Command {
     match tool {
         Tool::Qus => {
-            let mut c = sb.command(QUS);
+            let mut c = sb.command(qus_bin());
             c.arg("--state-dir")
                 .arg(run_state_dir(sb))
                 .arg("--config-dir")
@@ -214,7 +221,7 @@ fn apply_command(tool: Tool, sb: &Sandbox, p: &Peers) -> Command {
             let lines = sb.path().join("lines");
             if !lines.exists() {
                 let out = sb
-                    .command(QUS)
+                    .command(qus_bin())
                     .arg("--state-dir")
                     .arg(sb.path().join("export-state"))
                     .arg("--config-dir")
@@ -387,8 +394,29 @@ fn run_state_dir(sb: &Sandbox) -> PathBuf {
     base.join(sb.path().file_name().expect("sandbox name"))
 }
 
+/// Build what ships (`make build`: static binaries in `target/dist`) and
+/// point every run at it, unless `QUS_BIN_DIR` already names binaries.
+fn use_shipped_binaries() {
+    if std::env::var_os("QUS_BIN_DIR").is_some() {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    require_tool("make", "make");
+    let st = Command::new("make")
+        .arg("-s")
+        .arg("build")
+        .current_dir(root)
+        .status()
+        .expect("make build");
+    assert!(st.success(), "make build failed");
+    // Set before any thread or child exists.
+    std::env::set_var("QUS_BIN_DIR", root.join("target/dist"));
+}
+
 fn main() {
+    use_shipped_binaries();
     let quick = std::env::var_os("QUS_BENCH_QUICK").is_some();
+    let only_apply = std::env::var("QUS_BENCH_ONLY").is_ok_and(|v| v == "apply");
     let s = if quick {
         Settings {
             quick,
@@ -428,6 +456,10 @@ fn main() {
     out.push_str("## Cold apply and re-apply\n\n");
     out.push_str(&cold_apply(&s, &p, false));
     out.push_str(&cold_apply(&s, &p, true));
+    if only_apply {
+        println!("{out}");
+        return;
+    }
 
     // 3: reaction (qusd only).
     out.push_str("## Reaction (qusd; the peers have no such path)\n\n");
@@ -477,10 +509,10 @@ fn main() {
     let peak = qus_register_peak_rss();
     out.push_str(&format!(
         "\n`qus register` (32 entries, cold): peak RSS {peak} KiB. qusd peak RSS over a \
-         1000-entry pass: {} KiB. Stripped binaries: qus {} bytes, qusd {} bytes.\n\n",
+         1000-entry pass: {} KiB. Shipped binaries (`target/dist`: static, stripped): qus {} bytes, qusd {} bytes.\n\n",
         qusd_peak_rss_1000(),
-        fs::metadata(QUS).map(|m| m.len()).unwrap_or(0),
-        fs::metadata(QUSD).map(|m| m.len()).unwrap_or(0)
+        fs::metadata(qus_bin()).map(|m| m.len()).unwrap_or(0),
+        fs::metadata(qusd_bin()).map(|m| m.len()).unwrap_or(0)
     ));
 
     // 5: scale.
@@ -907,7 +939,7 @@ fn qus_register_peak_rss() -> String {
     let out = sb
         .command("/usr/bin/time")
         .args(["-f", "%M"])
-        .arg(QUS)
+        .arg(qus_bin())
         .arg("--binfmt-misc")
         .arg(sb.binfmt())
         .arg("--state-dir")

@@ -6,11 +6,17 @@
 //! chroot it is missing, and every foreign program fails with "No such
 //! file or directory" while the host looks fine.
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// `PT_INTERP`: the program header naming the dynamic loader.
 const PT_INTERP: u32 = 3;
+
+/// How much of a file one look reads: the ELF header, the program headers
+/// of any real emulator, and the bytes binfmt_misc matches magic against
+/// (at most 128) all fit.
+pub const HEAD_SIZE: usize = 4096;
 
 /// How an ELF file is linked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,54 +26,56 @@ pub enum Linking {
     Dynamic(String),
 }
 
+/// One look at a file: its first bytes and, if it is ELF, how it is
+/// linked. Finding an emulator, judging it under `F` and checking what its
+/// magic would catch all use the same look: one `open` and one `read`.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// Up to [`HEAD_SIZE`] bytes from the start of the file.
+    pub bytes: Vec<u8>,
+    /// `None` when it is not an ELF file qus can make sense of.
+    pub linking: Option<Linking>,
+}
+
+impl Head {
+    /// The loader it asks for, if dynamically linked.
+    pub fn loader(&self) -> Option<&str> {
+        match &self.linking {
+            Some(Linking::Dynamic(l)) => Some(l),
+            _ => None,
+        }
+    }
+}
+
+/// Open `path` (symlinks followed) and take one look.
+pub fn read_head(path: &Path) -> std::io::Result<Head> {
+    let f = std::fs::File::open(path)?;
+    let mut bytes = vec![0u8; HEAD_SIZE];
+    let mut filled = 0;
+    while filled < HEAD_SIZE {
+        match (&f).read(&mut bytes[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    bytes.truncate(filled);
+    let linking = linking(&f, &bytes);
+    Ok(Head { bytes, linking })
+}
+
 /// The loader a file asks for (`PT_INTERP`), if it is a dynamically
 /// linked ELF; `None` for a static ELF, or for anything that is not ELF
 /// or cannot be read (those are judged elsewhere).
 pub fn loader(path: &Path) -> Option<String> {
-    match inspect(path)? {
-        Linking::Dynamic(l) => Some(l),
-        Linking::Static => None,
-    }
+    read_head(path).ok()?.loader().map(str::to_string)
 }
 
-/// Static or dynamic; `None` when not a readable ELF file. A pass asks
-/// about the same emulator twice (finding it, then judging it under F),
-/// and qusd asks again on every pass: answers are kept per file identity
-/// (device, inode, size, mtime), so a replaced file is read afresh.
-pub fn inspect(path: &Path) -> Option<Linking> {
-    use std::os::unix::fs::MetadataExt;
-    type Key = (std::path::PathBuf, u64, u64, u64, i64, i64);
-    thread_local! {
-        static SEEN: std::cell::RefCell<std::collections::HashMap<Key, Option<Linking>>> =
-            std::cell::RefCell::new(std::collections::HashMap::new());
-    }
-    let m = std::fs::metadata(path).ok()?;
-    let key: Key = (
-        path.to_path_buf(),
-        m.dev(),
-        m.ino(),
-        m.size(),
-        m.mtime(),
-        m.mtime_nsec(),
-    );
-    if let Some(known) = SEEN.with(|s| s.borrow().get(&key).cloned()) {
-        return known;
-    }
-    let found = read_linking(path);
-    SEEN.with(|s| {
-        let mut seen = s.borrow_mut();
-        if seen.len() > 256 {
-            seen.clear();
-        }
-        seen.insert(key, found.clone());
-    });
-    found
-}
-
-fn read_linking(path: &Path) -> Option<Linking> {
-    let mut f = std::fs::File::open(path).ok()?;
-    let mut ident = [0u8; 64];
-    f.read_exact(&mut ident).ok()?;
+/// Static or dynamic, from the head; the program headers or the loader's
+/// name are read from the file only when they lie beyond it.
+fn linking(f: &std::fs::File, head: &[u8]) -> Option<Linking> {
+    let ident = head.get(..64)?;
     if &ident[..4] != b"\x7fELF" {
         return None;
     }
@@ -99,22 +107,20 @@ fn read_linking(path: &Path) -> Option<Linking> {
         }
     };
     let (phoff, phentsize, phnum) = if wide {
-        (u64_at(&ident, 32), u16_at(&ident, 54), u16_at(&ident, 56))
+        (u64_at(ident, 32), u16_at(ident, 54), u16_at(ident, 56))
     } else {
         (
-            u64::from(u32_at(&ident, 28)),
-            u16_at(&ident, 42),
-            u16_at(&ident, 44),
+            u64::from(u32_at(ident, 28)),
+            u16_at(ident, 42),
+            u16_at(ident, 44),
         )
     };
     let entry = usize::from(phentsize);
     if entry < if wide { 56 } else { 32 } || phnum == 0 || phnum > 512 {
         return None;
     }
+    let table = bytes_at(f, head, phoff, entry * usize::from(phnum))?;
     let linking = |found: Option<String>| Some(found.map_or(Linking::Static, Linking::Dynamic));
-    let mut table = vec![0u8; entry * usize::from(phnum)];
-    f.seek(SeekFrom::Start(phoff)).ok()?;
-    f.read_exact(&mut table).ok()?;
     linking(table.chunks(entry).find_map(|ph| {
         if u32_at(ph, 0) != PT_INTERP {
             return None;
@@ -124,12 +130,21 @@ fn read_linking(path: &Path) -> Option<Linking> {
         } else {
             (u64::from(u32_at(ph, 4)), u64::from(u32_at(ph, 16)))
         };
-        let mut name = vec![0u8; usize::try_from(size.min(4096)).ok()?];
-        f.seek(SeekFrom::Start(offset)).ok()?;
-        f.read_exact(&mut name).ok()?;
+        let name = bytes_at(f, head, offset, usize::try_from(size.min(4096)).ok()?)?;
         let name = String::from_utf8_lossy(&name);
         Some(name.trim_end_matches('\0').to_string())
     }))
+}
+
+/// `len` bytes at `offset`: from the head when they are in it, else read.
+fn bytes_at(f: &std::fs::File, head: &[u8], offset: u64, len: usize) -> Option<Vec<u8>> {
+    let start = usize::try_from(offset).ok()?;
+    if let Some(inside) = start.checked_add(len).and_then(|end| head.get(start..end)) {
+        return Some(inside.to_vec());
+    }
+    let mut out = vec![0u8; len];
+    f.read_exact_at(&mut out, offset).ok()?;
+    Some(out)
 }
 
 #[cfg(test)]

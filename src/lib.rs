@@ -24,6 +24,7 @@ pub(crate) mod elf;
 pub(crate) mod engine;
 pub mod escape;
 pub(crate) mod fsutil;
+pub(crate) mod loader_check;
 pub(crate) mod logging;
 pub(crate) mod model;
 pub(crate) mod observe;

@@ -84,11 +84,43 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
     if let Some(w) = &owned_warning {
         tracing::warn!("{w}");
     }
-    let (native, native_provisional) = match &request.native {
-        Some(known) => (known.clone(), false),
-        None => native_cached(system, &kernel, &owned, mounted && enabled == Some(true)),
+    // Probes run while the emulators are looked for: the arches they
+    // decide are looked at last.
+    let deciding = match &request.native {
+        Some(known) => Deciding::known(known.clone()),
+        None => native_start(system, &kernel, &owned, mounted && enabled == Some(true)),
     };
-    let wanted = wanted(&system.config, &native, &request.overrides);
+    let dirs = safety::DirCache::default();
+    let mut arch_wants: Vec<Option<Want>> = arch::ARCHES
+        .iter()
+        .map(|a| {
+            (!deciding.undecided.contains(&a.name)).then(|| {
+                want_arch(
+                    &system.config,
+                    &deciding.verdicts,
+                    &request.overrides,
+                    a,
+                    &dirs,
+                )
+            })
+        })
+        .collect();
+    let custom = custom_wants(&system.config, &dirs);
+    let (native, native_provisional) = deciding.finish(system);
+    for (slot, a) in arch_wants.iter_mut().zip(arch::ARCHES) {
+        if slot.is_none() {
+            *slot = Some(want_arch(
+                &system.config,
+                &native,
+                &request.overrides,
+                a,
+                &dirs,
+            ));
+        }
+    }
+    let wanted = Wanted {
+        items: arch_wants.into_iter().flatten().chain(custom).collect(),
+    };
     for want in &wanted.items {
         let configured = match &want.arch {
             Some(a) => system
@@ -179,6 +211,20 @@ const DISTRO_BINFMT_D: &[&str] = &["/usr/lib/binfmt.d", "/lib/binfmt.d"];
 /// its QEMU wrappers, or a binfmt.d file it ships registers exactly this
 /// name with this interpreter (as `systemd-binfmt` does at boot).
 fn distro_entries(kernel: &KernelEntries) -> std::collections::BTreeSet<String> {
+    let by_dir = |e: &crate::binfmt::KernelEntry| {
+        let path = e.spec.interpreter.to_string_lossy();
+        DISTRO_INTERPRETER_DIRS.iter().any(|d| path.starts_with(d))
+    };
+    let mut distro: std::collections::BTreeSet<String> = kernel
+        .iter()
+        .filter(|(_, e)| by_dir(e))
+        .map(|(name, _)| name.clone())
+        .collect();
+    // The binfmt.d files only matter for the other entries: none at all on
+    // a cold start, where reading them cost more than registering.
+    if distro.len() == kernel.len() {
+        return distro;
+    }
     let mut shipped: std::collections::BTreeMap<String, PathBuf> = Default::default();
     for dir in DISTRO_BINFMT_D {
         let Ok(files) = std::fs::read_dir(dir) else {
@@ -195,15 +241,13 @@ fn distro_entries(kernel: &KernelEntries) -> std::collections::BTreeSet<String> 
             }
         }
     }
-    kernel
-        .iter()
-        .filter(|(name, e)| {
-            let path = e.spec.interpreter.to_string_lossy();
-            DISTRO_INTERPRETER_DIRS.iter().any(|d| path.starts_with(d))
-                || shipped.get(*name) == Some(&e.spec.interpreter)
-        })
-        .map(|(name, _)| name.clone())
-        .collect()
+    distro.extend(
+        kernel
+            .iter()
+            .filter(|(name, e)| shipped.get(*name) == Some(&e.spec.interpreter))
+            .map(|(name, _)| name.clone()),
+    );
+    distro
 }
 
 /// The running host, or `machine` when given (for tests and for preparing
@@ -223,46 +267,123 @@ pub fn instance(root: &Path) -> Instance {
 
 /// Identity of the file a path resolves to (symlinks followed).
 pub fn identity_of(path: &Path) -> std::io::Result<Identity> {
-    let m = std::fs::metadata(path)?;
-    Ok(Identity {
+    Ok(identity_from(&std::fs::metadata(path)?))
+}
+
+fn identity_from(m: &std::fs::Metadata) -> Identity {
+    Identity {
         dev: m.dev(),
         ino: m.ino(),
         size: m.size(),
         mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-    })
+    }
 }
 
 /// How long a native probe may take: natively it takes well under a
 /// millisecond, so this only bounds a host that is badly stuck.
 const NATIVE_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Native verdicts on their way: those known, and the probes still
+/// running for the rest.
+struct Deciding {
+    verdicts: NativeVerdicts,
+    /// Another tool's entry kept a probe from telling: decided by the
+    /// family rule, for now only.
+    provisional: bool,
+    /// Arches whose verdict waits for a running probe.
+    undecided: Vec<&'static str>,
+    running: Vec<(&'static Arch, Result<probe::Running, probe::RunResult>)>,
+    /// The state-dir cache key to keep the verdicts under, once decided.
+    cache_key: Option<String>,
+}
+
+impl Deciding {
+    fn known(verdicts: NativeVerdicts) -> Deciding {
+        Deciding {
+            verdicts,
+            provisional: false,
+            undecided: vec![],
+            running: vec![],
+            cache_key: None,
+        }
+    }
+
+    /// Wait for the probes, decide the rest, keep the verdicts.
+    fn finish(mut self, system: &System) -> (NativeVerdicts, bool) {
+        if self.cache_key.is_none() {
+            return (self.verdicts, self.provisional);
+        }
+        for (a, running) in std::mem::take(&mut self.running) {
+            let result = match running {
+                Ok(running) => running.finish(NATIVE_PROBE_TIMEOUT),
+                Err(ended) => ended,
+            };
+            let verdict = match result {
+                probe::RunResult::Pass => Native::Yes(format!("the {} probe ran natively", a.name)),
+                probe::RunResult::ExecFormatError => Native::No(format!(
+                    "the host cannot run {} binaries (exec format error)",
+                    a.name
+                )),
+                // Only the kernel's refusal proves the host cannot run it;
+                // a crash may be our own sandbox (a seccomp filter of a
+                // hardened service), so the family rule decides.
+                probe::RunResult::Fail(why) => {
+                    tracing::warn!(
+                        "the {} probe failed natively ({why}); deciding by the family rule",
+                        a.name
+                    );
+                    family_rule(&system.host, a)
+                }
+            };
+            self.verdicts.insert(a.name.to_string(), verdict);
+        }
+        for a in arch::ARCHES {
+            let Some((_, like)) = NATIVE_SAME_AS.iter().find(|(this, _)| *this == a.name) else {
+                continue;
+            };
+            if !self.undecided.contains(&a.name) {
+                continue;
+            }
+            let verdict = match self.verdicts.get(*like) {
+                Some(Native::Yes(_)) => {
+                    Native::Yes(format!("loaded like {like}, which runs natively"))
+                }
+                Some(Native::No(why)) => Native::No(format!("loaded like {like}: {why}")),
+                None => family_rule(&system.host, a),
+            };
+            self.verdicts.insert(a.name.to_string(), verdict);
+        }
+        if let (false, Some(key)) = (self.provisional, &self.cache_key) {
+            system.state.save_native(key, &self.verdicts);
+        }
+        for (arch, v) in &self.verdicts {
+            match v {
+                Native::Yes(why) => tracing::debug!("native {arch}: {why}"),
+                Native::No(why) => tracing::info!("{arch} is not native here: {why}"),
+            }
+        }
+        (self.verdicts, self.provisional)
+    }
+}
+
 /// Native verdicts hold for one boot of one kernel, so they are cached in
 /// the state dir under the boot id and the host's machine name; except
 /// when another tool's entry kept a probe from telling (then the family
-/// rule decided, for now only). Returns the verdicts and whether they are
-/// provisional.
-fn native_cached(
+/// rule decided, for now only).
+fn native_start(
     system: &System,
     kernel: &KernelEntries,
     owned: &OwnedEntries,
     binfmt_live: bool,
-) -> (NativeVerdicts, bool) {
+) -> Deciding {
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let key = format!("{} {}", boot_id.trim(), system.host.machine);
     if let Some(cached) = system.state.load_native(&key) {
-        return (cached, false);
+        return Deciding::known(cached);
     }
-    let (verdicts, provisional) = native_verdicts(&system.host, kernel, owned, binfmt_live);
-    if !provisional {
-        system.state.save_native(&key, &verdicts);
-    }
-    for (arch, v) in &verdicts {
-        match v {
-            Native::Yes(why) => tracing::debug!("native {arch}: {why}"),
-            Native::No(why) => tracing::info!("{arch} is not native here: {why}"),
-        }
-    }
-    (verdicts, provisional)
+    let mut deciding = native_verdicts(&system.host, kernel, owned, binfmt_live);
+    deciding.cache_key = Some(key);
+    deciding
 }
 
 /// Arches the kernel loads exactly as another one: i486 programs differ
@@ -275,37 +396,37 @@ const NATIVE_SAME_AS: &[(&str, &str)] = &[("i486", "i386")];
 /// foreign without asking.
 ///
 /// Cheap first: the kernel's own arch is native by definition (no probe),
-/// arches loaded alike share one run, and the probes that must run, run
-/// at the same time (each is a fork + exec of a tiny program).
+/// arches loaded alike share one run, and the probes that must run are
+/// only started here (each a fork + exec of a tiny program): they run
+/// while the caller looks for emulators.
 fn native_verdicts(
     host: &Host,
     kernel: &KernelEntries,
     owned: &OwnedEntries,
     binfmt_live: bool,
-) -> (NativeVerdicts, bool) {
+) -> Deciding {
     let kernel_machine = arch::kernel_machine();
     let real_family = arch::host_family(&kernel_machine);
     let own_arch = arch::find(&kernel_machine).map(|a| a.name);
-    let mut verdicts = NativeVerdicts::new();
-    let mut provisional = false;
-    let mut to_probe: Vec<(&'static Arch, &'static probe::Probe)> = vec![];
+    let mut deciding = Deciding::known(NativeVerdicts::new());
     let relevant = arch::ARCHES
         .iter()
         .filter(|a| a.family == host.family || a.family == real_family);
-    for a in relevant.clone() {
+    for a in relevant {
         let family_rule = family_rule(host, a);
         if Some(a.name) == own_arch && a.family == host.family {
-            verdicts.insert(
+            deciding.verdicts.insert(
                 a.name.to_string(),
                 Native::Yes(format!("the kernel's own arch ({kernel_machine})")),
             );
             continue;
         }
         if NATIVE_SAME_AS.iter().any(|(this, _)| *this == a.name) {
-            continue; // decided below, from the arch it loads as
+            deciding.undecided.push(a.name); // from the arch it loads as
+            continue;
         }
         let Some(p) = probe::find(a.name) else {
-            verdicts.insert(a.name.to_string(), family_rule);
+            deciding.verdicts.insert(a.name.to_string(), family_rule);
             continue;
         };
         let catcher = kernel
@@ -313,7 +434,7 @@ fn native_verdicts(
             .find(|(_, e)| binfmt_live && e.enabled && e.spec.matcher.catches(p.program));
         match catcher {
             Some((name, _)) if owned.contains_key(name) => {
-                verdicts.insert(
+                deciding.verdicts.insert(
                     a.name.to_string(),
                     Native::No(format!(
                         "{name}, registered by qus, runs it: the host could not"
@@ -321,60 +442,44 @@ fn native_verdicts(
                 );
             }
             Some(_) => {
-                provisional = true;
-                verdicts.insert(a.name.to_string(), family_rule);
+                deciding.provisional = true;
+                deciding.verdicts.insert(a.name.to_string(), family_rule);
             }
-            None => to_probe.push((a, p)),
-        }
-    }
-    let results: Vec<(&Arch, probe::RunResult)> = std::thread::scope(|scope| {
-        let running: Vec<_> = to_probe
-            .iter()
-            .map(|&(a, p)| (a, scope.spawn(move || probe::run(p, NATIVE_PROBE_TIMEOUT))))
-            .collect();
-        running
-            .into_iter()
-            .map(|(a, h)| {
-                let r = h
-                    .join()
-                    .unwrap_or_else(|_| probe::RunResult::Fail("the probe thread panicked".into()));
-                (a, r)
-            })
-            .collect()
-    });
-    for (a, result) in results {
-        let verdict = match result {
-            probe::RunResult::Pass => Native::Yes(format!("the {} probe ran natively", a.name)),
-            probe::RunResult::ExecFormatError => Native::No(format!(
-                "the host cannot run {} binaries (exec format error)",
-                a.name
-            )),
-            // Only the kernel's refusal proves the host cannot run it; a
-            // crash may be our own sandbox (a seccomp filter of a hardened
-            // service), so the family rule decides.
-            probe::RunResult::Fail(why) => {
-                tracing::warn!(
-                    "the {} probe failed natively ({why}); deciding by the family rule",
-                    a.name
-                );
-                family_rule(host, a)
-            }
-        };
-        verdicts.insert(a.name.to_string(), verdict);
-    }
-    for a in relevant {
-        if let Some((_, like)) = NATIVE_SAME_AS.iter().find(|(this, _)| *this == a.name) {
-            let verdict = match verdicts.get(*like) {
-                Some(Native::Yes(_)) => {
-                    Native::Yes(format!("loaded like {like}, which runs natively"))
+            None => match crate::loader_check::check(p) {
+                crate::loader_check::Verdict::Loads => {
+                    deciding.verdicts.insert(
+                        a.name.to_string(),
+                        Native::Yes(format!("the kernel loads {} programs itself", a.name)),
+                    );
                 }
-                Some(Native::No(why)) => Native::No(format!("loaded like {like}: {why}")),
-                None => family_rule(host, a),
-            };
-            verdicts.insert(a.name.to_string(), verdict);
+                crate::loader_check::Verdict::Refuses => {
+                    deciding.verdicts.insert(
+                        a.name.to_string(),
+                        Native::No(format!(
+                            "the host cannot run {} binaries (exec format error)",
+                            a.name
+                        )),
+                    );
+                }
+                crate::loader_check::Verdict::Caught => {
+                    deciding.provisional = true;
+                    deciding.verdicts.insert(a.name.to_string(), family_rule);
+                }
+                crate::loader_check::Verdict::Unknown(why) => {
+                    tracing::debug!(
+                        "cannot ask the kernel about {}: {why}; running its probe",
+                        a.name
+                    );
+                    // Started, not waited for: it runs while the caller
+                    // looks for emulators. (Not on a thread: under load,
+                    // creating one cost more than the overlap bought.)
+                    deciding.undecided.push(a.name);
+                    deciding.running.push((a, probe::start(p)));
+                }
+            },
         }
     }
-    (verdicts, provisional)
+    deciding
 }
 
 /// The `qemu-binfmt-conf.sh` rule: the host's family is native.
@@ -395,27 +500,52 @@ fn family_rule(host: &Host, a: &Arch) -> Native {
 /// dynamic `qemu-aarch64` early in the path must not shadow a
 /// `qemu-aarch64-static` later in it (Ubuntu's qemu-user-binfmt).
 pub fn find_emulator(config: &Config, arch: &Arch) -> Option<PathBuf> {
+    find(config, arch).map(|f| f.path)
+}
+
+/// An emulator found for an arch, with the look taken while finding it
+/// (`None` for a configured path, or a file that could not be read).
+struct Found {
+    path: PathBuf,
+    head: Option<crate::elf::Head>,
+}
+
+fn find(config: &Config, arch: &Arch) -> Option<Found> {
     if let Some(path) = config
         .arch
         .get(arch.name)
         .and_then(|o| o.interpreter.as_ref())
     {
-        return Some(path.value.clone());
+        return Some(Found {
+            path: path.value.clone(),
+            head: None,
+        });
     }
     let mut first = None;
     for dir in &config.search_path.value {
         for template in &config.binary_names.value {
-            let candidate = dir.join(template.replace("{arch}", arch.emulator));
-            // One open per candidate: a missing file fails here too.
-            match crate::elf::inspect(&candidate) {
-                Some(crate::elf::Linking::Static) => return Some(candidate),
-                Some(crate::elf::Linking::Dynamic(_)) => {
-                    first.get_or_insert(candidate);
+            let path = dir.join(template.replace("{arch}", arch.emulator));
+            // One open per candidate: a missing one costs just that.
+            match crate::elf::read_head(&path) {
+                Ok(head) if head.linking == Some(crate::elf::Linking::Static) => {
+                    return Some(Found {
+                        path,
+                        head: Some(head),
+                    })
                 }
-                None if candidate.exists() => {
-                    first.get_or_insert(candidate);
+                Ok(head) => {
+                    first.get_or_insert(Found {
+                        path,
+                        head: Some(head),
+                    });
                 }
-                None => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // Unreadable, a loop, …: a candidate if it is there at
+                // all, for the checks to refuse with the reason.
+                Err(_) if path.exists() => {
+                    first.get_or_insert(Found { path, head: None });
+                }
+                Err(_) => {}
             }
         }
     }
@@ -450,11 +580,15 @@ fn kernel_has_p_bit() -> bool {
 }
 
 /// Refuse a dynamically linked emulator under `F` unless allowed.
-fn dynamic_under_f(interpreter: &Path, flags: Flags, allowed: bool) -> Option<String> {
+fn dynamic_under_f(found: &Found, flags: Flags, allowed: bool) -> Option<String> {
     if !flags.fix_binary || allowed {
         return None;
     }
-    let loader = crate::elf::loader(interpreter)?;
+    let interpreter = &found.path;
+    let loader = match &found.head {
+        Some(head) => head.loader()?.to_string(),
+        None => crate::elf::loader(interpreter)?,
+    };
     Some(format!(
         "{} is dynamically linked (needs {loader}): under F it works on the host but fails \
          in every container and chroot (\"No such file or directory\"); install \
@@ -479,28 +613,26 @@ pub fn interpreters(config: &Config) -> Vec<(String, PathBuf)> {
     all
 }
 
-/// Build the wanted set: every arch of the table and every custom entry.
-fn wanted(config: &Config, native: &NativeVerdicts, overrides: &Overrides) -> Wanted {
-    let mut items = Vec::new();
-    let dirs = safety::DirCache::default();
-    for arch in arch::ARCHES {
-        items.push(want_arch(config, native, overrides, arch, &dirs));
-    }
-    for (name, entry) in &config.entries {
-        let want = if !entry.enabled {
-            Err(Skip::Excluded(format!("disabled in {}", entry.source)))
-        } else {
-            checked(entry.spec.clone(), entry.catch_host_programs, &dirs)
-        };
-        items.push(Want {
-            name: name.clone(),
-            arch: None,
-            want,
-            // A custom entry is named on purpose: never yields.
-            others: Others::Override,
-        });
-    }
-    Wanted { items }
+/// The custom entries' wants, in configuration order.
+fn custom_wants(config: &Config, dirs: &safety::DirCache) -> Vec<Want> {
+    config
+        .entries
+        .iter()
+        .map(|(name, entry)| {
+            let want = if !entry.enabled {
+                Err(Skip::Excluded(format!("disabled in {}", entry.source)))
+            } else {
+                checked(entry.spec.clone(), entry.catch_host_programs, dirs, None)
+            };
+            Want {
+                name: name.clone(),
+                arch: None,
+                want,
+                // A custom entry is named on purpose: never yields.
+                others: Others::Override,
+            }
+        })
+        .collect()
 }
 
 /// Why an arch is not wanted, before looking for its emulator.
@@ -540,9 +672,9 @@ fn want_arch(
 ) -> Want {
     let want = match arch_skip(config, native, overrides, arch) {
         Some(skip) => Err(skip),
-        None => match find_emulator(config, arch) {
+        None => match find(config, arch) {
             None => Err(Skip::NoInterpreter(not_found(config, arch))),
-            Some(interpreter) => {
+            Some(found) => {
                 let over = config.arch.get(arch.name);
                 let catch_host = over
                     .and_then(|o| o.catch_host_programs.as_ref())
@@ -555,7 +687,7 @@ fn want_arch(
                 let allow_dynamic = over
                     .and_then(|o| o.allow_dynamic.as_ref())
                     .map_or(config.allow_dynamic.value, |d| d.value);
-                if let Some(why) = dynamic_under_f(&interpreter, flags, allow_dynamic) {
+                if let Some(why) = dynamic_under_f(&found, flags, allow_dynamic) {
                     return Want {
                         name: config.entry_name(arch.name),
                         arch: Some(arch.name.to_string()),
@@ -570,11 +702,12 @@ fn want_arch(
                             magic: arch.magic.to_vec(),
                             mask: Some(arch.mask.to_vec()),
                         },
-                        interpreter,
+                        interpreter: found.path,
                         flags,
                     },
                     catch_host,
                     dirs,
+                    found.head.as_ref().map(|h| h.bytes.as_slice()),
                 )
             }
         },
@@ -616,25 +749,32 @@ fn not_found(config: &Config, arch: &Arch) -> String {
 /// Apply the interpreter safety rules and take the file's identity.
 /// `catch_host_programs` (config, per arch or entry) lets through an
 /// entry that would catch the host's own programs, never one that would
-/// catch its own interpreter.
+/// catch its own interpreter. `head`: the interpreter's first bytes when
+/// finding it read them already.
 fn checked(
     spec: EntrySpec,
     catch_host_programs: bool,
     dirs: &safety::DirCache,
+    head: Option<&[u8]>,
 ) -> Result<Desired, Skip> {
-    if !spec.interpreter.exists() {
-        return Err(Skip::NoInterpreter(format!(
-            "{} does not exist",
-            spec.interpreter.display()
-        )));
-    }
-    let resolved =
-        safety::check_interpreter(&spec.interpreter, dirs).map_err(|r| Skip::Refused(r.0))?;
-    if let Some(why) = breaks_host(&spec.matcher, &resolved, catch_host_programs) {
+    let (resolved, meta) = match safety::check_interpreter(&spec.interpreter, dirs) {
+        Ok(found) => found,
+        // Judged missing only when the checks fail: one look, not two.
+        Err(_) if !spec.interpreter.exists() => {
+            return Err(Skip::NoInterpreter(format!(
+                "{} does not exist",
+                spec.interpreter.display()
+            )))
+        }
+        Err(r) => return Err(Skip::Refused(r.0)),
+    };
+    if let Some(why) = breaks_host(&spec.matcher, &resolved, head, catch_host_programs) {
         return Err(Skip::Refused(why));
     }
-    let identity = identity_of(&resolved).map_err(|e| Skip::Refused(e.to_string()))?;
-    Ok(Desired { spec, identity })
+    Ok(Desired {
+        spec,
+        identity: identity_from(&meta),
+    })
 }
 
 /// Would this entry break the host? One that catches its own interpreter
@@ -642,7 +782,12 @@ fn checked(
 /// symbolic links"); one that catches the host's own programs (this very
 /// binary stands for them) sends every native program, `qus unregister`
 /// included, to the emulator.
-fn breaks_host(matcher: &Matcher, interpreter: &Path, catch_host_programs: bool) -> Option<String> {
+fn breaks_host(
+    matcher: &Matcher,
+    interpreter: &Path,
+    head: Option<&[u8]>,
+    catch_host_programs: bool,
+) -> Option<String> {
     let header = |path: &Path| -> Option<Vec<u8>> {
         let mut buf = vec![0u8; 256];
         let mut f = std::fs::File::open(path).ok()?;
@@ -650,7 +795,11 @@ fn breaks_host(matcher: &Matcher, interpreter: &Path, catch_host_programs: bool)
         buf.truncate(n);
         Some(buf)
     };
-    if header(interpreter).is_some_and(|h| matcher.catches(&h)) {
+    let caught = match head {
+        Some(h) => matcher.catches(h),
+        None => header(interpreter).is_some_and(|h| matcher.catches(&h)),
+    };
+    if caught {
         return Some(format!(
             "it would catch its own interpreter {} (every run would loop)",
             interpreter.display()

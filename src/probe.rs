@@ -101,9 +101,48 @@ impl RunResult {
 /// hung interpreter's children cannot block qus; on timeout the whole
 /// process group is killed.
 pub fn run(probe: &Probe, timeout: std::time::Duration) -> RunResult {
-    match run_inner(probe, timeout) {
-        Ok(r) => r,
-        Err(e) => RunResult::Fail(format!("could not run the probe: {e}")),
+    match start(probe) {
+        Ok(running) => running.finish(timeout),
+        Err(ended) => ended,
+    }
+}
+
+/// A probe started and not waited for yet: whoever started it goes on
+/// with other work (a cold `qus register` looks for emulators meanwhile)
+/// and calls [`Running::finish`] when it needs the answer.
+#[derive(Debug)]
+pub struct Running {
+    probe: Probe,
+    child: std::process::Child,
+    out: std::fs::File,
+    err: std::fs::File,
+}
+
+/// Start a probe (see [`run`]); `Err` when it ended at once (the kernel
+/// refused it, or it could not be started).
+pub fn start(probe: &Probe) -> Result<Running, RunResult> {
+    match start_inner(probe) {
+        Ok(started) => started,
+        Err(e) => Err(RunResult::Fail(format!("could not run the probe: {e}"))),
+    }
+}
+
+impl Running {
+    /// Wait for it at most `timeout` (then kill its process group) and
+    /// judge what it did.
+    pub fn finish(mut self, timeout: std::time::Duration) -> RunResult {
+        let pgid = self.child.id() as i32;
+        let status = wait_bounded(&mut self.child, timeout);
+        track(pgid, false);
+        let judged = match status {
+            Ok(Some(status)) => judge(&self.probe, status, &mut self.out, &mut self.err),
+            Ok(None) => Ok(RunResult::Fail(format!(
+                "timed out after {:.1} s",
+                timeout.as_secs_f64()
+            ))),
+            Err(e) => Err(e),
+        };
+        judged.unwrap_or_else(|e| RunResult::Fail(format!("could not run the probe: {e}")))
     }
 }
 
@@ -137,24 +176,38 @@ fn track(pgid: i32, running: bool) {
     }
 }
 
-fn memfd(name: &str) -> std::io::Result<std::fs::File> {
+pub(crate) fn memfd(name: &str) -> std::io::Result<std::fs::File> {
     let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)?;
     Ok(std::fs::File::from(fd))
 }
 
-fn run_inner(probe: &Probe, timeout: std::time::Duration) -> std::io::Result<RunResult> {
+/// A memfd that may be executed: with `MFD_EXEC` where the kernel knows
+/// it (6.3+), since under `vm.memfd_noexec = 1` a memfd is not executable
+/// without it; plain on older kernels (which refuse the unknown flag).
+pub(crate) fn exec_memfd(
+    name: &str,
+    flags: rustix::fs::MemfdFlags,
+) -> std::io::Result<std::fs::File> {
+    use rustix::fs::MemfdFlags;
+    let fd = match rustix::fs::memfd_create(name, flags | MemfdFlags::EXEC) {
+        Err(rustix::io::Errno::INVAL) => rustix::fs::memfd_create(name, flags)?,
+        other => other?,
+    };
+    Ok(std::fs::File::from(fd))
+}
+
+fn start_inner(probe: &Probe) -> std::io::Result<Result<Running, RunResult>> {
     use std::io::Write;
     use std::os::unix::process::CommandExt;
 
     // No CLOEXEC: the child execs /proc/self/fd/N, which must stay open.
-    let program = rustix::fs::memfd_create(
-        format!("qus-probe-{}", probe.arch),
+    let mut program = exec_memfd(
+        &format!("qus-probe-{}", probe.arch),
         rustix::fs::MemfdFlags::empty(),
     )?;
-    let mut program = std::fs::File::from(program);
     program.write_all(probe.program)?;
-    let mut out = memfd("qus-probe-stdout")?;
-    let mut err = memfd("qus-probe-stderr")?;
+    let out = memfd("qus-probe-stdout")?;
+    let err = memfd("qus-probe-stderr")?;
     let path = format!(
         "/proc/self/fd/{}",
         std::os::fd::AsRawFd::as_raw_fd(&program)
@@ -169,25 +222,20 @@ fn run_inner(probe: &Probe, timeout: std::time::Duration) -> std::io::Result<Run
         .process_group(0)
         .spawn();
     drop(program);
-    let mut child = match spawned {
+    let child = match spawned {
         Ok(c) => c,
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOEXEC.raw_os_error()) => {
-            return Ok(RunResult::ExecFormatError)
+            return Ok(Err(RunResult::ExecFormatError))
         }
-        Err(e) => return Ok(RunResult::Fail(format!("exec failed: {e}"))),
+        Err(e) => return Ok(Err(RunResult::Fail(format!("exec failed: {e}")))),
     };
-    let pgid = child.id() as i32;
-    track(pgid, true);
-    let status = wait_bounded(&mut child, timeout);
-    track(pgid, false);
-    let status = status?;
-    let Some(status) = status else {
-        return Ok(RunResult::Fail(format!(
-            "timed out after {:.1} s",
-            timeout.as_secs_f64()
-        )));
-    };
-    judge(probe, status, &mut out, &mut err)
+    track(child.id() as i32, true);
+    Ok(Ok(Running {
+        probe: *probe,
+        child,
+        out,
+        err,
+    }))
 }
 
 /// Wait for the probe at most `timeout`; on timeout kill its whole process

@@ -120,7 +120,7 @@ impl DirCache {
         if let Some(v) = self.parents.borrow().get(dir) {
             return v.clone();
         }
-        let v = walk(dir, self, true);
+        let v = walk(dir, self, true).map(|(r, _)| r);
         self.parents
             .borrow_mut()
             .insert(dir.to_path_buf(), v.clone());
@@ -146,17 +146,24 @@ pub struct Resolved {
 /// Resolve `path` component by component, following every symlink, and
 /// check every directory and link on the way (see the module docs).
 pub fn resolve(path: &Path, cache: &DirCache) -> Result<Resolved, Refusal> {
-    walk(path, cache, false)
+    walk(path, cache, false).map(|(r, _)| r)
 }
 
 /// Resolve a directory path the same way: every link and every directory
 /// on the way checked (directories as ancestors, the holders of links
 /// strictly); returns the real directory it names, itself not judged.
 pub fn resolve_dir(dir: &Path, cache: &DirCache) -> Result<PathBuf, Refusal> {
-    walk(dir, cache, true).map(|r| r.file)
+    walk(dir, cache, true).map(|(r, _)| r.file)
 }
 
-fn walk(path: &Path, cache: &DirCache, want_dir: bool) -> Result<Resolved, Refusal> {
+/// The walk behind [`resolve`] and [`resolve_dir`]. For a file, also the
+/// `lstat` of the file it ends on (not a symlink, so the same as a `stat`):
+/// the caller judges it without looking again.
+fn walk(
+    path: &Path,
+    cache: &DirCache,
+    want_dir: bool,
+) -> Result<(Resolved, Option<std::fs::Metadata>), Refusal> {
     if !path.is_absolute() {
         return Err(Refusal(format!(
             "{} is not an absolute path",
@@ -221,21 +228,23 @@ fn walk(path: &Path, cache: &DirCache, want_dir: bool) -> Result<Resolved, Refus
         if pending.is_empty() && !want_dir {
             cache.check(&current, Role::Holder)?;
             holders.push(current);
-            return Ok(Resolved {
+            let found = Resolved {
                 file: next,
                 holders,
                 links,
-            });
+            };
+            return Ok((found, Some(meta)));
         }
         if pending.is_empty() {
             if !meta.is_dir() {
                 return Err(Refusal(format!("{} is not a directory", next.display())));
             }
-            return Ok(Resolved {
+            let found = Resolved {
                 file: next,
                 holders,
                 links,
-            });
+            };
+            return Ok((found, None));
         }
         if !meta.is_dir() {
             return Err(Refusal(format!("{} is not a directory", next.display())));
@@ -244,11 +253,12 @@ fn walk(path: &Path, cache: &DirCache, want_dir: bool) -> Result<Resolved, Refus
         current = next;
     }
     if want_dir {
-        return Ok(Resolved {
+        let found = Resolved {
             file: current,
             holders,
             links,
-        });
+        };
+        return Ok((found, None));
     }
     // The path named a directory ("/" or ending in "..").
     Err(Refusal(format!("{} is not a regular file", path.display())))
@@ -265,11 +275,17 @@ fn components(path: &Path) -> VecDeque<OsString> {
         .collect()
 }
 
-/// Check an interpreter and return the resolved file it names.
-pub fn check_interpreter(path: &Path, cache: &DirCache) -> Result<PathBuf, Refusal> {
-    let resolved = resolve(path, cache)?.file;
-    let meta = std::fs::metadata(&resolved)
-        .map_err(|e| Refusal(format!("{}: {e}", resolved.display())))?;
+/// Check an interpreter; returns the resolved file it names and that
+/// file's metadata (from the walk: one `lstat` for the whole check).
+pub fn check_interpreter(
+    path: &Path,
+    cache: &DirCache,
+) -> Result<(PathBuf, std::fs::Metadata), Refusal> {
+    let (found, meta) = walk(path, cache, false)?;
+    let resolved = found.file;
+    let Some(meta) = meta else {
+        return Err(Refusal(format!("{} is not a regular file", path.display())));
+    };
     if !meta.is_file() {
         return Err(Refusal(format!(
             "{} is not a regular file",
@@ -280,7 +296,7 @@ pub fn check_interpreter(path: &Path, cache: &DirCache) -> Result<PathBuf, Refus
         return Err(Refusal(format!("{} is not executable", resolved.display())));
     }
     check_owner_and_mode(&resolved, &meta, "")?;
-    Ok(resolved)
+    Ok((resolved, meta))
 }
 
 /// Root's (see [`trusted_owner`]) and not writable by group or others.

@@ -125,7 +125,7 @@ fn broken_emulators_fail_with_the_right_reason() {
 }
 
 #[test]
-fn native_is_decided_by_running_the_probe() {
+fn native_is_decided_by_the_kernels_own_loader() {
     let sb = Sandbox::new();
     require_qemu("aarch64");
     sb.write_config("10.toml", "[qemu]\nsearch_path = [\"/usr/bin\"]\n");
@@ -139,8 +139,9 @@ fn native_is_decided_by_running_the_probe() {
         .expect("x86_64")
         .clone();
     assert_eq!(x["state"], "native");
-    // The kernel's own arch needs no probe; i386 is probed for real (an
-    // x86_64 kernel may lack ia32 emulation); i486 shares i386's run.
+    // The kernel's own arch needs no question; i386 is asked of the kernel
+    // for real (an x86_64 kernel may lack ia32 emulation, or have it off):
+    // its loader takes the header; i486 shares i386's answer.
     let detail = |arch: &str| -> String {
         s["entries"]
             .as_array()
@@ -151,7 +152,7 @@ fn native_is_decided_by_running_the_probe() {
             .unwrap_or_default()
     };
     assert_eq!(detail("x86_64"), "the kernel's own arch (x86_64)", "{x}");
-    assert_eq!(detail("i386"), "the i386 probe ran natively");
+    assert_eq!(detail("i386"), "the kernel loads i386 programs itself");
     assert_eq!(detail("i486"), "loaded like i386, which runs natively");
 
     // Pretend the host is an aarch64 machine: its family (arm, aarch64)
@@ -174,6 +175,60 @@ fn native_is_decided_by_running_the_probe() {
     // and that means "not native", not "native".
     let out = sb.qus_on("aarch64", &["register"]);
     assert!(stdout(&out).contains(" 0 writes"), "{}", stdout(&out));
+}
+
+/// `qus status --json` run in a pid namespace of its own whose
+/// `vm.memfd_noexec` (a per-pid-namespace sysctl) is `level`.
+fn status_with_memfd_noexec(sb: &Sandbox, level: &str) -> (serde_json::Value, String) {
+    let qus = sb.tool(common::QUS);
+    let args: Vec<_> = qus.get_args().skip_while(|a| *a != "--").skip(1).collect();
+    let out = sb
+        .command("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "sh", "-c"])
+        .arg("echo \"$0\" > /proc/sys/vm/memfd_noexec && exec \"$@\" --log-level debug status --json")
+        .arg(level)
+        .args(args)
+        .output()
+        .expect("unshare");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
+    (serde_json::from_slice(&out.stdout).expect("json"), log)
+}
+
+#[test]
+fn native_verdicts_hold_where_memfds_are_not_executable_by_default() {
+    let sb = Sandbox::new();
+    let detail = |s: &serde_json::Value, arch: &str| -> String {
+        s["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .find(|e| e["arch"] == arch)
+            .and_then(|e| e["detail"].as_str().map(String::from))
+            .unwrap_or_default()
+    };
+    // 1: memfds are sealed against exec unless created with MFD_EXEC,
+    // which qus asks for: the kernel still answers.
+    let (s, log) = status_with_memfd_noexec(&sb, "1");
+    assert_eq!(
+        detail(&s, "i386"),
+        "the kernel loads i386 programs itself",
+        "{log}"
+    );
+    // 2: no memfd may be executed at all; neither the question nor the
+    // probe can run, so the family rule decides, and qus says why. (The
+    // verdicts of this boot are cached: forget them first.)
+    fs::remove_file(sb.state().join("native.json")).expect("native verdict cache");
+    let (s, log) = status_with_memfd_noexec(&sb, "2");
+    assert_eq!(
+        detail(&s, "i386"),
+        "host x86_64 runs i386 natively (family rule)",
+        "{log}"
+    );
+    assert!(
+        log.contains("the i386 probe failed natively") && log.contains("Permission denied"),
+        "{log}"
+    );
 }
 
 #[test]

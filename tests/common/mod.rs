@@ -18,6 +18,25 @@ use std::process::{Child, Command, Output, Stdio};
 
 pub const QUS: &str = env!("CARGO_BIN_EXE_qus");
 
+/// The `qus` the sandbox helpers run: cargo's build of this tree, or the
+/// one in `$QUS_BIN_DIR` (the benchmark points it at `target/dist`, the
+/// build that ships). Tests never set it.
+pub fn qus_bin() -> String {
+    bin_or("qus", QUS)
+}
+
+/// The `qusd` the sandbox helpers run (see [`qus_bin`]).
+pub fn qusd_bin() -> String {
+    bin_or("qusd", QUSD)
+}
+
+fn bin_or(name: &str, built: &str) -> String {
+    match std::env::var_os("QUS_BIN_DIR") {
+        Some(dir) => Path::new(&dir).join(name).display().to_string(),
+        None => built.to_string(),
+    }
+}
+
 /// Fail (never skip) with a message saying what to install.
 pub fn require_tool(tool: &str, package: &str) {
     let found = std::env::var_os("PATH")
@@ -269,7 +288,7 @@ impl Sandbox {
     /// Run `qus` as if the host's `uname -m` were `host`.
     pub fn qus_on(&self, host: &str, args: &[&str]) -> Output {
         let out = self
-            .tool_on(QUS, host)
+            .tool_on(&qus_bin(), host)
             .args(args)
             .output()
             .expect("run qus");
@@ -629,7 +648,7 @@ impl Sandbox {
         let n = fs::read_dir(self.path()).map(|d| d.count()).unwrap_or(0);
         let log = self.path().join(format!("qusd-{n}.log"));
         let file = fs::File::create(&log).expect("log file");
-        let mut c = self.tool(QUSD);
+        let mut c = self.tool(&qusd_bin());
         c.arg("--log-level")
             .arg("trace")
             .env_remove("NOTIFY_SOCKET")

@@ -18,7 +18,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 manifest=${1:?manifest name}
 arches=${2:?arch list}
-host_qus=${3:-target/release/qus}
+host_qus=${3:-target/dist/qus}
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 b() { buildah --storage-driver "${BUILDAH_STORAGE_DRIVER:-vfs}" "$@"; }
 pass=0 fail=0

@@ -165,7 +165,7 @@ grep -q 'run: "\\"$GITHUB_ACTION_PATH/dist/ci/setup-qus.sh\\""' action.yml &&
 ci_out=$(unshare --user --map-root-user --mount sh -c '
     bm=$(mktemp -d) && mount -t binfmt_misc none "$bm" &&
     out=$(mktemp) &&
-    QUS_BINFMT_MISC=$bm QUS_STATE_DIR=$(mktemp -d)/state QUS_BIN=$PWD/target/release/qus \
+    QUS_BINFMT_MISC=$bm QUS_STATE_DIR=$(mktemp -d)/state QUS_BIN=$PWD/target/dist/qus \
     QUS_PLATFORMS=arm64,linux/s390x QUS_FLAGS=PF GITHUB_OUTPUT=$out dist/ci/setup-qus.sh &&
     cat "$out" && probes/bin/aarch64 && probes/bin/s390x' 2>&1)
 if [[ $ci_out == *"platforms=arm64 linux/s390x"* && $ci_out == *"qus-probe aarch64"* && $ci_out == *"qus-probe s390x"* ]]; then

@@ -1,0 +1,237 @@
+//! Does the running kernel load an arch's programs itself? Asked without
+//! running one.
+//!
+//! qus execs an ELF header of the arch (taken from the arch's probe, so
+//! `e_machine`, class, byte order and `e_flags` are the real ones) whose
+//! program interpreter (`PT_INTERP`) is a file that is not ELF. A kernel
+//! whose loader takes the arch opens that interpreter, finds it is not
+//! ELF and fails the exec with `ELIBBAD`, before the point where the
+//! process would be replaced; a kernel that does not take the arch fails
+//! it with `ENOEXEC` (exec format error), as it would any such program.
+//! That is a failed `execve` in a vfork child: no new address space, no
+//! run, no exit of a real program. Running the probe itself costs about
+//! five times as much, on the cold start that decides native arches.
+//!
+//! Anything else (memfds that may not be executed, no `/proc`) leaves the
+//! question to the probe run; a binfmt_misc entry that takes the header
+//! starts its interpreter, which is killed, and the answer is "caught".
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+
+use crate::probe::Probe;
+
+/// What the kernel did with the arch's header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Its own ELF loader took it: the arch is native.
+    Loads,
+    /// Exec format error: nothing takes the arch.
+    Refuses,
+    /// A binfmt_misc entry took it (one registered since qus looked):
+    /// this cannot tell.
+    Caught,
+    /// Something else went wrong; run the probe instead.
+    Unknown(String),
+}
+
+/// Ask the kernel about the probe's arch.
+pub fn check(probe: &Probe) -> Verdict {
+    match check_inner(probe) {
+        Ok(v) => v,
+        Err(e) => Verdict::Unknown(e.to_string()),
+    }
+}
+
+fn check_inner(probe: &Probe) -> std::io::Result<Verdict> {
+    use crate::probe::{exec_memfd, memfd};
+    use rustix::fs::MemfdFlags;
+    use std::os::fd::AsRawFd;
+    // The interpreter: executable (memfds are created 0777), not ELF, and
+    // as long as an ELF header (the kernel reads one whole, else EIO).
+    let mut interp = exec_memfd("qus-not-elf", MemfdFlags::CLOEXEC)?;
+    interp.write_all(&[b'#'; 128])?;
+    let interp_path = format!("/proc/self/fd/{}", interp.as_raw_fd());
+    let Some(header) = header_with_interp(probe.program, &interp_path) else {
+        return Ok(Verdict::Unknown(format!(
+            "the {} probe is not an ELF file qus can read",
+            probe.arch
+        )));
+    };
+    let mut program = exec_memfd(&format!("qus-loads-{}", probe.arch), MemfdFlags::CLOEXEC)?;
+    program.write_all(&header)?;
+    // Where a catching interpreter's output would go (not qus's stdout).
+    let sink = memfd("qus-loads-output")?;
+    let spawned = std::process::Command::new(format!("/proc/self/fd/{}", program.as_raw_fd()))
+        .arg0(format!("qus-loads-{}", probe.arch))
+        .stdin(sink.try_clone()?)
+        .stdout(sink.try_clone()?)
+        .stderr(sink)
+        .process_group(0)
+        .spawn();
+    drop(interp);
+    drop(program);
+    let errno =
+        |e: &std::io::Error, n: rustix::io::Errno| e.raw_os_error() == Some(n.raw_os_error());
+    Ok(match spawned {
+        Err(e) if errno(&e, rustix::io::Errno::LIBBAD) => Verdict::Loads,
+        Err(e) if errno(&e, rustix::io::Errno::NOEXEC) => Verdict::Refuses,
+        Err(e) => Verdict::Unknown(format!("exec failed: {e}")),
+        Ok(mut child) => {
+            if let Some(pgid) = rustix::process::Pid::from_raw(child.id() as i32) {
+                let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+            }
+            let _ = child.wait();
+            Verdict::Caught
+        }
+    })
+}
+
+/// `PT_INTERP`.
+const PT_INTERP: u32 = 3;
+
+/// The probe's ELF header with one program header: `PT_INTERP` naming
+/// `interp`, whose path follows it. `None` if the probe is not ELF.
+fn header_with_interp(program: &[u8], interp: &str) -> Option<Vec<u8>> {
+    let ident = program.get(..16)?;
+    if &ident[..4] != b"\x7fELF" {
+        return None;
+    }
+    let wide = match ident[4] {
+        1 => false,
+        2 => true,
+        _ => return None,
+    };
+    let big = match ident[5] {
+        1 => false,
+        2 => true,
+        _ => return None,
+    };
+    let (ehsize, phentsize) = if wide { (64, 56) } else { (52, 32) };
+    let mut out = program.get(..ehsize)?.to_vec();
+    let name_at = ehsize + phentsize;
+    let name_len = interp.len() + 1;
+    let put16 = |b: &mut Vec<u8>, at: usize, v: u16| {
+        let v = if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
+        b[at..at + 2].copy_from_slice(&v);
+    };
+    let put32 = |b: &mut Vec<u8>, at: usize, v: u32| {
+        let v = if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
+        b[at..at + 4].copy_from_slice(&v);
+    };
+    let put64 = |b: &mut Vec<u8>, at: usize, v: u64| {
+        let v = if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
+        b[at..at + 8].copy_from_slice(&v);
+    };
+    // The header: program headers right after it, no section headers.
+    let (name_at32, name_len32) = (u32::try_from(name_at).ok()?, u32::try_from(name_len).ok()?);
+    if wide {
+        put64(&mut out, 32, ehsize as u64); // e_phoff
+        put64(&mut out, 40, 0); // e_shoff
+        put16(&mut out, 52, ehsize as u16); // e_ehsize
+        put16(&mut out, 54, phentsize as u16);
+        put16(&mut out, 56, 1); // e_phnum
+        put16(&mut out, 58, 0); // e_shentsize
+        put16(&mut out, 60, 0); // e_shnum
+        put16(&mut out, 62, 0); // e_shstrndx
+    } else {
+        put32(&mut out, 28, ehsize as u32); // e_phoff
+        put32(&mut out, 32, 0); // e_shoff
+        put16(&mut out, 40, ehsize as u16); // e_ehsize
+        put16(&mut out, 42, phentsize as u16);
+        put16(&mut out, 44, 1); // e_phnum
+        put16(&mut out, 46, 0);
+        put16(&mut out, 48, 0);
+        put16(&mut out, 50, 0);
+    }
+    let ph = out.len();
+    out.resize(ph + phentsize, 0);
+    put32(&mut out, ph, PT_INTERP);
+    if wide {
+        put32(&mut out, ph + 4, 4); // p_flags: R
+        put64(&mut out, ph + 8, u64::from(name_at32)); // p_offset
+        put64(&mut out, ph + 32, u64::from(name_len32)); // p_filesz
+        put64(&mut out, ph + 40, u64::from(name_len32)); // p_memsz
+        put64(&mut out, ph + 48, 1); // p_align
+    } else {
+        put32(&mut out, ph + 4, name_at32); // p_offset
+        put32(&mut out, ph + 16, name_len32); // p_filesz
+        put32(&mut out, ph + 20, name_len32); // p_memsz
+        put32(&mut out, ph + 24, 4); // p_flags: R
+        put32(&mut out, ph + 28, 1); // p_align
+    }
+    out.extend_from_slice(interp.as_bytes());
+    out.push(0);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The interpreter an ELF file names, read back the way the kernel
+    /// does (through `crate::elf`).
+    fn interp_of(bytes: &[u8]) -> Option<String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("elf");
+        std::fs::write(&path, bytes).expect("write");
+        crate::elf::loader(&path)
+    }
+
+    #[test]
+    fn every_probe_becomes_a_header_naming_the_interpreter() {
+        for p in crate::probe::PROBES {
+            let h = header_with_interp(p.program, "/proc/self/fd/7").expect(p.arch);
+            // Same class, byte order, type, machine and flags as the probe.
+            assert_eq!(h[..20], p.program[..20], "{}", p.arch);
+            let flags_at = if h[4] == 2 { 48 } else { 36 };
+            assert_eq!(
+                h[flags_at..flags_at + 4],
+                p.program[flags_at..flags_at + 4],
+                "{}",
+                p.arch
+            );
+            assert_eq!(
+                interp_of(&h).as_deref(),
+                Some("/proc/self/fd/7"),
+                "{}",
+                p.arch
+            );
+        }
+        assert_eq!(header_with_interp(b"#!/bin/sh\n", "/x"), None);
+    }
+
+    #[test]
+    fn the_kernel_says_which_arches_it_loads() {
+        // This kernel's own arch takes its programs; a foreign one is an
+        // exec format error. Which ones depends on the machine the tests
+        // run on: here, x86_64 (the arches qus ships probes for).
+        let own = crate::arch::kernel_machine();
+        let (native, foreign) = match own.as_str() {
+            "x86_64" => ("x86_64", "aarch64"),
+            "aarch64" => ("aarch64", "s390x"),
+            other => panic!("no expectation for a {other} machine: add one here"),
+        };
+        let probe = |a| crate::probe::find(a).expect("probe");
+        assert_eq!(check(probe(native)), Verdict::Loads);
+        // A foreign arch: refused, unless an entry on this machine takes
+        // it (then the check must say so, not guess).
+        let foreign_verdict = check(probe(foreign));
+        assert!(
+            matches!(foreign_verdict, Verdict::Refuses | Verdict::Caught),
+            "{foreign_verdict:?}"
+        );
+    }
+}
