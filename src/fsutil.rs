@@ -12,6 +12,17 @@ use std::path::Path;
 /// target. Readers see the old file or the new one, never a mix; a link
 /// someone planted at either name is replaced, not followed.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
+    write_replacing(dir, name, bytes, mode, true)
+}
+
+/// [`write_atomic`] without the flush to disk, for what is cheap to lose
+/// after a crash (caches, a status that is rewritten anyway): readers still
+/// never see a mix, and a state dir on a disk costs no sync.
+pub fn write_atomic_unsynced(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
+    write_replacing(dir, name, bytes, mode, false)
+}
+
+fn write_replacing(dir: &Path, name: &str, bytes: &[u8], mode: u32, sync: bool) -> io::Result<()> {
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let target = dir.join(name);
     // A leftover from a crashed run (or something planted): a link is
@@ -32,7 +43,10 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> io::Resu
         // make sure what we asked for is what the file has.
         file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
         file.write_all(bytes)?;
-        file.sync_all()
+        if sync {
+            file.sync_all()?;
+        }
+        Ok(())
     })();
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);

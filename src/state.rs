@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::binfmt::entry::parse_register_line;
-use crate::fsutil::{with_path, write_atomic};
+use crate::fsutil::{with_path, write_atomic, write_atomic_unsynced};
 use crate::model::{Identity, NativeVerdicts, Owned, OwnedEntries};
 
 const FILE: &str = "owned.json";
@@ -305,9 +305,17 @@ impl StateDir {
         self.write(FILE, text.as_bytes())
     }
 
+    /// The ownership records: flushed to disk, they outlive a crash.
     fn write(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
         self.prepare()?;
         write_atomic(&self.dir, name, bytes, 0o600)
+    }
+
+    /// Caches and the daemon's status: rebuilt or rewritten if lost, so
+    /// not flushed (a state dir on a disk then costs one sync per pass).
+    fn write_unsynced(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        self.prepare()?;
+        write_atomic_unsynced(&self.dir, name, bytes, 0o600)
     }
 }
 
@@ -348,7 +356,7 @@ impl StateDir {
     pub fn write_daemon_status(&self, st: &DaemonStatus) -> io::Result<()> {
         let text =
             serde_json::to_string(st).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        self.write(DAEMON_FILE, text.as_bytes())
+        self.write_unsynced(DAEMON_FILE, text.as_bytes())
     }
 
     /// The published daemon status, if any.
@@ -374,7 +382,7 @@ impl StateDir {
             verdicts: verdicts.clone(),
         };
         if let Ok(text) = serde_json::to_string(&cache) {
-            let _ = self.write(NATIVE_FILE, text.as_bytes());
+            let _ = self.write_unsynced(NATIVE_FILE, text.as_bytes());
         }
     }
 
@@ -394,7 +402,7 @@ impl StateDir {
             return;
         }
         if let Ok(text) = serde_json::to_string(versions) {
-            let _ = self.write(VERSIONS_FILE, text.as_bytes());
+            let _ = self.write_unsynced(VERSIONS_FILE, text.as_bytes());
         }
     }
 
