@@ -88,7 +88,18 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
     // decide are looked at last.
     let deciding = match &request.native {
         Some(known) => Deciding::known(known.clone()),
-        None => native_start(system, &kernel, &owned, mounted && enabled == Some(true)),
+        None => {
+            // The listing is what the kernel consults for this process:
+            // mounted here, readable, and not a parent namespace's.
+            let listed = mounted
+                && enabled.is_some()
+                && instance(system.binfmt.root()) != Instance::Ancestor;
+            let binfmt = BinfmtView {
+                live: mounted && enabled == Some(true),
+                listed,
+            };
+            native_start(system, &kernel, &owned, binfmt)
+        }
     };
     let dirs = safety::DirCache::default();
     let mut arch_wants: Vec<Option<Want>> = arch::ARCHES
@@ -374,16 +385,26 @@ fn native_start(
     system: &System,
     kernel: &KernelEntries,
     owned: &OwnedEntries,
-    binfmt_live: bool,
+    binfmt: BinfmtView,
 ) -> Deciding {
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let key = format!("{} {}", boot_id.trim(), system.host.machine);
     if let Some(cached) = system.state.load_native(&key) {
         return Deciding::known(cached);
     }
-    let mut deciding = native_verdicts(&system.host, kernel, owned, binfmt_live);
+    let mut deciding = native_verdicts(&system.host, kernel, owned, binfmt);
     deciding.cache_key = Some(key);
     deciding
+}
+
+/// What qus knows of the binfmt_misc instance the kernel consults when
+/// qus itself execs something.
+#[derive(Debug, Clone, Copy)]
+struct BinfmtView {
+    /// Mounted and enabled: its entries take programs.
+    live: bool,
+    /// The entries listed are those the kernel consults for this process.
+    listed: bool,
 }
 
 /// Arches the kernel loads exactly as another one: i486 programs differ
@@ -403,8 +424,18 @@ fn native_verdicts(
     host: &Host,
     kernel: &KernelEntries,
     owned: &OwnedEntries,
-    binfmt_live: bool,
+    binfmt: BinfmtView,
 ) -> Deciding {
+    let binfmt_live = binfmt.live;
+    // Would an entry take a program starting with these bytes? Only
+    // answerable from a listing the kernel really consults.
+    let takes = |h: &[u8]| {
+        binfmt_live
+            && kernel
+                .values()
+                .any(|e| e.enabled && e.spec.matcher.catches(h))
+    };
+    let entries_take: Option<crate::loader_check::EntriesTake> = binfmt.listed.then_some(&takes);
     let kernel_machine = arch::kernel_machine();
     let real_family = arch::host_family(&kernel_machine);
     let own_arch = arch::find(&kernel_machine).map(|a| a.name);
@@ -445,7 +476,7 @@ fn native_verdicts(
                 deciding.provisional = true;
                 deciding.verdicts.insert(a.name.to_string(), family_rule);
             }
-            None => match crate::loader_check::check(p) {
+            None => match crate::loader_check::check(p, entries_take) {
                 crate::loader_check::Verdict::Loads => {
                     deciding.verdicts.insert(
                         a.name.to_string(),

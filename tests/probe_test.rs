@@ -232,6 +232,48 @@ fn native_verdicts_hold_where_memfds_are_not_executable_by_default() {
 }
 
 #[test]
+fn an_entry_taking_the_loader_question_is_never_run_by_qus_itself() {
+    // The kernel is asked with a header whose last e_ident padding byte is
+    // set. An entry that takes exactly that (and not real programs) must
+    // not get qus's own process: qus asks in a child then, the entry's
+    // interpreter starts there and is killed, and the family rule decides
+    // for now.
+    let sb = Sandbox::new();
+    sb.write_config(
+        "10.toml",
+        &format!(
+            "[qemu]\nsearch_path = [\"{}\"]\n[entry.takes-the-question]\n\
+             magic = \"\\\\x7fELF\\\\x01\\\\x01\\\\x01\\\\x00\\\\x00\\\\x00\\\\x00\\\\x00\\\\x00\\\\x00\\\\x00\\\\x01\"\n\
+             interpreter = \"/usr/bin/sleep\"\n",
+            sb.bin().display()
+        ),
+    );
+    sb.qus_ok(&["register"]);
+    assert_eq!(sb.entries(), ["takes-the-question"]);
+    fs::remove_file(sb.state().join("native.json")).expect("native verdict cache");
+    let out = sb.qus(&["--log-level", "debug", "status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let i386 = s["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|e| e["arch"] == "i386")
+        .expect("i386")
+        .clone();
+    assert_eq!(
+        i386["detail"], "host x86_64 runs i386 natively (family rule)",
+        "{i386}"
+    );
+    // Not kept: the next run asks again.
+    assert!(!sb.state().join("native.json").exists());
+}
+
+#[test]
 fn config_override_registers_a_native_arch() {
     let sb = Sandbox::new();
     require_qemu("i386");
