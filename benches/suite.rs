@@ -9,6 +9,7 @@
 //!     cargo bench --bench suite                  # full run (~8 min)
 //!     QUS_BENCH_QUICK=1 cargo bench --bench suite    # CI: checks it runs
 //!     QUS_BENCH_ONLY=apply cargo bench --bench suite # the cold-apply tables only
+//!     QUS_BENCH_ONLY=memory cargo bench --bench suite # peak RSS figures only
 //!
 //! It measures what ships: it runs `make build` first (static binaries in
 //! `target/dist`) and points every run at them (`QUS_BIN_DIR`), unless
@@ -432,7 +433,17 @@ fn use_shipped_binaries() {
 fn main() {
     use_shipped_binaries();
     let quick = std::env::var_os("QUS_BENCH_QUICK").is_some();
-    let only_apply = std::env::var("QUS_BENCH_ONLY").is_ok_and(|v| v == "apply");
+    let only = std::env::var("QUS_BENCH_ONLY").unwrap_or_default();
+    if only == "memory" {
+        println!(
+            "`qus register` (32 entries, cold): peak RSS {} KiB. qusd peak RSS over a \
+             1000-entry pass: {} KiB.",
+            qus_register_peak_rss(),
+            qusd_peak_rss_1000()
+        );
+        return;
+    }
+    let only_apply = only == "apply";
     let s = if quick {
         Settings {
             quick,
