@@ -6,7 +6,7 @@
 //! on a quiet machine and with a CPU hog on every core. Prints one
 //! markdown report.
 //!
-//!     cargo bench --bench suite                  # full run (~8 min)
+//!     cargo bench --bench suite                  # full run (~4 min)
 //!     QUS_BENCH_QUICK=1 cargo bench --bench suite    # CI: checks it runs
 //!     QUS_BENCH_ONLY=apply cargo bench --bench suite # the cold-apply tables only
 //!     QUS_BENCH_ONLY=memory cargo bench --bench suite # peak RSS figures only

@@ -130,9 +130,15 @@ for page in qus.1 qusd.8 qus.d.5; do
 done
 
 step "Debian package"
+# What ships is static: no program interpreter to load at start-up.
+for b in qus qusd; do
+    if readelf -lW "target/dist/$b" | grep -q "program interpreter"; then bad "target/dist/$b is dynamically linked"
+    else echo "ok   target/dist/$b is static"; fi
+done
 cargo deb --no-build --no-strip
 deb=$(ls -t target/debian/qus_*.deb | head -1)
 [ "$(dpkg-deb -f "$deb" Recommends)" = qemu-user-static ] && echo "ok   Recommends: qemu-user-static" || bad "Recommends"
+[ "$(dpkg-deb -f "$deb" Depends)" = "init-system-helpers (>= 1.56)" ] && echo "ok   Depends: init-system-helpers (>= 1.56) alone (static binaries need no libraries)" || bad "Depends: $(dpkg-deb -f "$deb" Depends)"
 ctl=$(mktemp -d)
 dpkg-deb -e "$deb" "$ctl"
 grep -q "deb-systemd-helper enable qusd.service" "$ctl/postinst" && echo "ok   postinst enables qusd" || bad "postinst"
@@ -142,6 +148,8 @@ rm -rf "$ctl"
 lintian --info "$deb" > target/lintian.txt 2>&1 || true
 cat target/lintian.txt
 if grep -q "^E:" target/lintian.txt; then bad "lintian errors"; else echo "ok   lintian: no errors"; fi
+if grep -qE "shared-library-lacks-prerequisites|empty-field" target/lintian.txt; then bad "lintian: static binaries taken for libraries, or an empty field"
+else echo "ok   lintian: the static binaries are not taken for libraries, no empty field"; fi
 
 step "RPM"
 cargo generate-rpm
