@@ -149,7 +149,7 @@ fn pin_to_this_cpu() -> Option<rustix::thread::CpuSet> {
 }
 
 /// `PT_INTERP`.
-const PT_INTERP: u32 = 3;
+const PT_INTERP: u64 = 3;
 
 /// The probe's ELF header with one program header: `PT_INTERP` naming
 /// `interp`, whose path follows it. `None` if the probe is not ELF.
@@ -175,66 +175,68 @@ fn header_with_interp(program: &[u8], interp: &str) -> Option<Vec<u8>> {
     out[15] = 1;
     let name_at = ehsize + phentsize;
     let name_len = interp.len() + 1;
-    let put16 = |b: &mut Vec<u8>, at: usize, v: u16| {
-        let v = if big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        };
-        b[at..at + 2].copy_from_slice(&v);
-    };
-    let put32 = |b: &mut Vec<u8>, at: usize, v: u32| {
-        let v = if big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        };
-        b[at..at + 4].copy_from_slice(&v);
-    };
-    let put64 = |b: &mut Vec<u8>, at: usize, v: u64| {
-        let v = if big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        };
-        b[at..at + 8].copy_from_slice(&v);
+    // A field of `width` bytes at `at`, in the file's byte order.
+    let put = |b: &mut Vec<u8>, at: usize, width: usize, v: u64| {
+        let (be, le) = (v.to_be_bytes(), v.to_le_bytes());
+        let bytes = if big { &be[8 - width..] } else { &le[..width] };
+        b[at..at + width].copy_from_slice(bytes);
     };
     // The header: program headers right after it, no section headers.
-    let (name_at32, name_len32) = (u32::try_from(name_at).ok()?, u32::try_from(name_len).ok()?);
-    if wide {
-        put64(&mut out, 32, ehsize as u64); // e_phoff
-        put64(&mut out, 40, 0); // e_shoff
-        put16(&mut out, 52, ehsize as u16); // e_ehsize
-        put16(&mut out, 54, phentsize as u16);
-        put16(&mut out, 56, 1); // e_phnum
-        put16(&mut out, 58, 0); // e_shentsize
-        put16(&mut out, 60, 0); // e_shnum
-        put16(&mut out, 62, 0); // e_shstrndx
+    let (eh, phe) = (ehsize as u64, phentsize as u64);
+    let (name_at, name_len) = (u64::try_from(name_at).ok()?, u64::try_from(name_len).ok()?);
+    let fields: &[(usize, usize, u64)] = if wide {
+        // e_phoff, e_shoff, e_ehsize, e_phentsize, e_phnum, e_shentsize,
+        // e_shnum, e_shstrndx
+        &[
+            (32, 8, eh),
+            (40, 8, 0),
+            (52, 2, eh),
+            (54, 2, phe),
+            (56, 2, 1),
+            (58, 2, 0),
+            (60, 2, 0),
+            (62, 2, 0),
+        ]
     } else {
-        put32(&mut out, 28, ehsize as u32); // e_phoff
-        put32(&mut out, 32, 0); // e_shoff
-        put16(&mut out, 40, ehsize as u16); // e_ehsize
-        put16(&mut out, 42, phentsize as u16);
-        put16(&mut out, 44, 1); // e_phnum
-        put16(&mut out, 46, 0);
-        put16(&mut out, 48, 0);
-        put16(&mut out, 50, 0);
+        &[
+            (28, 4, eh),
+            (32, 4, 0),
+            (40, 2, eh),
+            (42, 2, phe),
+            (44, 2, 1),
+            (46, 2, 0),
+            (48, 2, 0),
+            (50, 2, 0),
+        ]
+    };
+    for &(at, width, v) in fields {
+        put(&mut out, at, width, v);
     }
     let ph = out.len();
     out.resize(ph + phentsize, 0);
-    put32(&mut out, ph, PT_INTERP);
-    if wide {
-        put32(&mut out, ph + 4, 4); // p_flags: R
-        put64(&mut out, ph + 8, u64::from(name_at32)); // p_offset
-        put64(&mut out, ph + 32, u64::from(name_len32)); // p_filesz
-        put64(&mut out, ph + 40, u64::from(name_len32)); // p_memsz
-        put64(&mut out, ph + 48, 1); // p_align
+    let fields: &[(usize, usize, u64)] = if wide {
+        // p_type, p_flags (R), p_offset, p_filesz, p_memsz, p_align
+        &[
+            (0, 4, PT_INTERP),
+            (4, 4, 4),
+            (8, 8, name_at),
+            (32, 8, name_len),
+            (40, 8, name_len),
+            (48, 8, 1),
+        ]
     } else {
-        put32(&mut out, ph + 4, name_at32); // p_offset
-        put32(&mut out, ph + 16, name_len32); // p_filesz
-        put32(&mut out, ph + 20, name_len32); // p_memsz
-        put32(&mut out, ph + 24, 4); // p_flags: R
-        put32(&mut out, ph + 28, 1); // p_align
+        // p_type, p_offset, p_filesz, p_memsz, p_flags (R), p_align
+        &[
+            (0, 4, PT_INTERP),
+            (4, 4, name_at),
+            (16, 4, name_len),
+            (20, 4, name_len),
+            (24, 4, 4),
+            (28, 4, 1),
+        ]
+    };
+    for &(at, width, v) in fields {
+        put(&mut out, ph + at, width, v);
     }
     out.extend_from_slice(interp.as_bytes());
     out.push(0);

@@ -11,6 +11,17 @@ fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The `detail` of an arch's entry in `qus status --json`.
+fn detail_of(status: &serde_json::Value, arch: &str) -> String {
+    status["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|e| e["arch"] == arch)
+        .and_then(|e| e["detail"].as_str().map(String::from))
+        .unwrap_or_else(|| panic!("{arch} not in status: {status}"))
+}
+
 fn result_of(report: &serde_json::Value, arch: &str) -> (String, String) {
     let r = report["results"]
         .as_array()
@@ -142,18 +153,19 @@ fn native_is_decided_by_the_kernels_own_loader() {
     // The kernel's own arch needs no question; i386 is asked of the kernel
     // for real (an x86_64 kernel may lack ia32 emulation, or have it off):
     // its loader takes the header; i486 shares i386's answer.
-    let detail = |arch: &str| -> String {
-        s["entries"]
-            .as_array()
-            .expect("entries")
-            .iter()
-            .find(|e| e["arch"] == arch)
-            .and_then(|e| e["detail"].as_str().map(String::from))
-            .unwrap_or_default()
-    };
-    assert_eq!(detail("x86_64"), "the kernel's own arch (x86_64)", "{x}");
-    assert_eq!(detail("i386"), "the kernel loads i386 programs itself");
-    assert_eq!(detail("i486"), "loaded like i386, which runs natively");
+    assert_eq!(
+        detail_of(&s, "x86_64"),
+        "the kernel's own arch (x86_64)",
+        "{x}"
+    );
+    assert_eq!(
+        detail_of(&s, "i386"),
+        "the kernel loads i386 programs itself"
+    );
+    assert_eq!(
+        detail_of(&s, "i486"),
+        "loaded like i386, which runs natively"
+    );
 
     // Pretend the host is an aarch64 machine: its family (arm, aarch64)
     // cannot really run here, the probes prove it, and the emulators get
@@ -198,20 +210,11 @@ fn status_with_memfd_noexec(sb: &Sandbox, level: &str) -> (serde_json::Value, St
 #[test]
 fn native_verdicts_hold_where_memfds_are_not_executable_by_default() {
     let sb = Sandbox::new();
-    let detail = |s: &serde_json::Value, arch: &str| -> String {
-        s["entries"]
-            .as_array()
-            .expect("entries")
-            .iter()
-            .find(|e| e["arch"] == arch)
-            .and_then(|e| e["detail"].as_str().map(String::from))
-            .unwrap_or_default()
-    };
     // 1: memfds are sealed against exec unless created with MFD_EXEC,
     // which qus asks for: the kernel still answers.
     let (s, log) = status_with_memfd_noexec(&sb, "1");
     assert_eq!(
-        detail(&s, "i386"),
+        detail_of(&s, "i386"),
         "the kernel loads i386 programs itself",
         "{log}"
     );
@@ -221,7 +224,7 @@ fn native_verdicts_hold_where_memfds_are_not_executable_by_default() {
     fs::remove_file(sb.state().join("native.json")).expect("native verdict cache");
     let (s, log) = status_with_memfd_noexec(&sb, "2");
     assert_eq!(
-        detail(&s, "i386"),
+        detail_of(&s, "i386"),
         "host x86_64 runs i386 natively (family rule)",
         "{log}"
     );
@@ -258,16 +261,9 @@ fn an_entry_taking_the_loader_question_is_never_run_by_qus_itself() {
         String::from_utf8_lossy(&out.stderr)
     );
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let i386 = s["entries"]
-        .as_array()
-        .expect("entries")
-        .iter()
-        .find(|e| e["arch"] == "i386")
-        .expect("i386")
-        .clone();
     assert_eq!(
-        i386["detail"], "host x86_64 runs i386 natively (family rule)",
-        "{i386}"
+        detail_of(&s, "i386"),
+        "host x86_64 runs i386 natively (family rule)"
     );
     // Not kept: the next run asks again.
     assert!(!sb.state().join("native.json").exists());
