@@ -1,5 +1,5 @@
-//! The one ELF question qus asks of an interpreter: is it statically
-//! linked? Under the `F` flag the kernel opens the interpreter once, at
+//! One look at an interpreter file (its first bytes, read once per pass)
+//! and the one ELF question qus asks of it: is it statically linked? Under the `F` flag the kernel opens the interpreter once, at
 //! registration, but a dynamically linked one still needs its loader
 //! (`/lib/ld-linux-aarch64.so.1`, …) at run time, looked up in the file
 //! system of whatever runs the foreign program: inside a container or

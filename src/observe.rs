@@ -819,13 +819,9 @@ fn breaks_host(
     head: Option<&[u8]>,
     catch_host_programs: bool,
 ) -> Option<String> {
-    let header = |path: &Path| -> Option<Vec<u8>> {
-        let mut buf = vec![0u8; 256];
-        let mut f = std::fs::File::open(path).ok()?;
-        let n = std::io::Read::read(&mut f, &mut buf).ok()?;
-        buf.truncate(n);
-        Some(buf)
-    };
+    // The same look as finding an emulator takes (binfmt_misc matches
+    // within the first 256 bytes; the look holds more).
+    let header = |path: &Path| crate::elf::read_head(path).ok().map(|h| h.bytes);
     let caught = match head {
         Some(h) => matcher.catches(h),
         None => header(interpreter).is_some_and(|h| matcher.catches(&h)),
