@@ -73,6 +73,11 @@ enum Tool {
     QemuBinfmtConf,
     /// The namespace and nsenter cost alone, subtracted from the others.
     Nothing,
+    /// Start-up floors (no registration): the C registrar with nothing to
+    /// write, an empty Rust program built like qus, and `qus --version`.
+    CStart,
+    RustStart,
+    QusStart,
 }
 
 impl Tool {
@@ -84,6 +89,9 @@ impl Tool {
             Tool::UpdateBinfmts => "update-binfmts",
             Tool::QemuBinfmtConf => "qemu-binfmt-conf.sh",
             Tool::Nothing => "(namespace + nsenter only)",
+            Tool::CStart => "minimal C registrar, nothing to write",
+            Tool::RustStart => "empty Rust program (static PIE, like qus)",
+            Tool::QusStart => "`qus --version`",
         }
     }
 }
@@ -95,6 +103,8 @@ struct Peers {
     conf_sh: PathBuf,
     /// The minimal C registrar, built from bench/registrar.c.
     registrar: PathBuf,
+    /// bench/empty.rs, built with qus's static flags.
+    rust_empty: PathBuf,
 }
 
 /// Build the C floor (`cc -O2 -static`), once per run.
@@ -111,6 +121,39 @@ fn build_registrar() -> PathBuf {
     assert!(
         st.success(),
         "cannot build {}: apt-get install gcc libc6-dev",
+        src.display()
+    );
+    out
+}
+
+/// Build bench/empty.rs the way `make` builds qus: static glibc, PIE,
+/// optimised and stripped, for the host's triple.
+fn build_rust_empty() -> PathBuf {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("empty-rust");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/empty.rs");
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let host = Command::new(&rustc).arg("-vV").output().expect("rustc -vV");
+    let host = String::from_utf8_lossy(&host.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .expect("host triple from rustc -vV");
+    let st = Command::new(&rustc)
+        .args([
+            "-C",
+            "opt-level=s",
+            "-C",
+            "strip=symbols",
+            "-C",
+            "target-feature=+crt-static",
+        ])
+        .args(["--target", &host, "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("rustc");
+    assert!(
+        st.success(),
+        "cannot build {}: needs glibc's static libc (apt-get install libc6-dev)",
         src.display()
     );
     out
@@ -202,6 +245,7 @@ fn peers() -> Peers {
         binfmts,
         conf_sh: fetch_qemu_binfmt_conf(),
         registrar: build_registrar(),
+        rust_empty: build_rust_empty(),
     }
 }
 
@@ -265,6 +309,19 @@ fn apply_command(tool: Tool, sb: &Sandbox, p: &Peers) -> Command {
             c
         }
         Tool::Nothing => sb.command("true"),
+        Tool::CStart => {
+            let none = sb.path().join("no-lines");
+            fs::write(&none, "").expect("no-lines");
+            let mut c = sb.command(&p.registrar);
+            c.arg(sb.binfmt().join("register")).arg(none);
+            c
+        }
+        Tool::RustStart => sb.command(&p.rust_empty),
+        Tool::QusStart => {
+            let mut c = sb.command(qus_bin());
+            c.arg("--version");
+            c
+        }
     }
 }
 
@@ -563,7 +620,12 @@ fn cold_apply(s: &Settings, p: &Peers, loaded: bool) -> String {
         Tool::SystemdBinfmt,
         Tool::UpdateBinfmts,
         Tool::QemuBinfmtConf,
+        Tool::CStart,
+        Tool::RustStart,
+        Tool::QusStart,
     ];
+    // The registrars' table; the start-up floors get their own.
+    let registrars = &tools[1..6];
     let mut cold: BTreeMap<Tool, Vec<f64>> = BTreeMap::new();
     let mut again: BTreeMap<Tool, Vec<f64>> = BTreeMap::new();
     let mut count: BTreeMap<Tool, usize> = BTreeMap::new();
@@ -598,7 +660,7 @@ fn cold_apply(s: &Settings, p: &Peers, loaded: bool) -> String {
     // Writes on the re-apply, counted with strace in separate (untimed) runs.
     let mut writes: BTreeMap<Tool, BTreeMap<&'static str, usize>> = BTreeMap::new();
     if !loaded {
-        for &t in &tools[1..] {
+        for &t in registrars {
             let sb = bench_sandbox();
             run_quiet(apply_command(t, &sb, p));
             writes.insert(t, count_writes(t, &sb, p));
@@ -611,7 +673,7 @@ fn cold_apply(s: &Settings, p: &Peers, loaded: bool) -> String {
     };
     let mut out = format!("### {mode}\n\n");
     out.push_str("| tool | entries | cold apply ms, net | whole process ms | per entry µs | qus ÷ tool, per entry | re-apply ms | × qus | writes on re-apply |\n|---|---|---|---|---|---|---|---|---|\n");
-    for &t in &tools[1..] {
+    for &t in registrars {
         let c = adj(&cold[&t], base_cold);
         let a = adj(&again[&t], base_again);
         let mut wtext = match writes.get(&t) {
@@ -656,6 +718,38 @@ fn cold_apply(s: &Settings, p: &Peers, loaded: bool) -> String {
         count[&Tool::CRegistrar],
         raw(Tool::Qus) / raw(Tool::CRegistrar),
         p.binfmt_d.len()
+    ));
+    out.push_str(&start_up_floors(&cold, base_cold, &raw));
+    out
+}
+
+/// What a process costs before it registers anything, next to the whole
+/// runs above: how much of qus's time is start-up (runtime, argument
+/// parsing, a larger binary) and how much is its work.
+fn start_up_floors(
+    cold: &BTreeMap<Tool, Vec<f64>>,
+    base: f64,
+    raw: &dyn Fn(Tool) -> f64,
+) -> String {
+    let mut out = String::from(
+        "Start-up floors (same rounds; nothing registered):\n\n\
+         | process | whole process ms | net ms | ÷ C registrar's whole process |\n|---|---|---|---|\n",
+    );
+    for t in [Tool::CStart, Tool::RustStart, Tool::QusStart] {
+        out.push_str(&format!(
+            "| {} | {:.2} | {:.2} | {:.2} |\n",
+            t.name(),
+            raw(t),
+            stat(cold[&t].clone()).median - base,
+            raw(t) / raw(Tool::CRegistrar)
+        ));
+    }
+    let work = |run: Tool, start: Tool| raw(run) - raw(start);
+    out.push_str(&format!(
+        "\nWork beyond start-up: qus {:.2} ms (`qus register` − `qus --version`), the C \
+         registrar {:.2} ms (32 lines − none).\n\n",
+        work(Tool::Qus, Tool::QusStart),
+        work(Tool::CRegistrar, Tool::CStart)
     ));
     out
 }

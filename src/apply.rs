@@ -23,20 +23,20 @@ pub struct Outcome {
 
 /// Apply `actions` (in the order given: `Plan::actions` orders them) to
 /// `binfmt`, keeping `owned` in step.
-pub fn apply(actions: &[Action], binfmt: &BinfmtMisc, owned: &mut OwnedEntries) -> Outcome {
+pub fn apply(actions: Vec<Action>, binfmt: &BinfmtMisc, owned: &mut OwnedEntries) -> Outcome {
     let mut out = Outcome::default();
     let mut registrar = binfmt.registrar();
     for action in actions {
-        match run(action, binfmt, &mut registrar, owned, &mut out) {
-            Ok(()) => out.done.push(action.clone()),
+        match run(&action, binfmt, &mut registrar, owned, &mut out) {
+            Ok(()) => out.done.push(action),
             Err(e) => {
                 tracing::error!(
-                    entry = action_entry(action),
+                    entry = action_entry(&action),
                     action = "failed",
                     "{}: failed: {e}",
-                    describe(action)
+                    describe(&action)
                 );
-                out.failed.push((action.clone(), e.to_string()));
+                out.failed.push((action, e.to_string()));
             }
         }
     }

@@ -13,10 +13,14 @@ use std::path::Path;
 /// `PT_INTERP`: the program header naming the dynamic loader.
 const PT_INTERP: u32 = 3;
 
-/// How much of a file one look reads: the ELF header, the program headers
-/// of any real emulator, and the bytes binfmt_misc matches magic against
-/// (at most 128) all fit.
+/// How much of a file one look reads: the ELF header and the program
+/// headers of any real emulator fit.
 pub const HEAD_SIZE: usize = 4096;
+
+/// How much of it a [`Head`] keeps: the bytes binfmt_misc matches magic
+/// against. The rest is only needed to find the loader, once; 32 emulators
+/// do not need 128 KiB of heap (page faults are most of a cold start).
+pub const KEPT: usize = crate::binfmt::entry::MAX_MAGIC_END;
 
 /// How an ELF file is linked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +35,7 @@ pub enum Linking {
 /// magic would catch all use the same look: one `open` and one `read`.
 #[derive(Debug, Clone)]
 pub struct Head {
-    /// Up to [`HEAD_SIZE`] bytes from the start of the file.
+    /// Up to [`KEPT`] bytes from the start of the file.
     pub bytes: Vec<u8>,
     /// `None` when it is not an ELF file qus can make sense of.
     pub linking: Option<Linking>,
@@ -50,7 +54,7 @@ impl Head {
 /// Open `path` (symlinks followed) and take one look.
 pub fn read_head(path: &Path) -> std::io::Result<Head> {
     let f = std::fs::File::open(path)?;
-    let mut bytes = vec![0u8; HEAD_SIZE];
+    let mut bytes = [0u8; HEAD_SIZE];
     let mut filled = 0;
     while filled < HEAD_SIZE {
         match (&f).read(&mut bytes[filled..]) {
@@ -60,9 +64,11 @@ pub fn read_head(path: &Path) -> std::io::Result<Head> {
             Err(e) => return Err(e),
         }
     }
-    bytes.truncate(filled);
-    let linking = linking(&f, &bytes);
-    Ok(Head { bytes, linking })
+    let read = &bytes[..filled];
+    Ok(Head {
+        linking: linking(&f, read),
+        bytes: read[..filled.min(KEPT)].to_vec(),
+    })
 }
 
 /// The loader a file asks for (`PT_INTERP`), if it is a dynamically

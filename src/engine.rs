@@ -175,7 +175,7 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
         }
     }
     let mut owned = world.owned.clone();
-    let outcome = apply::apply(&plan.actions(), &system.binfmt, &mut owned);
+    let outcome = apply::apply(plan.actions(), &system.binfmt, &mut owned);
     if outcome.records_changed && records_note.is_none() {
         if let Err(e) = system.state.save(&owned) {
             tracing::warn!("cannot save ownership records: {e}; the kernel's view still holds");

@@ -48,18 +48,32 @@ pub enum Verdict {
 /// for this process take a program starting with these bytes?
 pub type EntriesTake<'a> = &'a dyn Fn(&[u8]) -> bool;
 
+/// Where the question may be asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asking {
+    /// Only by qus itself: `None` when it would take a child.
+    HereOnly,
+    /// By qus itself when that is safe, else in a child.
+    HereOrChild,
+}
+
 /// Ask the kernel about the probe's arch. `entries_take`: whether an
 /// enabled entry of the binfmt_misc instance the kernel consults for this
 /// process would take a program starting with these bytes; `None` when
 /// that instance could not be listed (then the exec runs in a child).
-pub fn check(probe: &Probe, entries_take: Option<EntriesTake>) -> Verdict {
-    match check_inner(probe, entries_take) {
+/// `None` only for [`Asking::HereOnly`] when a child would be needed.
+pub fn check(probe: &Probe, entries_take: Option<EntriesTake>, asking: Asking) -> Option<Verdict> {
+    match check_inner(probe, entries_take, asking) {
         Ok(v) => v,
-        Err(e) => Verdict::Unknown(e.to_string()),
+        Err(e) => Some(Verdict::Unknown(e.to_string())),
     }
 }
 
-fn check_inner(probe: &Probe, entries_take: Option<EntriesTake>) -> std::io::Result<Verdict> {
+fn check_inner(
+    probe: &Probe,
+    entries_take: Option<EntriesTake>,
+    asking: Asking,
+) -> std::io::Result<Option<Verdict>> {
     use crate::probe::{exec_memfd, memfd};
     use rustix::fs::MemfdFlags;
     use std::os::fd::AsRawFd;
@@ -69,15 +83,19 @@ fn check_inner(probe: &Probe, entries_take: Option<EntriesTake>) -> std::io::Res
     interp.write_all(&[b'#'; 128])?;
     let interp_path = format!("/proc/self/fd/{}", interp.as_raw_fd());
     let Some(header) = header_with_interp(probe.program, &interp_path) else {
-        return Ok(Verdict::Unknown(format!(
+        return Ok(Some(Verdict::Unknown(format!(
             "the {} probe is not an ELF file qus can read",
             probe.arch
-        )));
+        ))));
     };
+    let here = entries_take.is_some_and(|takes| !takes(&header));
+    if !here && asking == Asking::HereOnly {
+        return Ok(None);
+    }
     let mut program = exec_memfd(&format!("qus-loads-{}", probe.arch), MemfdFlags::CLOEXEC)?;
     program.write_all(&header)?;
-    if entries_take.is_some_and(|takes| !takes(&header)) {
-        return Ok(exec_here(&program, probe));
+    if here {
+        return Ok(Some(exec_here(&program, probe)));
     }
     // Where a catching interpreter's output would go (not qus's stdout).
     let sink = memfd("qus-loads-output")?;
@@ -96,7 +114,7 @@ fn check_inner(probe: &Probe, entries_take: Option<EntriesTake>) -> std::io::Res
     drop(program);
     let errno =
         |e: &std::io::Error, n: rustix::io::Errno| e.raw_os_error() == Some(n.raw_os_error());
-    Ok(match spawned {
+    Ok(Some(match spawned {
         Err(e) if errno(&e, rustix::io::Errno::LIBBAD) => Verdict::Loads,
         Err(e) if errno(&e, rustix::io::Errno::NOEXEC) => Verdict::Refuses,
         Err(e) => Verdict::Unknown(format!("exec failed: {e}")),
@@ -107,7 +125,7 @@ fn check_inner(probe: &Probe, entries_take: Option<EntriesTake>) -> std::io::Res
             let _ = child.wait();
             Verdict::Caught
         }
-    })
+    }))
 }
 
 /// The exec, made by this process: it cannot succeed (see the module
@@ -316,16 +334,23 @@ mod tests {
         // Asked in a child, and in this process (the host's binfmt_misc
         // is empty where the tests run, and no QEMU-style entry takes the
         // marked header anyway).
-        assert_eq!(check(probe(native), None), Verdict::Loads);
+        let child = Asking::HereOrChild;
+        assert_eq!(check(probe(native), None, child), Some(Verdict::Loads));
         assert_eq!(
-            check(probe(native), Some(&|_: &[u8]| false)),
-            Verdict::Loads
+            check(probe(native), Some(&|_: &[u8]| false), Asking::HereOnly),
+            Some(Verdict::Loads)
         );
+        // Where an entry would take the header, only a child may ask.
+        assert_eq!(
+            check(probe(native), Some(&|_: &[u8]| true), Asking::HereOnly),
+            None
+        );
+        assert_eq!(check(probe(native), None, Asking::HereOnly), None);
         // A foreign arch, in a child: refused, unless an entry on this
         // machine takes it (then the check must say so, not guess).
-        let foreign_verdict = check(probe(foreign), None);
+        let foreign_verdict = check(probe(foreign), None, child);
         assert!(
-            matches!(foreign_verdict, Verdict::Refuses | Verdict::Caught),
+            matches!(foreign_verdict, Some(Verdict::Refuses | Verdict::Caught)),
             "{foreign_verdict:?}"
         );
     }

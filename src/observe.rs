@@ -304,8 +304,12 @@ struct Deciding {
     /// Arches whose verdict waits for a running probe.
     undecided: Vec<&'static str>,
     running: Vec<(&'static Arch, Result<probe::Running, probe::RunResult>)>,
-    /// The state-dir cache key to keep the verdicts under, once decided.
+    /// The state-dir cache key to keep the verdicts under, once decided
+    /// (only verdicts that took a child or a probe are worth keeping).
     cache_key: Option<String>,
+    /// Decided in this pass (not taken from the cache): to be completed
+    /// and logged.
+    fresh: bool,
 }
 
 impl Deciding {
@@ -316,12 +320,13 @@ impl Deciding {
             undecided: vec![],
             running: vec![],
             cache_key: None,
+            fresh: false,
         }
     }
 
     /// Wait for the probes, decide the rest, keep the verdicts.
     fn finish(mut self, system: &System) -> (NativeVerdicts, bool) {
-        if self.cache_key.is_none() {
+        if !self.fresh {
             return (self.verdicts, self.provisional);
         }
         for (a, running) in std::mem::take(&mut self.running) {
@@ -377,22 +382,32 @@ impl Deciding {
     }
 }
 
-/// Native verdicts hold for one boot of one kernel, so they are cached in
-/// the state dir under the boot id and the host's machine name; except
-/// when another tool's entry kept a probe from telling (then the family
-/// rule decided, for now only).
+/// Native verdicts, cheapest first. Where qus can ask the kernel itself
+/// (the usual case: tens of µs) that is cheaper than reading a cache, so
+/// nothing is read or kept. Verdicts that take a child or a probe hold for
+/// one boot of one kernel, so they are cached in the state dir under the
+/// boot id and the host's machine name; except when another tool's entry
+/// kept a probe from telling (then the family rule decided, for now only).
 fn native_start(
     system: &System,
     kernel: &KernelEntries,
     owned: &OwnedEntries,
     binfmt: BinfmtView,
 ) -> Deciding {
+    use crate::loader_check::Asking;
+    if let Some(here) = native_verdicts(&system.host, kernel, owned, binfmt, Asking::HereOnly) {
+        return here;
+    }
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let key = format!("{} {}", boot_id.trim(), system.host.machine);
     if let Some(cached) = system.state.load_native(&key) {
         return Deciding::known(cached);
     }
-    let mut deciding = native_verdicts(&system.host, kernel, owned, binfmt);
+    let Some(mut deciding) =
+        native_verdicts(&system.host, kernel, owned, binfmt, Asking::HereOrChild)
+    else {
+        unreachable!("asking in a child always decides or starts a probe")
+    };
     deciding.cache_key = Some(key);
     deciding
 }
@@ -419,13 +434,17 @@ const NATIVE_SAME_AS: &[(&str, &str)] = &[("i486", "i386")];
 /// Cheap first: the kernel's own arch is native by definition (no probe),
 /// arches loaded alike share one run, and the probes that must run are
 /// only started here (each a fork + exec of a tiny program): they run
-/// while the caller looks for emulators.
+/// while the caller looks for emulators. With [`Asking::HereOnly`]: `None`
+/// as soon as an arch would need a child or a probe.
+///
+/// [`Asking::HereOnly`]: crate::loader_check::Asking::HereOnly
 fn native_verdicts(
     host: &Host,
     kernel: &KernelEntries,
     owned: &OwnedEntries,
     binfmt: BinfmtView,
-) -> Deciding {
+    asking: crate::loader_check::Asking,
+) -> Option<Deciding> {
     let binfmt_live = binfmt.live;
     // Would an entry take a program starting with these bytes? Only
     // answerable from a listing the kernel really consults.
@@ -439,7 +458,10 @@ fn native_verdicts(
     let kernel_machine = arch::kernel_machine();
     let real_family = arch::host_family(&kernel_machine);
     let own_arch = arch::find(&kernel_machine).map(|a| a.name);
-    let mut deciding = Deciding::known(NativeVerdicts::new());
+    let mut deciding = Deciding {
+        fresh: true,
+        ..Deciding::known(NativeVerdicts::new())
+    };
     let relevant = arch::ARCHES
         .iter()
         .filter(|a| a.family == host.family || a.family == real_family);
@@ -476,7 +498,7 @@ fn native_verdicts(
                 deciding.provisional = true;
                 deciding.verdicts.insert(a.name.to_string(), family_rule);
             }
-            None => match crate::loader_check::check(p, entries_take) {
+            None => match crate::loader_check::check(p, entries_take, asking)? {
                 crate::loader_check::Verdict::Loads => {
                     deciding.verdicts.insert(
                         a.name.to_string(),
@@ -496,6 +518,11 @@ fn native_verdicts(
                     deciding.provisional = true;
                     deciding.verdicts.insert(a.name.to_string(), family_rule);
                 }
+                crate::loader_check::Verdict::Unknown(_)
+                    if asking == crate::loader_check::Asking::HereOnly =>
+                {
+                    return None;
+                }
                 crate::loader_check::Verdict::Unknown(why) => {
                     tracing::debug!(
                         "cannot ask the kernel about {}: {why}; running its probe",
@@ -510,7 +537,7 @@ fn native_verdicts(
             },
         }
     }
-    deciding
+    Some(deciding)
 }
 
 /// The `qemu-binfmt-conf.sh` rule: the host's family is native.

@@ -218,10 +218,10 @@ fn native_verdicts_hold_where_memfds_are_not_executable_by_default() {
         "the kernel loads i386 programs itself",
         "{log}"
     );
+    // Asked by qus itself, which is cheaper than a cache: none is kept.
+    assert!(!sb.state().join("native.json").exists());
     // 2: no memfd may be executed at all; neither the question nor the
-    // probe can run, so the family rule decides, and qus says why. (The
-    // verdicts of this boot are cached: forget them first.)
-    fs::remove_file(sb.state().join("native.json")).expect("native verdict cache");
+    // probe can run, so the family rule decides, and qus says why.
     let (s, log) = status_with_memfd_noexec(&sb, "2");
     assert_eq!(
         detail_of(&s, "i386"),
@@ -232,6 +232,16 @@ fn native_verdicts_hold_where_memfds_are_not_executable_by_default() {
         log.contains("the i386 probe failed natively") && log.contains("Permission denied"),
         "{log}"
     );
+    // A verdict that took a probe holds for the boot: kept, and the next
+    // run takes it from there (no probe, so no such warning).
+    assert!(sb.state().join("native.json").exists());
+    let (s, log) = status_with_memfd_noexec(&sb, "2");
+    assert_eq!(
+        detail_of(&s, "i386"),
+        "host x86_64 runs i386 natively (family rule)",
+        "{log}"
+    );
+    assert!(!log.contains("the i386 probe failed natively"), "{log}");
 }
 
 #[test]
@@ -253,7 +263,9 @@ fn an_entry_taking_the_loader_question_is_never_run_by_qus_itself() {
     );
     sb.qus_ok(&["register"]);
     assert_eq!(sb.entries(), ["takes-the-question"]);
-    fs::remove_file(sb.state().join("native.json")).expect("native verdict cache");
+    // The first run asked in-process (the entry was not there yet): nothing
+    // cached, so the next run asks again, with the entry in place.
+    assert!(!sb.state().join("native.json").exists());
     let out = sb.qus(&["--log-level", "debug", "status", "--json"]);
     assert!(
         out.status.success(),

@@ -162,6 +162,12 @@ impl EntrySpec {
     /// Check everything the kernel would check (and a bit more) so that
     /// nothing invalid ever reaches `register`.
     pub fn validate(&self, name: &str) -> Result<(), Invalid> {
+        self.checked_register_line(name).map(drop)
+    }
+
+    /// [`validate`](Self::validate), and the register line it checked:
+    /// what a registration writes, built once.
+    pub fn checked_register_line(&self, name: &str) -> Result<String, Invalid> {
         validate_name(name)?;
         validate_interpreter(&self.interpreter)?;
         match &self.matcher {
@@ -213,7 +219,7 @@ impl EntrySpec {
                 line.len()
             ));
         }
-        Ok(())
+        Ok(line)
     }
 
     /// The string written to `register`: `:name:type:offset:magic:mask:interpreter:flags`.

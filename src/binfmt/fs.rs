@@ -219,14 +219,15 @@ pub struct Registrar<'a> {
 impl Registrar<'_> {
     /// Register a new entry. Fails with EEXIST if the name is taken.
     pub fn register(&mut self, name: &str, spec: &EntrySpec) -> io::Result<()> {
-        spec.validate(name)
+        let line = spec
+            .checked_register_line(name)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let path = self.binfmt.root.join("register");
         let file = match &mut self.file {
             Some(f) => f,
             slot => slot.insert(OpenOptions::new().write(true).open(&path)?),
         };
-        write_all_once(file, &path, &spec.register_line(name))
+        write_all_once(file, &path, &line)
     }
 }
 
