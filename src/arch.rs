@@ -240,7 +240,7 @@ pub fn kernel_machine() -> String {
     // on an x86_64 host: QEMU answers uname() with "aarch64", but the
     // kernel still runs x86_64 programs natively, and qus must leave them
     // alone). uname() is the fallback on kernels without it.
-    std::fs::read_to_string("/proc/sys/kernel/arch")
+    crate::fsutil::read_generated(std::path::Path::new("/proc/sys/kernel/arch"))
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())

@@ -1,10 +1,32 @@
 //! Writing files so that a crash, a concurrent reader or a planted
-//! symlink never sees or causes a half-written or misdirected file.
+//! symlink never sees or causes a half-written or misdirected file; and
+//! reading the small files the kernel generates without the size dance.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+
+/// Read a small file the kernel generates (procfs, binfmt_misc). They
+/// report size 0, so `fs::read_to_string` asks for the size, then reads
+/// 32 bytes at a time and grows: seven system calls for a binfmt_misc
+/// entry. One buffer that fits any of them takes it in one read (and one
+/// more that finds the end), which counts when qusd reads every entry on
+/// every pass.
+pub fn read_generated(path: &Path) -> io::Result<String> {
+    let mut file = fs::File::open(path)?;
+    let mut chunk = [0u8; 4096];
+    let mut bytes = Vec::new();
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
 
 /// Write `bytes` to `dir/name` atomically: into a new temporary file in
 /// the same directory (created exclusively, never through a symlink, with

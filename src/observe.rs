@@ -158,7 +158,7 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
     }
     let live = mounted && enabled == Some(true);
     let handlers = handlers(&kernel, &match_order, live);
-    let distro = distro_entries(&kernel);
+    let distro = distro_entries(&kernel, &owned, &wanted);
     let restorable = owned
         .iter()
         .filter(|(_, o)| o.replaced.as_ref().is_some_and(|r| r.interpreter.exists()))
@@ -221,7 +221,14 @@ const DISTRO_BINFMT_D: &[&str] = &["/usr/lib/binfmt.d", "/lib/binfmt.d"];
 /// Kernel entries the distribution registered: the interpreter is one of
 /// its QEMU wrappers, or a binfmt.d file it ships registers exactly this
 /// name with this interpreter (as `systemd-binfmt` does at boot).
-fn distro_entries(kernel: &KernelEntries) -> std::collections::BTreeSet<String> {
+///
+/// Only asked for the names `takeover = "distro"` could be about: entries
+/// qus wants to register that are not what qus registered there itself.
+fn distro_entries(
+    kernel: &KernelEntries,
+    owned: &OwnedEntries,
+    wanted: &Wanted,
+) -> std::collections::BTreeSet<String> {
     let by_dir = |e: &crate::binfmt::KernelEntry| {
         let path = e.spec.interpreter.to_string_lossy();
         DISTRO_INTERPRETER_DIRS.iter().any(|d| path.starts_with(d))
@@ -231,13 +238,33 @@ fn distro_entries(kernel: &KernelEntries) -> std::collections::BTreeSet<String> 
         .filter(|(_, e)| by_dir(e))
         .map(|(name, _)| name.clone())
         .collect();
-    // The binfmt.d files only matter for the other entries: none at all on
-    // a cold start, where reading them cost more than registering.
-    if distro.len() == kernel.len() {
+    let ours_unchanged = |name: &str, e: &crate::binfmt::KernelEntry| {
+        owned.get(name).is_some_and(|o| o.spec.equivalent(&e.spec))
+    };
+    let in_question = |name: &String, e: &crate::binfmt::KernelEntry| {
+        !distro.contains(name)
+            && !ours_unchanged(name, e)
+            && wanted
+                .items
+                .iter()
+                .any(|w| w.name == *name && w.want.is_ok())
+    };
+    // The binfmt.d files only matter for those: none at all on a cold
+    // start or a re-run, where reading them cost more than registering.
+    if !kernel.iter().any(|(name, e)| in_question(name, e)) {
         return distro;
     }
     let mut shipped: std::collections::BTreeMap<String, PathBuf> = Default::default();
+    let mut seen = Vec::new();
     for dir in DISTRO_BINFMT_D {
+        // `/lib` is a link to `/usr/lib` on merged-/usr systems: one read.
+        let Ok(meta) = std::fs::metadata(dir) else {
+            continue;
+        };
+        if seen.contains(&(meta.dev(), meta.ino())) {
+            continue;
+        }
+        seen.push((meta.dev(), meta.ino()));
         let Ok(files) = std::fs::read_dir(dir) else {
             continue;
         };
@@ -398,7 +425,8 @@ fn native_start(
     if let Some(here) = native_verdicts(&system.host, kernel, owned, binfmt, Asking::HereOnly) {
         return here;
     }
-    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let boot_id = crate::fsutil::read_generated(Path::new("/proc/sys/kernel/random/boot_id"))
+        .unwrap_or_default();
     let key = format!("{} {}", boot_id.trim(), system.host.machine);
     if let Some(cached) = system.state.load_native(&key) {
         return Deciding::known(cached);

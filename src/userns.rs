@@ -87,7 +87,7 @@ pub fn here() -> &'static Place {
     static PLACE: OnceLock<Place> = OnceLock::new();
     PLACE.get_or_init(|| {
         let euid = rustix::process::geteuid().as_raw();
-        let uid_map = std::fs::read_to_string("/proc/self/uid_map")
+        let uid_map = crate::fsutil::read_generated(std::path::Path::new("/proc/self/uid_map"))
             .map(|t| parse_id_map(&t))
             .unwrap_or_default();
         place_from(euid, uid_map)

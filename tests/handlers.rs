@@ -253,3 +253,76 @@ fn which_names_the_entry_the_kernel_uses() {
         String::from_utf8_lossy(&native.stdout)
     );
 }
+
+/// A binfmt.d file the distribution ships whose interpreter is not one of
+/// its QEMU wrappers (Debian's python3.11 or llvm entries): the register
+/// line, and the magic in the form a qus drop-in takes it.
+fn shipped_non_qemu_line() -> (String, String) {
+    let dir = std::path::Path::new("/usr/lib/binfmt.d");
+    let mut lines: Vec<String> = fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|f| fs::read_to_string(f.path()).ok())
+                .flat_map(|t| t.lines().map(str::to_string).collect::<Vec<_>>())
+                .collect()
+        })
+        .unwrap_or_default();
+    lines.sort();
+    let line = lines
+        .into_iter()
+        .find(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            f.len() >= 8
+                && f[2] == "M"
+                && f[3].is_empty()
+                && f[5].is_empty()
+                && !f[6].starts_with("/usr/libexec/qemu-binfmt/")
+        })
+        .expect(
+            "this test needs a binfmt.d file in /usr/lib/binfmt.d that is not QEMU's \
+             (Debian's python3.11 ships one): apt-get install -y python3",
+        );
+    let magic = line.split(':').nth(4).expect("magic").replace('\\', "\\\\");
+    (line, magic)
+}
+
+/// `takeover = "distro"` (the default) takes over a same-named entry that
+/// a distribution's binfmt.d file registers exactly, and leaves one that
+/// no shipped file accounts for; a re-run changes nothing.
+#[test]
+fn entries_from_the_distributions_binfmt_d_files_are_taken_over_others_are_not() {
+    let (line, magic) = shipped_non_qemu_line();
+    let name = line.split(':').nth(1).expect("name").to_string();
+    let sb = Sandbox::new();
+    sb.search_bin(&format!(
+        "[entry.\"{name}\"]\nmagic = \"{magic}\"\ninterpreter = \"/usr/bin/sleep\"\n"
+    ));
+    // The distribution's entry, exactly as its file registers it: taken.
+    sb.register_raw(&line);
+    let out = sb.qus(&["register"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let entry = sb.entry(&name).expect("entry");
+    assert!(entry.contains("interpreter /usr/bin/sleep"), "{entry}");
+    let again = sb.qus(&["register"]);
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains(" 0 writes"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    // The same name from a tool no shipped file accounts for: left alone.
+    let sb = Sandbox::new();
+    sb.search_bin(&format!(
+        "[entry.\"{name}\"]\nmagic = \"{magic}\"\ninterpreter = \"/usr/bin/sleep\"\n"
+    ));
+    let mut fields: Vec<&str> = line.split(':').collect();
+    fields[6] = "/bin/true";
+    sb.register_raw(&fields.join(":"));
+    let out = sb.qus(&["register"]);
+    assert!(
+        stderr(&out).contains(&format!("conflict {name}")),
+        "{}",
+        stderr(&out)
+    );
+    let entry = sb.entry(&name).expect("entry");
+    assert!(entry.contains("interpreter /bin/true"), "{entry}");
+}

@@ -132,7 +132,7 @@ impl BinfmtMisc {
 
     /// The global switch (`status` reads `enabled` or `disabled`).
     pub fn enabled(&self) -> io::Result<bool> {
-        let text = fs::read_to_string(self.root.join("status"))?;
+        let text = crate::fsutil::read_generated(&self.root.join("status"))?;
         Ok(text.trim() == "enabled")
     }
 
@@ -159,7 +159,7 @@ impl BinfmtMisc {
             if name == "register" || name == "status" {
                 continue;
             }
-            match fs::read_to_string(dirent.path()) {
+            match crate::fsutil::read_generated(&dirent.path()) {
                 Ok(text) => match parse_entry_file(&text) {
                     Ok(entry) => {
                         listing.order.push(name.clone());
