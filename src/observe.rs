@@ -241,13 +241,14 @@ fn distro_entries(
     let ours_unchanged = |name: &str, e: &crate::binfmt::KernelEntry| {
         owned.get(name).is_some_and(|o| o.spec.equivalent(&e.spec))
     };
+    let to_register: std::collections::BTreeSet<&str> = wanted
+        .items
+        .iter()
+        .filter(|w| w.want.is_ok())
+        .map(|w| w.name.as_str())
+        .collect();
     let in_question = |name: &String, e: &crate::binfmt::KernelEntry| {
-        !distro.contains(name)
-            && !ours_unchanged(name, e)
-            && wanted
-                .items
-                .iter()
-                .any(|w| w.name == *name && w.want.is_ok())
+        !distro.contains(name) && !ours_unchanged(name, e) && to_register.contains(name.as_str())
     };
     // The binfmt.d files only matter for those: none at all on a cold
     // start or a re-run, where reading them cost more than registering.
