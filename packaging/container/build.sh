@@ -24,6 +24,13 @@ storage=${BUILDAH_STORAGE_DRIVER:-vfs}
 b() { buildah --storage-driver "$storage" "$@"; }
 die() { echo "build.sh: $*" >&2; exit 1; }
 
+# Scratch directories (build contexts, unpacked packages) live under one
+# directory that goes on any exit, failed builds included: a context holds
+# ~150 MB of emulators. (Made here, in the main shell: the functions below
+# run in $(…) subshells, whose own traps and variables do not come back.)
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+
 # docker-arch  variant  rust-target                     cross-gcc                   debian-arch  qemu-name
 table="amd64   -   x86_64-unknown-linux-gnu        x86_64-linux-gnu-gcc        amd64    x86_64
 arm64   v8  aarch64-unknown-linux-gnu       aarch64-linux-gnu-gcc       arm64    aarch64
@@ -78,7 +85,7 @@ emulators_for() {
         pkg=$(ls "$cache"/qemu-user-static_*_"$deb".deb | head -1)
     fi
     local x
-    x=$(mktemp -d)
+    x=$(mktemp -d -p "$scratch")
     dpkg-deb -x "$pkg" "$x"
     ls "$x"/usr/bin/qemu-*-static >/dev/null 2>&1 || die "$pkg holds no qemu-*-static"
     cp "$x"/usr/bin/qemu-*-static "$dest/"
@@ -108,7 +115,7 @@ build_one() {
     env "${env_linker[@]}" RUSTFLAGS="-C target-feature=+crt-static" \
         cargo build --release --locked --target "$target" >&2
     local ctx
-    ctx=$(mktemp -d)
+    ctx=$(mktemp -d -p "$scratch")
     cp packaging/container/Containerfile "$ctx/"
     cp "target/$target/release/qus" "target/$target/release/qusd" "$ctx/"
     mkdir "$ctx/emulators"
@@ -118,8 +125,18 @@ build_one() {
     rm -f "$ctx/emulators/qemu-$qemu-static"
     local vflag=()
     [ "$variant" != - ] && vflag=(--variant "$variant")
+    # Rebuilding a tag leaves its previous image untagged (~350 MB each
+    # with vfs): remove it once the new one is in place, unless something
+    # else still uses it (then rmi refuses and it stays).
+    local old
+    old=$(b images -q --no-trunc "$image" 2>/dev/null | head -1 || true)
     b bud --layers=false --arch "$arch" "${vflag[@]}" \
         -f "$ctx/Containerfile" -t "$image" "$ctx" >&2
+    local new
+    new=$(b images -q --no-trunc "$image" 2>/dev/null | head -1 || true)
+    if [ -n "$old" ] && [ "$old" != "$new" ]; then
+        b rmi "$old" >/dev/null 2>&1 || true
+    fi
     rm -rf "$ctx"
     echo "$qv"
 }

@@ -184,8 +184,30 @@ step "Kubernetes manifests"
 kubernetes-validate --strict packaging/kubernetes/qus.yaml || bad "kubernetes-validate"
 
 step "Container image"
+untagged() { buildah --storage-driver vfs images -q --filter dangling=true | wc -l; }
+untagged_before=$(untagged)
+since=$(mktemp) # build contexts made after this are checked to be gone
 packaging/container/build.sh localhost/qus:ci
 tests/container/check.sh localhost/qus:ci || bad "container check"
+# Rebuilding a tag must not leave the old image behind, untagged: CI and
+# developers rebuild the same tags over and over, ~350 MB each time.
+first=$(buildah --storage-driver vfs images -q --no-trunc localhost/qus:ci | head -1)
+packaging/container/build.sh localhost/qus:ci >/dev/null
+second=$(buildah --storage-driver vfs images -q --no-trunc localhost/qus:ci | head -1)
+if [ -n "$first" ] && [ "$first" != "$second" ] &&
+    ! buildah --storage-driver vfs inspect --type image "$first" >/dev/null 2>&1 &&
+    [ "$(untagged)" -le "$untagged_before" ]; then
+    echo "ok   rebuilding localhost/qus:ci removes the image it replaces (untagged images: $(untagged))"
+else bad "rebuild: old image ${first:0:12} -> ${second:0:12}; untagged images $untagged_before -> $(untagged)"; fi
+# A build that fails once its context is made (here: buildah refuses the
+# storage driver) must still remove that context and its emulators.
+if BUILDAH_STORAGE_DRIVER=no-such-driver packaging/container/build.sh localhost/qus:never >/dev/null 2>&1; then
+    bad "build.sh succeeded with a storage driver that does not exist"
+fi
+scratch_left=$(find "${TMPDIR:-/tmp}" -maxdepth 3 -name Containerfile -newer "$since" 2>/dev/null)
+[ -z "$scratch_left" ] && echo "ok   build.sh leaves no build context behind, also when the build fails" ||
+    bad "build contexts left: $scratch_left"
+rm -f "$since"
 
 step "Multi-arch images: every host arch, one manifest list"
 if out=$(packaging/container/build.sh --arch arm64,sparc 2>&1); then bad "build.sh accepted an unknown arch"
