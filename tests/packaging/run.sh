@@ -16,8 +16,13 @@ bad() { echo "FAIL $*"; fail=1; }
 
 step "make all + make install DESTDIR"
 make all
+# Everything temporary, this script's and that of the scripts it runs
+# (build contexts, state directories), goes in one directory removed at
+# exit: CI runs this over and over on the same machine.
+TMPDIR=$(mktemp -d)
+export TMPDIR
+trap 'rm -rf "$TMPDIR"' EXIT
 stage=$(mktemp -d)
-trap 'rm -rf "$stage"' EXIT
 make install DESTDIR="$stage" PREFIX=/usr >/dev/null
 expected="/etc/qus.d/50-example.toml
 /usr/bin/qus
@@ -204,10 +209,9 @@ else bad "rebuild: old image ${first:0:12} -> ${second:0:12}; untagged images $u
 if BUILDAH_STORAGE_DRIVER=no-such-driver packaging/container/build.sh localhost/qus:never >/dev/null 2>&1; then
     bad "build.sh succeeded with a storage driver that does not exist"
 fi
-scratch_left=$(find "${TMPDIR:-/tmp}" -maxdepth 3 -name Containerfile -newer "$since" 2>/dev/null)
+scratch_left=$(find "$TMPDIR" -maxdepth 3 -name Containerfile -newer "$since" 2>/dev/null)
 [ -z "$scratch_left" ] && echo "ok   build.sh leaves no build context behind, also when the build fails" ||
     bad "build contexts left: $scratch_left"
-rm -f "$since"
 
 step "Multi-arch images: every host arch, one manifest list"
 if out=$(packaging/container/build.sh --arch arm64,sparc 2>&1); then bad "build.sh accepted an unknown arch"
