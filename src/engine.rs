@@ -275,13 +275,3 @@ fn switch_on(system: &System) -> Result<()> {
     tracing::info!("binfmt_misc was disabled globally; enabled it (binfmt.enable = true)");
     Ok(())
 }
-
-/// Do both hold the same entries, compared the way the kernel shows them
-/// (masked magic, C as OC)?
-pub fn same_kernel(a: &KernelEntries, b: &KernelEntries) -> bool {
-    a.len() == b.len()
-        && a.iter().all(|(name, e)| {
-            b.get(name)
-                .is_some_and(|f| f.enabled == e.enabled && f.spec.equivalent(&e.spec))
-        })
-}

@@ -18,6 +18,7 @@
 
 mod notify;
 mod pass;
+mod rules;
 mod watch;
 
 use std::ffi::OsString;
@@ -37,7 +38,8 @@ use crate::model::NativeVerdicts;
 use crate::observe::{self, System};
 use crate::setup::{print_error, CommonArgs};
 use crate::state::DaemonStatus;
-use pass::{Job, Outcome};
+use pass::{Ended, Job};
+use rules::{RepairCounter, Settle};
 use watch::{Targets, Trigger, WatchSet};
 
 #[derive(Debug, Parser)]
@@ -55,15 +57,6 @@ pub struct DaemonArgs {
 
 /// An emulator file with no write for this long counts as complete.
 const WRITE_QUIET: Duration = Duration::from_secs(5);
-
-/// After this many identical repairs of one entry in a row, each within
-/// [`FIGHT_WINDOW`] of the one before, someone else keeps undoing them
-/// (another registrar, a second qusd with another configuration): qusd
-/// stops touching that entry instead of fighting. Repairs further apart
-/// (an administrator restarting systemd-binfmt now and then) are not a
-/// fight and never count up.
-const GIVE_UP_AFTER: u32 = 5;
-const FIGHT_WINDOW: Duration = Duration::from_secs(5);
 
 /// Entry point of the `qusd` binary.
 pub fn main() -> ExitCode {
@@ -112,16 +105,13 @@ struct Daemon {
     status: String,
     /// Native verdicts from the first pass: the host does not change.
     native: Option<NativeVerdicts>,
-    /// Per entry: the last repair and how many times in a row it was made.
-    repeats: std::collections::BTreeMap<String, (String, u32, Instant)>,
+    /// The fight breaker: repairs in a row, and the entries given up on.
+    repairs: RepairCounter,
     /// Other tools' entries as the last pass left them, and whether qus
     /// owned any then (for the flush guard).
     others_last: (KernelEntries, bool),
     /// How long to wait before retrying after failed passes in a row.
     backoff: Option<Duration>,
-    /// Entries qusd stopped repairing (until the configuration changes or
-    /// SIGHUP), with why.
-    given_up: std::collections::BTreeMap<String, String>,
     /// Held for qusd's whole life: one qusd per state dir.
     _instance: Option<std::fs::File>,
 }
@@ -133,68 +123,8 @@ struct Signals {
     int: Signal,
 }
 
-/// How long a burst of complete-file or config events must be quiet
-/// before a pass: long enough to collapse `dpkg` unpacking 35 emulators or
-/// an editor's write + rename into few passes, short enough that one
-/// emulator appearing is live within milliseconds.
-const QUIET: Duration = Duration::from_millis(3);
-
-/// Why the loop wakes up.
-#[derive(Debug, Default)]
-struct Pending {
-    trigger: Trigger,
-    /// When the first event of this batch arrived (the batch waits at most
-    /// `daemon.debounce_ms` after it, however many events follow).
-    since: Option<Instant>,
-    /// When to act, if anything is pending.
-    deadline: Option<Instant>,
-    /// A SIGHUP arrived while a pass ran.
-    reload: bool,
-}
-
-impl Pending {
-    /// Event-aware settling. binfmt_misc events (an entry removed or
-    /// disabled, possibly qusd's own echo) act at once: a repair is
-    /// urgent and an echo costs nothing. File and config events count only
-    /// once a file is complete (the watch set holds back files still open
-    /// for writing) and then wait for a short quiet window, so a burst
-    /// becomes one pass; `max_wait` (`daemon.debounce_ms`) bounds how long
-    /// a stream of events can postpone it.
-    fn add(&mut self, t: Trigger, max_wait: Duration) {
-        let now = Instant::now();
-        let urgent = t.kernel && !(t.files || t.config || t.rearm || t.overflow);
-        self.trigger.merge(t);
-        let since = *self.since.get_or_insert(now);
-        let quiet = if urgent {
-            Duration::ZERO
-        } else {
-            QUIET.min(max_wait)
-        };
-        let at = (now + quiet).min(since + max_wait);
-        self.deadline = Some(match self.deadline {
-            // An earlier deadline set by an urgent event stays.
-            Some(d) if d <= now => d,
-            _ => at,
-        });
-    }
-
-    /// Run a pass again after `delay` (a failed pass, e.g. the lock held
-    /// by a long `qus` run), unless events bring one sooner.
-    fn retry(&mut self, delay: Duration) {
-        self.trigger.merge(Trigger {
-            files: true,
-            ..Trigger::default()
-        });
-        let at = Instant::now() + delay;
-        self.deadline = Some(self.deadline.map_or(at, |d| d.min(at)));
-    }
-
-    fn take(&mut self) -> Trigger {
-        self.since = None;
-        self.deadline = None;
-        std::mem::take(&mut self.trigger)
-    }
-}
+/// The pass running now, if any, and what to tell systemd when it ends.
+type Running = Option<(oneshot::Receiver<Ended>, Announce)>;
 
 async fn run(common: CommonArgs) -> Result<()> {
     // Handlers first: a SIGHUP that arrives right after READY=1 (systemd's
@@ -204,34 +134,11 @@ async fn run(common: CommonArgs) -> Result<()> {
         term: signal(SignalKind::terminate()).context("SIGTERM handler")?,
         int: signal(SignalKind::interrupt()).context("SIGINT handler")?,
     };
-    // Bad configuration at start: exit 1 with file:line (systemd shows it).
-    let config = common.load_config()?;
-    let system = common.system_with(config);
-    // Not allowed to change anything here: exit at once, saying why.
-    crate::engine::may_change(&system)?;
-    // One qusd per state dir: a second one exits at once, naming the first.
-    let instance = system.state.claim_daemon()?;
     let inotify = inotify::Inotify::init().context("inotify_init")?;
     let mut events = inotify
         .into_event_stream(vec![0u8; 64 * 1024])
         .context("inotify event stream")?;
-    let mut d = Daemon {
-        watch: WatchSet::new(events.watches()),
-        common,
-        system,
-        last_kernel: None,
-        config_error: None,
-        config_dirs_seen: Vec::new(),
-        passes: 0,
-        status: String::new(),
-        native: None,
-        repeats: Default::default(),
-        backoff: None,
-        others_last: (KernelEntries::new(), false),
-        given_up: Default::default(),
-        _instance: instance,
-    };
-
+    let mut d = Daemon::new(common, WatchSet::new(events.watches()))?;
     let watchdog = sd_notify::watchdog_enabled();
     let mut watchdog_tick =
         tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |usec| usec / 2));
@@ -239,24 +146,21 @@ async fn run(common: CommonArgs) -> Result<()> {
     if let Some(w) = watchdog {
         tracing::info!("systemd watchdog every {:?}; pinging at half of it", w);
     }
-
-    d.config_dirs_seen = d.existing_config_dirs();
     // Watch before the first pass so nothing that happens during it is missed.
     d.arm();
-    let mut running: Option<(oneshot::Receiver<Outcome>, Announce)> =
-        Some((d.start("start".into()), Announce::Ready));
-    let mut pending = Pending::default();
+    let mut running: Running = Some((d.start("start".into()), Announce::Ready));
+    let mut settle = Settle::default();
     let far = || Instant::now() + Duration::from_secs(86400);
     // Whether the "quiet" line was logged since the last thing happened:
     // tests wait for it to know every event so far has been handled.
     let mut said_quiet = false;
     loop {
-        if running.is_none() && pending.deadline.is_none() && !said_quiet {
+        if running.is_none() && settle.deadline().is_none() && !said_quiet {
             tracing::debug!("quiet: every event so far is handled");
             said_quiet = true;
         }
-        let wake = match (&running, pending.deadline) {
-            (None, Some(at)) => Some(at),
+        let wake = match (&running, settle.deadline()) {
+            (None, Some(at)) => Some(Instant::from_std(at)),
             _ => None,
         };
         let expiry = d
@@ -264,46 +168,29 @@ async fn run(common: CommonArgs) -> Result<()> {
             .next_expiry(WRITE_QUIET)
             .map(|t| Instant::from_std(t).max(Instant::now()));
         tokio::select! {
-            event = events.next() => match event {
-                Some(Ok(event)) => {
-                    said_quiet = false;
-                    tracing::trace!("inotify event {:?} {:?}", event.mask, event.name);
-                    let t = d.watch.classify(&event);
-                    if t.any() {
-                        pending.add(t, d.debounce());
-                    }
-                }
-                Some(Err(e)) => {
-                    tracing::error!("reading inotify events: {e}; rescanning");
-                    pending.add(Trigger { overflow: true, rearm: true, ..Trigger::default() }, d.debounce());
-                }
-                None => anyhow::bail!("the inotify event stream ended"),
-            },
+            event = events.next() => {
+                said_quiet = false;
+                d.on_event(event, &mut settle)?;
+            }
             done = async { (&mut running.as_mut().expect("guarded").0).await }, if running.is_some() => {
                 said_quiet = false;
                 let announce = running.take().map_or(Announce::Status, |(_, a)| a);
-                if let Some(delay) = d.finish(done, announce) {
-                    tracing::info!("retrying in {delay:?}");
-                    pending.retry(delay);
-                }
-                if pending.reload {
-                    pending.reload = false;
-                    running = Some((d.reload(), Announce::Ready));
-                }
+                running = d.on_pass_end(done, announce, &mut settle);
             }
             _ = tokio::time::sleep_until(wake.unwrap_or_else(far)), if wake.is_some() => {
-                let t = pending.take();
+                let t = settle.take();
                 running = d.handle(t).map(|job| (job, Announce::Status));
             }
             _ = tokio::time::sleep_until(expiry.unwrap_or_else(far)), if expiry.is_some() => {
-                if d.watch.expire(std::time::Instant::now(), WRITE_QUIET) {
-                    pending.add(Trigger { files: true, ..Trigger::default() }, Duration::ZERO);
+                let now = std::time::Instant::now();
+                if d.watch.expire(now, WRITE_QUIET) {
+                    settle.add(Trigger { files: true, ..Trigger::default() }, Duration::ZERO, now);
                 }
             }
             _ = signals.hup.recv() => {
                 if running.is_some() {
                     tracing::info!("SIGHUP: reloading once the running pass ends");
-                    pending.reload = true;
+                    settle.reload = true;
                 } else {
                     running = Some((d.reload(), Announce::Ready));
                 }
@@ -313,22 +200,7 @@ async fn run(common: CommonArgs) -> Result<()> {
             _ = watchdog_tick.tick(), if watchdog.is_some() => notify::watchdog(),
         }
     }
-    notify::stopping();
-    if running.is_some() {
-        tracing::info!("stopping the running pass and its probes");
-        crate::probe::kill_running();
-    }
-    d.system.state.clear_daemon_status(std::process::id());
-    if d.system.config.unregister_on_stop.value && running.is_none() {
-        d.unregister_all();
-    } else {
-        // Say what stays behind: entries outlive qusd by design.
-        let owned = d.system.state.load().0.len();
-        tracing::info!(
-            "qusd stopped; {owned} entries it registered stay registered (`qus unregister --all` \
-             removes them; daemon.unregister_on_stop = true makes qusd do it)"
-        );
-    }
+    d.stop(running.is_some());
     Ok(())
 }
 
@@ -342,57 +214,124 @@ enum Announce {
 }
 
 impl Daemon {
+    /// Load the configuration, check qusd may run here, claim the state
+    /// dir. Bad configuration at start: exit 1 with file:line (systemd
+    /// shows it); not allowed to change anything here: exit at once,
+    /// saying why; one qusd per state dir: a second one exits at once,
+    /// naming the first.
+    fn new(common: CommonArgs, watch: WatchSet) -> Result<Daemon> {
+        let config = common.load_config()?;
+        let system = common.system_with(config);
+        crate::engine::may_change(&system)?;
+        let instance = system.state.claim_daemon()?;
+        let mut d = Daemon {
+            watch,
+            common,
+            system,
+            last_kernel: None,
+            config_error: None,
+            config_dirs_seen: Vec::new(),
+            passes: 0,
+            status: String::new(),
+            native: None,
+            repairs: RepairCounter::default(),
+            backoff: None,
+            others_last: (KernelEntries::new(), false),
+            _instance: instance,
+        };
+        d.config_dirs_seen = d.existing_config_dirs();
+        Ok(d)
+    }
+
     fn debounce(&self) -> Duration {
         Duration::from_millis(self.system.config.debounce_ms.value)
     }
 
-    /// What to watch for the current configuration.
+    /// One inotify event (or a read error, which costs a full rescan).
+    fn on_event(
+        &mut self,
+        event: Option<std::io::Result<inotify::Event<OsString>>>,
+        settle: &mut Settle,
+    ) -> Result<()> {
+        let now = std::time::Instant::now();
+        match event {
+            Some(Ok(event)) => {
+                tracing::trace!("inotify event {:?} {:?}", event.mask, event.name);
+                let t = self.watch.classify(&event);
+                if t.any() {
+                    settle.add(t, self.debounce(), now);
+                }
+            }
+            Some(Err(e)) => {
+                tracing::error!("reading inotify events: {e}; rescanning");
+                let t = Trigger {
+                    overflow: true,
+                    rearm: true,
+                    ..Trigger::default()
+                };
+                settle.add(t, self.debounce(), now);
+            }
+            None => anyhow::bail!("the inotify event stream ended"),
+        }
+        Ok(())
+    }
+
+    /// A pass ended: take in what it left, schedule a retry after a
+    /// failure, and run the reload a SIGHUP asked for meanwhile.
+    fn on_pass_end(
+        &mut self,
+        done: Result<Ended, oneshot::error::RecvError>,
+        announce: Announce,
+        settle: &mut Settle,
+    ) -> Running {
+        if let Some(delay) = self.finish(done, announce) {
+            tracing::info!("retrying in {delay:?}");
+            settle.retry(delay, std::time::Instant::now());
+        }
+        if std::mem::take(&mut settle.reload) {
+            return Some((self.reload(), Announce::Ready));
+        }
+        None
+    }
+
+    /// Stopping: tell systemd, kill a running pass's probes, and either
+    /// remove what qus owns (`daemon.unregister_on_stop`) or say what
+    /// stays behind (entries outlive qusd by design).
+    fn stop(&self, pass_running: bool) {
+        notify::stopping();
+        if pass_running {
+            tracing::info!("stopping the running pass and its probes");
+            crate::probe::kill_running();
+        }
+        self.system.state.clear_daemon_status(std::process::id());
+        if self.system.config.unregister_on_stop.value && !pass_running {
+            self.unregister_all();
+        } else {
+            let owned = self.system.state.load().0.len();
+            tracing::info!(
+                "qusd stopped; {owned} entries it registered stay registered (`qus unregister --all` \
+                 removes them; daemon.unregister_on_stop = true makes qusd do it)"
+            );
+        }
+    }
+
+    /// What to watch for the current configuration. A symlinked emulator
+    /// is upgraded where it points, and any link on the way may be
+    /// re-pointed: every hop is looked up here and watched.
     fn targets(&self) -> Targets {
         let config = &self.system.config;
-        let mut dirs: Vec<std::path::PathBuf> = config.search_path.value.clone();
-        let mut names: std::collections::HashSet<OsString> = crate::arch::ARCHES
-            .iter()
-            .flat_map(|a| {
-                config
-                    .binary_names
-                    .value
-                    .iter()
-                    .map(|t| OsString::from(t.replace("{arch}", a.emulator)))
+        let cache = crate::safety::DirCache::default();
+        let interpreters: Vec<rules::InterpreterPaths> = observe::interpreters(config)
+            .into_iter()
+            .map(|(_, path)| {
+                let hops = match crate::safety::resolve(&path, &cache) {
+                    Ok(r) => r.links.into_iter().chain([r.file]).collect(),
+                    Err(_) => std::fs::canonicalize(&path).into_iter().collect(),
+                };
+                rules::InterpreterPaths { path, hops }
             })
             .collect();
-        let mut note = |path: &std::path::Path| {
-            if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
-                if !dirs.iter().any(|d| d == dir) {
-                    dirs.push(dir.to_path_buf());
-                }
-                names.insert(name.to_owned());
-            }
-        };
-        let cache = crate::safety::DirCache::default();
-        for (_, path) in observe::interpreters(config) {
-            note(&path);
-            // A symlinked emulator is upgraded where it points, and any link
-            // on the way may be re-pointed: watch every hop.
-            match crate::safety::resolve(&path, &cache) {
-                Ok(r) => {
-                    for link in &r.links {
-                        note(link);
-                    }
-                    note(&r.file);
-                }
-                Err(_) => {
-                    if let Ok(resolved) = std::fs::canonicalize(&path) {
-                        note(&resolved);
-                    }
-                }
-            }
-        }
-        Targets {
-            binfmt: config.binfmt_path.value.clone(),
-            emulator_dirs: dirs,
-            emulator_names: names,
-            config_dirs: self.common.config_dirs(),
-        }
+        rules::watch_targets(config, &interpreters, self.common.config_dirs())
     }
 
     fn arm(&mut self) {
@@ -403,69 +342,34 @@ impl Daemon {
     /// Entries left alone this pass: those whose emulator file is still
     /// being written, and those qusd gave up fighting over.
     fn holds(&self) -> std::collections::BTreeSet<String> {
-        let mut holds: std::collections::BTreeSet<String> = self.given_up.keys().cloned().collect();
-        if self.watch.any_writing() {
-            holds.extend(
-                observe::interpreters(&self.system.config)
-                    .into_iter()
-                    .filter(|(_, path)| path.file_name().is_some_and(|n| self.watch.writing(n)))
-                    .map(|(name, _)| name),
-            );
-        }
-        holds
+        let interpreters = if self.watch.any_writing() {
+            observe::interpreters(&self.system.config)
+        } else {
+            Vec::new()
+        };
+        rules::holds(self.repairs.given_up(), &interpreters, |n| {
+            self.watch.writing(n)
+        })
     }
 
-    /// `guard.others`: when every other tool's entry vanished at once (a
-    /// `-1` to `status`, a WSL flush, a remount), they are to be put back
-    /// exactly. An entry removed on its own stays removed: no fights. A
-    /// flush takes qus's own entries too; with none of those, at least two
-    /// others must have gone together.
+    /// `guard.others`: other tools' entries to put back, when binfmt_misc
+    /// was flushed (see [`rules::flushed`]).
     fn flushed_others(&self) -> KernelEntries {
         let (others, owned_any) = &self.others_last;
-        if !self.system.config.guard_others.value || others.is_empty() {
+        if !self.system.config.guard_others.value {
             return KernelEntries::new();
         }
         let Some((_, now)) = self.kernel_now() else {
             return KernelEntries::new();
         };
-        // Everything gone at once: qus's own entries and every other one.
-        let flushed = now.is_empty() && (*owned_any || others.len() >= 2);
-        if flushed {
-            tracing::warn!(
-                "binfmt_misc was flushed: putting back {} entries of other tools",
-                others.len()
-            );
-            others.clone()
-        } else {
-            KernelEntries::new()
+        if !rules::flushed(others, *owned_any, &now) {
+            return KernelEntries::new();
         }
-    }
-
-    /// Count identical repairs in quick succession; give up on an entry
-    /// after [`GIVE_UP_AFTER`] of them. No loop may run unbounded.
-    fn count_repairs(&mut self, repairs: &[(String, String)]) {
-        let mut next = std::collections::BTreeMap::new();
-        let now = Instant::now();
-        for (name, what) in repairs {
-            let n = match self.repeats.get(name) {
-                Some((last, n, at)) if last == what && now.duration_since(*at) < FIGHT_WINDOW => {
-                    n + 1
-                }
-                _ => 1,
-            };
-            if n >= GIVE_UP_AFTER {
-                let why = format!(
-                    "gave up on {name}: the same repair was undone {n} times in a row \
-                     (another registrar or qusd with another configuration?); \
-                     leaving it until the configuration changes or SIGHUP"
-                );
-                tracing::error!("{why}");
-                self.given_up.insert(name.clone(), why);
-            } else {
-                next.insert(name.clone(), (what.clone(), n, now));
-            }
-        }
-        self.repeats = next;
+        tracing::warn!(
+            "binfmt_misc was flushed: putting back {} entries of other tools",
+            others.len()
+        );
+        others.clone()
     }
 
     fn existing_config_dirs(&self) -> Vec<std::path::PathBuf> {
@@ -476,25 +380,14 @@ impl Daemon {
             .collect()
     }
 
-    /// Load the configuration again; on error keep the previous one. A
-    /// config directory that vanished (an unmounted volume, a directory
-    /// being replaced) keeps the previous configuration until it is back,
-    /// unless the reload was asked for (`SIGHUP`).
+    /// Load the configuration again; on error keep the previous one, and
+    /// keep it while a config directory is gone (see
+    /// [`rules::keep_config`]).
     fn reload_config(&mut self, asked: bool) {
         let now = self.existing_config_dirs();
-        let gone: Vec<String> = self
-            .config_dirs_seen
-            .iter()
-            .filter(|d| !now.contains(d))
-            .map(|d| d.display().to_string())
-            .collect();
-        if !gone.is_empty() && !asked {
-            let e = format!(
-                "config directory {} vanished; keeping the previous configuration until it is back (or SIGHUP)",
-                gone.join(", ")
-            );
-            tracing::warn!("{e}");
-            self.config_error = Some(e);
+        if let Some(why) = rules::keep_config(&self.config_dirs_seen, &now, asked) {
+            tracing::warn!("{why}");
+            self.config_error = Some(why);
             return;
         }
         match self.common.load_config() {
@@ -504,8 +397,7 @@ impl Daemon {
                 }
                 self.config_dirs_seen = now;
                 if asked || config != self.system.config {
-                    self.given_up.clear();
-                    self.repeats.clear();
+                    self.repairs.clear();
                 }
                 if config != self.system.config {
                     tracing::info!("configuration reloaded from {} file(s)", config.files.len());
@@ -520,7 +412,7 @@ impl Daemon {
     }
 
     /// SIGHUP: reload, then a pass; READY=1 follows when it ends.
-    fn reload(&mut self) -> oneshot::Receiver<Outcome> {
+    fn reload(&mut self) -> oneshot::Receiver<Ended> {
         notify::reloading();
         tracing::info!("SIGHUP: reloading configuration");
         self.arm();
@@ -539,9 +431,9 @@ impl Daemon {
         Some((enabled, entries))
     }
 
-    /// Act on a debounced batch of events: a pass, unless the batch is only
-    /// the echo of qusd's own writes.
-    fn handle(&mut self, t: Trigger) -> Option<oneshot::Receiver<Outcome>> {
+    /// Act on a settled batch of events: a pass, unless the batch is only
+    /// the echo of qusd's own writes (see [`rules::is_echo`]).
+    fn handle(&mut self, t: Trigger) -> Option<oneshot::Receiver<Ended>> {
         // Watch first, then read: a drop-in written after the config dir
         // (re)appeared but before its watch existed would be lost.
         if t.rearm || t.config || t.overflow {
@@ -551,13 +443,12 @@ impl Daemon {
             self.reload_config(false);
             self.arm();
         }
-        let unchanged = match (self.kernel_now(), &self.last_kernel) {
-            (Some((en, now)), Some((last_en, last))) => {
-                en == *last_en && engine::same_kernel(&now, last)
-            }
-            _ => false,
+        let now = if t.kernel_only() {
+            self.kernel_now()
+        } else {
+            None
         };
-        if t.kernel_only() && unchanged {
+        if rules::is_echo(&t, now.as_ref(), self.last_kernel.as_ref()) {
             tracing::debug!(
                 "binfmt_misc is as the last pass left it (our own writes); nothing to do"
             );
@@ -568,12 +459,12 @@ impl Daemon {
 
     /// Start one pass on a thread of its own (it ends with the pass, so an
     /// idle qusd has no thread left to wake up).
-    fn start(&mut self, why: String) -> oneshot::Receiver<Outcome> {
+    fn start(&mut self, why: String) -> oneshot::Receiver<Ended> {
         self.passes += 1;
         let holds = self.holds();
         let writing: Vec<&str> = holds
             .iter()
-            .filter(|h| !self.given_up.contains_key(*h))
+            .filter(|h| !self.repairs.given_up().contains_key(*h))
             .map(String::as_str)
             .collect();
         if !writing.is_empty() {
@@ -604,20 +495,16 @@ impl Daemon {
     }
 
     /// A pass ended: remember what it left, re-arm, publish, tell systemd.
-    /// Returns when to retry, if the pass failed (1 s, doubling up to 60 s).
+    /// Returns when to retry, if the pass failed (see [`rules::backoff`]).
     fn finish(
         &mut self,
-        done: Result<Outcome, oneshot::error::RecvError>,
+        done: Result<Ended, oneshot::error::RecvError>,
         announce: Announce,
     ) -> Option<Duration> {
-        let failed = !matches!(done, Ok(Outcome::Done { .. }));
-        self.backoff = failed.then(|| {
-            self.backoff.map_or(Duration::from_secs(1), |b| {
-                (b * 2).min(Duration::from_secs(60))
-            })
-        });
+        let failed = !matches!(done, Ok(Ended::Done { .. }));
+        self.backoff = rules::backoff(self.backoff, failed);
         match done {
-            Ok(Outcome::Done {
+            Ok(Ended::Done {
                 kernel_after,
                 native,
                 status,
@@ -631,9 +518,11 @@ impl Daemon {
                     self.native.get_or_insert(native);
                 }
                 self.status = status;
-                self.count_repairs(&repairs);
+                for name in self.repairs.count(&repairs, std::time::Instant::now()) {
+                    tracing::error!("{}", self.repairs.given_up()[&name]);
+                }
             }
-            Ok(Outcome::Failed(status)) => {
+            Ok(Ended::Failed(status)) => {
                 self.last_kernel = None;
                 self.status = status;
             }
@@ -648,11 +537,16 @@ impl Daemon {
                 "; config error (previous configuration kept): {e}"
             ));
         }
-        for why in self.given_up.values() {
+        for why in self.repairs.given_up().values() {
             self.status.push_str(&format!("; {why}"));
         }
         self.arm();
         self.publish();
+        self.announce(announce);
+        self.backoff
+    }
+
+    fn announce(&self, announce: Announce) {
         match announce {
             Announce::Ready => {
                 notify::ready(&self.status);
@@ -667,7 +561,6 @@ impl Daemon {
             }
             Announce::Status => notify::status(&self.status),
         }
-        self.backoff
     }
 
     /// Publish readiness and status for `qus status --daemon` (before

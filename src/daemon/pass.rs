@@ -30,7 +30,7 @@ pub struct Job {
 }
 
 /// How a pass ended, in what the loop keeps.
-pub enum Outcome {
+pub enum Ended {
     Done {
         kernel_after: (bool, KernelEntries),
         /// The native verdicts, when they may be kept (not provisional).
@@ -49,7 +49,7 @@ pub enum Outcome {
 }
 
 impl Job {
-    pub fn run(self) -> Outcome {
+    pub fn run(self) -> Ended {
         let request = Request {
             native: self.native.clone(),
             restore: self.restore.clone(),
@@ -72,7 +72,7 @@ impl Job {
                     self.why,
                     pass.outcome.kernel_writes
                 );
-                Outcome::Done {
+                Ended::Done {
                     native: (!pass.world.native_provisional).then(|| pass.native().clone()),
                     repairs: repairs(&pass),
                     others: others(&pass),
@@ -87,7 +87,7 @@ impl Job {
             }
             Err(e) => {
                 tracing::error!("pass {} ({}) failed: {e:#}", self.number, self.why);
-                Outcome::Failed(format!("error: {e:#}"))
+                Ended::Failed(format!("error: {e:#}"))
             }
         }
     }
