@@ -10,7 +10,7 @@ use crate::plan::{Action, Target};
 
 /// What applying a plan did.
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub struct Applied {
     /// Writes made to binfmt_misc (a replace counts as two).
     pub kernel_writes: usize,
     /// Actions that succeeded, in order.
@@ -23,18 +23,19 @@ pub struct Outcome {
 
 /// Apply `actions` (in the order given: `Plan::actions` orders them) to
 /// `binfmt`, keeping `owned` in step.
-pub fn apply(actions: Vec<Action>, binfmt: &BinfmtMisc, owned: &mut OwnedEntries) -> Outcome {
-    let mut out = Outcome::default();
+pub fn apply(actions: Vec<Action>, binfmt: &BinfmtMisc, owned: &mut OwnedEntries) -> Applied {
+    let mut out = Applied::default();
     let mut registrar = binfmt.registrar();
     for action in actions {
+        out.kernel_writes += action.kernel_writes();
         match run(&action, binfmt, &mut registrar, owned, &mut out) {
             Ok(()) => out.done.push(action),
             Err(e) => {
                 tracing::error!(
-                    entry = action_entry(&action),
+                    entry = action.entry(),
                     action = "failed",
                     "{}: failed: {e}",
-                    describe(&action)
+                    action.describe()
                 );
                 out.failed.push((action, e.to_string()));
             }
@@ -43,16 +44,68 @@ pub fn apply(actions: Vec<Action>, binfmt: &BinfmtMisc, owned: &mut OwnedEntries
     out
 }
 
+impl Applied {
+    /// Fold in what an earlier application (the preparation) did, so one
+    /// pass reports one total.
+    pub fn after(mut self, earlier: Applied) -> Applied {
+        self.kernel_writes += earlier.kernel_writes;
+        let mut done = earlier.done;
+        done.append(&mut self.done);
+        self.done = done;
+        let mut failed = earlier.failed;
+        failed.append(&mut self.failed);
+        self.failed = failed;
+        self.records_changed |= earlier.records_changed;
+        self
+    }
+}
+
 fn run(
     action: &Action,
     binfmt: &BinfmtMisc,
     registrar: &mut Registrar<'_>,
     owned: &mut OwnedEntries,
-    out: &mut Outcome,
+    out: &mut Applied,
 ) -> io::Result<()> {
     match action {
+        Action::Mount { path } => {
+            binfmt.ensure_mounted(true)?;
+            if crate::userns::here().initial {
+                tracing::info!(
+                    action = "mounted",
+                    "mounted binfmt_misc at {}",
+                    path.display()
+                );
+            } else {
+                tracing::info!(
+                    action = "mounted",
+                    "mounted binfmt_misc at {}, an instance private to this user namespace: \
+                     its entries work for this namespace's processes and vanish with it",
+                    path.display()
+                );
+            }
+        }
+        Action::SwitchOn => {
+            binfmt.set_all_enabled(true)?;
+            tracing::info!(
+                action = "switched-on",
+                "binfmt_misc was disabled globally; enabled it (binfmt.enable = true)"
+            );
+        }
+        Action::RestoreOther { name, entry } => {
+            registrar.register(name, &entry.spec)?;
+            if !entry.enabled {
+                binfmt.set_enabled(name, false)?;
+            }
+            tracing::info!(
+                entry = %name,
+                action = "restored",
+                "restored {name}: interpreter {}, another tool's entry a flush wiped \
+                 (guard.others = true)",
+                entry.spec.interpreter.display()
+            );
+        }
         Action::Register(t) => {
-            out.kernel_writes += 1;
             registrar.register(&t.name, &t.spec)?;
             tracing::info!(
                 entry = %t.name,
@@ -67,7 +120,6 @@ fn run(
             record(owned, t, out);
         }
         Action::Replace { target: t, reason } => {
-            out.kernel_writes += 1;
             match binfmt.remove(&t.name) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}
@@ -77,7 +129,6 @@ fn run(
             if owned.remove(&t.name).is_some() {
                 out.records_changed = true;
             }
-            out.kernel_writes += 1;
             if let Err(e) = registrar.register(&t.name, &t.spec) {
                 // Never lose another tool's entry to a failed takeover: put
                 // it back. (Without that, the entry is simply gone now.)
@@ -108,12 +159,10 @@ fn run(
             record(owned, t, out);
         }
         Action::Enable { name } => {
-            out.kernel_writes += 1;
             binfmt.set_enabled(name, true)?;
             tracing::info!(entry = %name, action = "enabled", "enabled {name} (it had been disabled)");
         }
         Action::Unregister { name, reason } => {
-            out.kernel_writes += 1;
             match binfmt.remove(name) {
                 Ok(()) => {
                     tracing::info!(entry = %name, action = "removed", "removed {name} ({reason})")
@@ -128,7 +177,6 @@ fn run(
             }
         }
         Action::Restore { name, spec } => {
-            out.kernel_writes += 1;
             registrar.register(name, spec)?;
             tracing::info!(
                 entry = %name,
@@ -151,7 +199,7 @@ fn run(
     Ok(())
 }
 
-fn record(owned: &mut OwnedEntries, t: &Target, out: &mut Outcome) {
+fn record(owned: &mut OwnedEntries, t: &Target, out: &mut Applied) {
     owned.insert(
         t.name.clone(),
         Owned {
@@ -162,17 +210,6 @@ fn record(owned: &mut OwnedEntries, t: &Target, out: &mut Outcome) {
         },
     );
     out.records_changed = true;
-}
-
-/// The entry an action is about (a journal field).
-fn action_entry(action: &Action) -> &str {
-    match action {
-        Action::Register(t) | Action::Replace { target: t, .. } | Action::Record(t) => &t.name,
-        Action::Enable { name }
-        | Action::Unregister { name, .. }
-        | Action::Restore { name, .. }
-        | Action::Forget { name } => name,
-    }
 }
 
 fn arch_note(t: &Target) -> String {
@@ -188,26 +225,5 @@ fn flags_text(t: &Target) -> String {
         "none".into()
     } else {
         f
-    }
-}
-
-/// Short description of an action for error lines.
-pub fn describe(action: &Action) -> String {
-    match action {
-        Action::Register(t) => format!("register {} ({})", t.name, t.spec.interpreter.display()),
-        Action::Replace { target, .. } => {
-            format!(
-                "replace {} ({})",
-                target.name,
-                target.spec.interpreter.display()
-            )
-        }
-        Action::Enable { name } => format!("enable {name}"),
-        Action::Unregister { name, .. } => format!("remove {name}"),
-        Action::Restore { name, spec } => {
-            format!("restore {name} ({})", spec.interpreter.display())
-        }
-        Action::Record(t) => format!("record {}", t.name),
-        Action::Forget { name } => format!("forget {name}"),
     }
 }

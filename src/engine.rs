@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
-use crate::apply::{self, Outcome};
+use crate::apply::{self, Applied};
 use crate::binfmt::KernelEntries;
 use crate::model::{NativeVerdicts, World};
 use crate::observe::{self, Request, System};
-use crate::plan::{self, Action, Mode, Plan, State};
+use crate::plan::{self, Action, Mode, Plan, Preparation, State};
 use crate::state::Lock;
 
 /// Result of one pass.
@@ -21,7 +21,7 @@ pub struct Pass {
     pub world: World,
     pub mode: Mode,
     pub plan: Plan,
-    pub outcome: Outcome,
+    pub outcome: Applied,
     /// Why the ownership records could not be kept, if so.
     pub records_note: Option<String>,
     /// The ownership records after the pass.
@@ -119,8 +119,9 @@ pub fn may_change(system: &System) -> Result<()> {
     Ok(())
 }
 
-/// Lock, mount and switch on binfmt_misc if needed and allowed, observe,
-/// plan for `mode`, apply, save the records.
+/// Lock, prepare binfmt_misc (mount, switch on, put back what a flush
+/// wiped: steps of the plan like any other), observe, plan for `mode`,
+/// apply, save the records and the native verdicts.
 pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
     may_change(system)?;
     let lock = system
@@ -133,47 +134,25 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
         records_note = Some("state dir read-only: no ownership records".to_string());
     }
     let reconciling = matches!(mode, Mode::Reconcile { .. });
-    if reconciling {
-        if system
-            .binfmt
-            .ensure_mounted(system.config.binfmt_mount.value)?
-        {
-            if crate::userns::here().initial {
-                tracing::info!("mounted binfmt_misc at {}", system.binfmt.root().display());
-            } else {
-                tracing::info!(
-                    "mounted binfmt_misc at {}, an instance private to this user namespace: \
-                     its entries work for this namespace's processes and vanish with it",
-                    system.binfmt.root().display()
-                );
-            }
-        }
-        switch_on(system)?;
-        restore_others(system, &request.restore);
-    }
+    let prepared = if reconciling {
+        prepare(system, request)?
+    } else {
+        Applied::default()
+    };
     let mut world = observe::observe(system, request)?;
     if matches!(lock, Lock::ReadOnly(_)) {
         // Records nobody can update (and no lock to share with qusd): act
         // as with none. qus then adopts identical entries and removes none.
         world.owned.clear();
         world.restorable.clear();
+    } else if let Some(key) = &world.native_cache_key {
+        system.state.save_native(key, &world.native);
     }
     let plan = plan::plan(&world, &mode);
     if reconciling {
         warn_if_no_emulator(system, &plan);
     }
-    for item in &plan.items {
-        if item.state == State::Conflict && mode.in_scope(&item.name) {
-            tracing::warn!(
-                entry = %item.name,
-                arch = item.arch.as_deref().unwrap_or(""),
-                action = "conflict",
-                "conflict {}: {}",
-                item.name,
-                item.detail.as_deref().unwrap_or("")
-            );
-        }
-    }
+    warn_conflicts(&plan, &mode);
     let mut owned = world.owned.clone();
     let outcome = apply::apply(plan.actions(), &system.binfmt, &mut owned);
     if outcome.records_changed && records_note.is_none() {
@@ -191,41 +170,98 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
         world,
         mode,
         plan,
-        outcome,
+        outcome: outcome.after(prepared),
         records_note,
         owned_after: owned,
         kernel_after,
     })
 }
 
-/// Put back other tools' entries a flush wiped, exactly as they were
-/// (enabled or not). One that fails is logged; the rest still go back.
-fn restore_others(system: &System, entries: &KernelEntries) {
-    let mut restored = 0;
-    let dirs = crate::safety::DirCache::default();
-    for (name, entry) in entries {
-        // The same rules as for qus's own interpreters: a flush must not
-        // become a way to get a file someone else controls registered.
-        if let Err(r) = crate::safety::check_interpreter(&entry.spec.interpreter, &dirs) {
-            tracing::warn!("not restoring {name} after the flush: {r}");
-            continue;
-        }
-        let done = system.binfmt.register(name, &entry.spec).and_then(|()| {
-            if entry.enabled {
-                Ok(())
-            } else {
-                system.binfmt.set_enabled(name, false)
-            }
-        });
-        match done {
-            Ok(()) => restored += 1,
-            Err(e) => tracing::error!("cannot restore {name} after the flush: {e}"),
-        }
+/// The preparation planned from what binfmt_misc looks like now: the
+/// same step the pass applies and the dry run shows.
+pub fn preparation(system: &System, request: &Request) -> Result<Preparation> {
+    let config = &system.config;
+    let allowed = plan::Allowed {
+        path: system.binfmt.root().to_path_buf(),
+        mount: config.binfmt_mount.value,
+        enable: config.binfmt_enable.value,
+    };
+    let ready = observe::readiness(&system.binfmt);
+    let flushed = observe::flushed(&request.restore);
+    plan::prepare(ready, &allowed, &flushed).map_err(anyhow::Error::msg)
+}
+
+/// Apply the preparation. binfmt_misc that cannot be mounted or switched
+/// on fails the pass, as nothing after it could work; an entry of another
+/// tool that cannot be put back is logged, and the rest still go back.
+fn prepare(system: &System, request: &Request) -> Result<Applied> {
+    let preparation = preparation(system, request)?;
+    for note in &preparation.notes {
+        tracing::warn!("{note}");
     }
-    if restored > 0 {
-        tracing::info!(
-            "restored {restored} entries of other tools that a flush wiped (guard.others = true)"
-        );
+    let applied = apply::apply(
+        preparation.actions,
+        &system.binfmt,
+        &mut crate::model::OwnedEntries::new(),
+    );
+    if let Some((action, e)) = applied
+        .failed
+        .iter()
+        .find(|(a, _)| matches!(a, Action::Mount { .. } | Action::SwitchOn))
+    {
+        anyhow::bail!("{}: {e}", action.describe());
+    }
+    Ok(applied)
+}
+
+/// What a pass would do, without doing it (`--dry-run`): no lock, no
+/// mount, no write to binfmt_misc or the state dir.
+pub fn dry_run(system: &System, request: &Request, mode: Mode) -> Result<DryRun> {
+    let preparation = match mode {
+        Mode::Reconcile { .. } => preparation(system, request)?,
+        Mode::Unregister { .. } => Preparation::default(),
+    };
+    let world = observe::observe(system, request)?;
+    let plan = plan::plan(&world, &mode);
+    Ok(DryRun {
+        preparation,
+        world,
+        mode,
+        plan,
+    })
+}
+
+/// A planned pass, not applied.
+#[derive(Debug)]
+pub struct DryRun {
+    pub preparation: Preparation,
+    pub world: World,
+    pub mode: Mode,
+    pub plan: Plan,
+}
+
+impl DryRun {
+    /// Every action the pass would take, in order.
+    pub fn actions(&self) -> Vec<Action> {
+        let mut all = self.preparation.actions.clone();
+        all.extend(self.plan.actions());
+        all
+    }
+}
+
+/// Say which entries are left alone as conflicts.
+fn warn_conflicts(plan: &Plan, mode: &Mode) {
+    for item in &plan.items {
+        if item.state == State::Conflict && mode.in_scope(&item.name) {
+            tracing::warn!(
+                entry = %item.name,
+                arch = item.arch.as_deref().unwrap_or(""),
+                action = "conflict",
+                "conflict {}: {}",
+                item.name,
+                item.detail.as_deref().unwrap_or("")
+            );
+        }
     }
 }
 
@@ -256,22 +292,4 @@ fn warn_if_no_emulator(system: &System, plan: &plan::Plan) {
             system.config.binary_names.value.join(", ")
         );
     }
-}
-
-/// Turn binfmt_misc's global switch back on when it is off and the
-/// configuration allows it.
-fn switch_on(system: &System) -> Result<()> {
-    if !system.binfmt.is_mounted() || system.binfmt.enabled().unwrap_or(true) {
-        return Ok(());
-    }
-    if !system.config.binfmt_enable.value {
-        tracing::warn!("binfmt_misc is disabled globally; no entry works until it is enabled (binfmt.enable = false)");
-        return Ok(());
-    }
-    system
-        .binfmt
-        .set_all_enabled(true)
-        .context("turning binfmt_misc back on")?;
-    tracing::info!("binfmt_misc was disabled globally; enabled it (binfmt.enable = true)");
-    Ok(())
 }

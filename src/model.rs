@@ -202,6 +202,10 @@ pub struct World {
     /// Another tool's entry kept a native probe from telling: the native
     /// verdicts hold for now only and must not be kept.
     pub native_provisional: bool,
+    /// Where to keep native verdicts decided in this observation (boot
+    /// id and machine), when they took a child or a probe and may be kept:
+    /// saving them is the pass's step, not the observation's.
+    pub native_cache_key: Option<String>,
 }
 
 impl World {

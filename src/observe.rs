@@ -117,7 +117,7 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
         })
         .collect();
     let custom = custom_wants(&system.config, &dirs);
-    let (native, native_provisional) = deciding.finish(system);
+    let (native, native_provisional, native_cache_key) = deciding.finish(&system.host);
     for (slot, a) in arch_wants.iter_mut().zip(arch::ARCHES) {
         if slot.is_none() {
             *slot = Some(want_arch(
@@ -177,7 +177,33 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
         distro,
         restorable,
         native_provisional,
+        native_cache_key,
     })
+}
+
+/// binfmt_misc's state before a pass touches it: the preparation's facts.
+pub fn readiness(binfmt: &BinfmtMisc) -> crate::plan::Readiness {
+    let mounted = binfmt.is_mounted();
+    crate::plan::Readiness {
+        mounted,
+        enabled: mounted.then(|| binfmt.enabled().ok()).flatten(),
+    }
+}
+
+/// Other tools' entries a flush wiped, each with the safety verdict on
+/// its interpreter (the same rules as for qus's own interpreters).
+pub fn flushed(entries: &KernelEntries) -> Vec<crate::plan::Flushed> {
+    let dirs = safety::DirCache::default();
+    entries
+        .iter()
+        .map(|(name, entry)| crate::plan::Flushed {
+            name: name.clone(),
+            entry: entry.clone(),
+            refused: safety::check_interpreter(&entry.spec.interpreter, &dirs)
+                .err()
+                .map(|r| r.to_string()),
+        })
+        .collect()
 }
 
 /// Per arch, the enabled entries that catch its programs, in the kernel's
@@ -352,10 +378,12 @@ impl Deciding {
         }
     }
 
-    /// Wait for the probes, decide the rest, keep the verdicts.
-    fn finish(mut self, system: &System) -> (NativeVerdicts, bool) {
+    /// Wait for the probes and decide the rest: the verdicts, whether
+    /// they hold for now only, and the cache key to keep them under when
+    /// they were decided now and may be kept.
+    fn finish(mut self, host: &Host) -> (NativeVerdicts, bool, Option<String>) {
         if !self.fresh {
-            return (self.verdicts, self.provisional);
+            return (self.verdicts, self.provisional, None);
         }
         for (a, running) in std::mem::take(&mut self.running) {
             let result = match running {
@@ -376,7 +404,7 @@ impl Deciding {
                         "the {} probe failed natively ({why}); deciding by the family rule",
                         a.name
                     );
-                    family_rule(&system.host, a)
+                    family_rule(host, a)
                 }
             };
             self.verdicts.insert(a.name.to_string(), verdict);
@@ -393,12 +421,9 @@ impl Deciding {
                     Native::Yes(format!("loaded like {like}, which runs natively"))
                 }
                 Some(Native::No(why)) => Native::No(format!("loaded like {like}: {why}")),
-                None => family_rule(&system.host, a),
+                None => family_rule(host, a),
             };
             self.verdicts.insert(a.name.to_string(), verdict);
-        }
-        if let (false, Some(key)) = (self.provisional, &self.cache_key) {
-            system.state.save_native(key, &self.verdicts);
         }
         for (arch, v) in &self.verdicts {
             match v {
@@ -406,7 +431,8 @@ impl Deciding {
                 Native::No(why) => tracing::info!("{arch} is not native here: {why}"),
             }
         }
-        (self.verdicts, self.provisional)
+        let key = self.cache_key.filter(|_| !self.provisional);
+        (self.verdicts, self.provisional, key)
     }
 }
 

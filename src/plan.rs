@@ -22,8 +22,14 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::binfmt::{EntrySpec, KernelEntries, KernelEntry};
-use crate::model::{Identity, Others, Skip, Takeover, Want, World};
+use crate::binfmt::{EntrySpec, KernelEntry};
+use crate::model::{Others, Skip, Takeover, Want, World};
+
+mod action;
+mod prepare;
+
+pub use action::{kernel_after, Action, Target};
+pub use prepare::{prepare, Allowed, Flushed, Preparation, Readiness};
 
 /// What a plan is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,74 +79,6 @@ impl Mode {
         match self {
             Mode::Reconcile { takeover, .. } => *takeover,
             Mode::Unregister { .. } => Takeover::Never,
-        }
-    }
-}
-
-/// A registration to make, and what to record about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub name: String,
-    pub arch: Option<String>,
-    pub spec: EntrySpec,
-    pub identity: Identity,
-    /// The other tool's entry this one replaced, to put back on unregister.
-    pub replaced: Option<EntrySpec>,
-}
-
-/// One step of a plan. Only the first four write to binfmt_misc.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    Register(Target),
-    /// Remove + register: the spec changed, or the interpreter file did (F).
-    Replace {
-        target: Target,
-        reason: String,
-    },
-    Enable {
-        name: String,
-    },
-    Unregister {
-        name: String,
-        reason: String,
-    },
-    /// Put back the entry qus replaced when it took the name over.
-    Restore {
-        name: String,
-        spec: EntrySpec,
-    },
-    /// Record ownership (adopt an identical entry, or note a new identity).
-    Record(Target),
-    /// Drop an ownership record for an entry that is gone or no longer ours.
-    Forget {
-        name: String,
-    },
-}
-
-impl Action {
-    /// Does this action write to binfmt_misc?
-    #[cfg(test)]
-    pub fn writes_kernel(&self) -> bool {
-        matches!(
-            self,
-            Action::Register(_)
-                | Action::Replace { .. }
-                | Action::Enable { .. }
-                | Action::Unregister { .. }
-                | Action::Restore { .. }
-        )
-    }
-
-    /// Order of application: free names first, then fill them.
-    fn rank(&self) -> u8 {
-        match self {
-            Action::Unregister { .. } => 0,
-            Action::Restore { .. } => 1,
-            Action::Replace { .. } => 2,
-            Action::Register(_) => 3,
-            Action::Enable { .. } => 4,
-            Action::Record(_) => 5,
-            Action::Forget { .. } => 6,
         }
     }
 }
@@ -226,7 +164,7 @@ impl Plan {
     /// How many writes to binfmt_misc applying this plan takes.
     #[cfg(test)]
     pub fn kernel_writes(&self) -> usize {
-        self.actions().iter().filter(|a| a.writes_kernel()).count()
+        self.actions().iter().map(Action::kernel_writes).sum()
     }
 }
 
@@ -504,44 +442,6 @@ fn judge(want: &Want, world: &World, takeover: Takeover) -> Item {
         item.owned = false;
     }
     item
-}
-
-/// What binfmt_misc holds once `done` was applied to `before` (pure: the
-/// daemon compares later events against it, and tests simulate with it).
-pub fn kernel_after(before: &KernelEntries, done: &[Action]) -> KernelEntries {
-    let mut k = before.clone();
-    for action in done {
-        match action {
-            Action::Register(t) | Action::Replace { target: t, .. } => {
-                k.insert(
-                    t.name.clone(),
-                    KernelEntry {
-                        enabled: true,
-                        spec: t.spec.clone(),
-                    },
-                );
-            }
-            Action::Enable { name } => {
-                if let Some(e) = k.get_mut(name) {
-                    e.enabled = true;
-                }
-            }
-            Action::Unregister { name, .. } => {
-                k.remove(name);
-            }
-            Action::Restore { name, spec } => {
-                k.insert(
-                    name.clone(),
-                    KernelEntry {
-                        enabled: true,
-                        spec: spec.clone(),
-                    },
-                );
-            }
-            Action::Record(_) | Action::Forget { .. } => {}
-        }
-    }
-    k
 }
 
 #[cfg(test)]

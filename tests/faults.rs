@@ -6,13 +6,9 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
-use common::{require_qemu, wait_for, NotifySocket, Sandbox, WriteWatch};
+use common::{require_qemu, stderr, wait_for, NotifySocket, Sandbox, WriteWatch};
 
 const WAIT: u64 = 15;
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn sh(sb: &Sandbox, script: &str) {
     let st = sb.command("sh").arg("-c").arg(script).status().expect("sh");

@@ -8,14 +8,10 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use common::{require_qemu, wait_for, NotifySocket, Sandbox};
+use common::{require_qemu, stderr, wait_for, NotifySocket, Sandbox};
 use qus::probe;
 
 const WAIT: u64 = 15;
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// A Rosetta-like handler for aarch64 under its own name: a wrapper that
 /// prints a marker, then runs the program with the real emulator.

@@ -5,11 +5,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use common::{require_qemu, NotifySocket, Sandbox};
-
-fn stdout(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use common::{require_qemu, stdout, NotifySocket, Sandbox};
 
 /// The `detail` of an arch's entry in `qus status --json`.
 fn detail_of(status: &serde_json::Value, arch: &str) -> String {

@@ -5,11 +5,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use common::{Sandbox, WriteWatch};
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use common::{stderr, Sandbox, WriteWatch};
 
 #[test]
 fn registers_every_emulator_found_and_nothing_else() {

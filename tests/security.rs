@@ -7,16 +7,12 @@ mod common;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-use common::{require_qemu, require_tool, wait_for, NotifySocket, Sandbox};
+use common::{require_qemu, require_tool, stderr, wait_for, NotifySocket, Sandbox};
 
 const WAIT: u64 = 15;
 const USER: u32 = 1000;
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn chown(path: &Path, uid: u32) {
     let st = Command::new("chown")

@@ -11,14 +11,6 @@ use std::process::Command;
 
 use common::*;
 
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 /// The first line of `text` that starts with `prefix`.
 fn line_starting<'a>(text: &'a str, prefix: &str) -> &'a str {
     text.lines()

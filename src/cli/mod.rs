@@ -2,6 +2,7 @@
 
 mod arches;
 mod config;
+mod dry_run;
 mod export;
 mod register;
 mod report;

@@ -10,7 +10,7 @@ use super::{arch_names, CommonArgs};
 use crate::binfmt::Flags;
 use crate::engine;
 use crate::observe::{Overrides, Request};
-use crate::plan::{Mode, State};
+use crate::plan::{Mode, Plan, State};
 
 #[derive(Debug, Args)]
 pub struct RegisterArgs {
@@ -22,6 +22,13 @@ pub struct RegisterArgs {
     /// Flags for the qemu entries of this run (any of P O C F).
     #[arg(long, value_name = "FLAGS", value_parser = super::values::FlagsParser)]
     pub flags: Option<String>,
+    /// Print the whole plan (mounting and switching on binfmt_misc
+    /// included) and change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// With --dry-run: the plan as one JSON object.
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
     /// No summary on stdout (`qus run`: stdout is the command's).
     #[arg(skip)]
     pub quiet: bool,
@@ -58,48 +65,13 @@ pub fn run(common: &CommonArgs, args: &RegisterArgs) -> Result<ExitCode> {
         scope,
         holds: BTreeSet::new(),
     };
-    let pass = engine::run(&system, &request, mode)?;
-    let mut refused = 0;
-    let mut missing = 0;
-    for item in pass
-        .plan
-        .items
-        .iter()
-        .filter(|i| pass.mode.in_scope(&i.name))
-    {
-        match item.state {
-            State::Refused => {
-                refused += 1;
-                eprintln!(
-                    "qus: refused {}: {}",
-                    item.name,
-                    item.detail.as_deref().unwrap_or("")
-                );
-            }
-            State::Conflict => eprintln!(
-                "qus: conflict {}: {}",
-                item.name,
-                item.detail.as_deref().unwrap_or("")
-            ),
-            State::NoInterpreter if named || item.arch.is_none() => {
-                missing += 1;
-                eprintln!(
-                    "qus: {} not registered: {}",
-                    item.name,
-                    item.detail.as_deref().unwrap_or("no interpreter")
-                );
-            }
-            State::Excluded | State::Native if named => {
-                eprintln!(
-                    "qus: {} not registered: {}: {}",
-                    item.name,
-                    item.state.as_str(),
-                    item.detail.as_deref().unwrap_or("")
-                );
-            }
-            _ => {}
-        }
+    if args.dry_run {
+        let dry = engine::dry_run(&system, &request, mode)?;
+        report_items(&dry.plan, &dry.mode, named);
+        return super::dry_run::print(&dry, system.binfmt.root(), args.json);
     }
+    let pass = engine::run(&system, &request, mode)?;
+    let (refused, missing) = report_items(&pass.plan, &pass.mode, named);
     if args.flags.is_some() {
         if let Some(note) = super::daemon_note(common) {
             eprintln!(
@@ -124,4 +96,39 @@ pub fn run(common: &CommonArgs, args: &RegisterArgs) -> Result<ExitCode> {
             ExitCode::from(1)
         },
     )
+}
+
+/// Say on stderr what will not be (or was not) registered and why: the
+/// refused, the conflicts, and named arches or custom entries without an
+/// interpreter, excluded or native. Returns (refused, missing).
+fn report_items(plan: &Plan, mode: &Mode, named: bool) -> (usize, usize) {
+    let mut refused = 0;
+    let mut missing = 0;
+    for item in plan.items.iter().filter(|i| mode.in_scope(&i.name)) {
+        let detail = item.detail.as_deref().unwrap_or("");
+        match item.state {
+            State::Refused => {
+                refused += 1;
+                eprintln!("qus: refused {}: {detail}", item.name);
+            }
+            State::Conflict => eprintln!("qus: conflict {}: {detail}", item.name),
+            State::NoInterpreter if named || item.arch.is_none() => {
+                missing += 1;
+                eprintln!(
+                    "qus: {} not registered: {}",
+                    item.name,
+                    item.detail.as_deref().unwrap_or("no interpreter")
+                );
+            }
+            State::Excluded | State::Native if named => {
+                eprintln!(
+                    "qus: {} not registered: {}: {detail}",
+                    item.name,
+                    item.state.as_str()
+                );
+            }
+            _ => {}
+        }
+    }
+    (refused, missing)
 }

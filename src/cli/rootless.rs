@@ -77,6 +77,8 @@ pub fn run(common: &CommonArgs, args: &RunArgs) -> Result<ExitCode> {
     let register_args = RegisterArgs {
         arches: arches.clone(),
         flags: None,
+        dry_run: false,
+        json: false,
         quiet: true,
     };
     let code = register::run(common, &register_args)?;

@@ -9,7 +9,7 @@ use clap::Args;
 use super::{arch_names, CommonArgs};
 use crate::engine;
 use crate::observe::Request;
-use crate::plan::Mode;
+use crate::plan::{Action, Mode};
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("which").required(true).args(["arches", "all"])))]
@@ -20,6 +20,12 @@ pub struct UnregisterArgs {
     /// Remove every entry qus owns (qemu and custom ones).
     #[arg(long)]
     pub all: bool,
+    /// Print the plan (removals and what is put back) and change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// With --dry-run: the plan as one JSON object.
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
 }
 
 pub fn run(common: &CommonArgs, args: &UnregisterArgs) -> Result<ExitCode> {
@@ -33,7 +39,12 @@ pub fn run(common: &CommonArgs, args: &UnregisterArgs) -> Result<ExitCode> {
     }
     let names: Option<BTreeSet<String>> =
         (!args.all).then(|| arches.iter().map(|a| system.config.entry_name(a)).collect());
-    let pass = engine::run(&system, &Request::default(), Mode::Unregister { names })?;
+    let mode = Mode::Unregister { names };
+    if args.dry_run {
+        let dry = engine::dry_run(&system, &Request::default(), mode)?;
+        return super::dry_run::print(&dry, system.binfmt.root(), args.json);
+    }
+    let pass = engine::run(&system, &Request::default(), mode)?;
     for item in &pass.plan.items {
         if item.actions.is_empty() {
             match (&item.kernel, &item.detail) {
@@ -49,11 +60,16 @@ pub fn run(common: &CommonArgs, args: &UnregisterArgs) -> Result<ExitCode> {
         );
     }
     let outcome = &pass.outcome;
-    println!(
-        "qus: {} removed, {} errors",
-        outcome.kernel_writes - outcome.failed.len(),
-        outcome.failed.len()
-    );
+    let count = |f: fn(&Action) -> bool| outcome.done.iter().filter(|a| f(a)).count();
+    let removed = count(|a| matches!(a, Action::Unregister { .. }));
+    let restored = count(|a| matches!(a, Action::Restore { .. }));
+    let mut line = format!("qus: {removed} removed");
+    if restored > 0 {
+        line.push_str(&format!(
+            ", {restored} restored (the entries qus had taken over)"
+        ));
+    }
+    println!("{line}, {} errors", outcome.failed.len());
     Ok(if outcome.failed.is_empty() {
         ExitCode::SUCCESS
     } else {

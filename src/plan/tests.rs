@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::binfmt::{Flags, KernelEntries, Matcher};
-use crate::model::{Desired, Owned, Wanted};
+use crate::model::{Desired, Identity, Owned, Wanted};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -345,7 +345,11 @@ fn simulate(p: &Plan, k: &mut KernelEntries, o: &mut BTreeMap<String, Owned>) {
             Action::Unregister { name, .. } | Action::Forget { name } => {
                 o.remove(name);
             }
-            Action::Enable { .. } | Action::Restore { .. } => {}
+            Action::Enable { .. }
+            | Action::Restore { .. }
+            | Action::Mount { .. }
+            | Action::SwitchOn
+            | Action::RestoreOther { .. } => {}
         }
     }
 }

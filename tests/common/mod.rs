@@ -16,6 +16,16 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+/// A command's standard error, as text (for messages and assertions).
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A command's standard output, as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 pub const QUS: &str = env!("CARGO_BIN_EXE_qus");
 
 /// The `qus` the sandbox helpers run: cargo's build of this tree, or the
