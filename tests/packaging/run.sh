@@ -124,11 +124,18 @@ for phrase in "tonistiigi/binfmt --install arm64" "multiarch/qemu-user-static --
     grep -qF -- "$phrase" README.md || bad "README lacks \"$phrase\""
 done
 echo "ok   qus.d(5) and the README cover the C flag, dynamic emulators, old kernels, rootless use, peers and CI"
+# The README stays an introduction (the manual is docs/), and neither it
+# nor a docs page names a repository path that does not exist.
+readme_lines=$(wc -l < README.md)
+[ "$readme_lines" -le 300 ] && echo "ok   README.md has $readme_lines lines (at most 300)" ||
+    bad "README.md has $readme_lines lines (at most 300)"
 absent=""
-for path in $(grep -oE '`(dist|tests|packaging|man|etc|bench|benches|probes|examples|src)/[A-Za-z0-9_./-]+`' README.md | tr -d '`' | sort -u); do
-    [ -e "$path" ] || absent="$absent $path"
+for doc in README.md docs/*.md; do
+    for path in $(grep -oE '`(dist|tests|packaging|man|etc|bench|benches|probes|examples|src)/[A-Za-z0-9_./-]+`' "$doc" | tr -d '`' | sort -u); do
+        [ -e "$path" ] || absent="$absent $doc:$path"
+    done
 done
-[ -z "$absent" ] && echo "ok   every repository path the README names exists" || bad "README names missing paths:$absent"
+[ -z "$absent" ] && echo "ok   every repository path the README and docs/*.md name exists" || bad "README or docs name missing paths:$absent"
 for page in qus.1 qusd.8 qus.d.5; do
     sec=${page##*.}
     if man -l "$stage/usr/share/man/man$sec/$page.gz" 2>&1 | grep "^NAME" >/dev/null; then echo "ok   man $page renders"; else bad "man $page"; fi
