@@ -97,6 +97,7 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 /// Observe and plan without changing anything (`qus status`, `qus export`).
 pub fn survey(system: &System, request: &Request) -> Result<(World, Plan)> {
     let world = observe::observe(system, request)?;
+    save_native(system, &world);
     let plan = plan::plan(&world, &Mode::reconcile(system.config.takeover.value));
     Ok((world, plan))
 }
@@ -145,8 +146,8 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
         // as with none. qus then adopts identical entries and removes none.
         world.owned.clear();
         world.restorable.clear();
-    } else if let Some(key) = &world.native_cache_key {
-        system.state.save_native(key, &world.native);
+    } else {
+        save_native(system, &world);
     }
     let plan = plan::plan(&world, &mode);
     if reconciling {
@@ -175,6 +176,14 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
         owned_after: owned,
         kernel_after,
     })
+}
+
+/// Keep native verdicts that took a child or a probe, for the rest of the
+/// boot (a step of the pass, not of observing: the dry run skips it).
+pub fn save_native(system: &System, world: &World) {
+    if let Some(key) = &world.native_cache_key {
+        system.state.save_native(key, &world.native);
+    }
 }
 
 /// The preparation planned from what binfmt_misc looks like now: the

@@ -100,6 +100,7 @@ pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
     let arches = arch_names(&args.arches)?;
     let system = common.system()?;
     let world = observe::observe(&system, &Request::default())?;
+    crate::engine::save_native(&system, &world);
     let enabled = world.binfmt_live();
     let timeout = Duration::from_secs(args.timeout.max(1));
     let named = !arches.is_empty();

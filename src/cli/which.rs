@@ -33,6 +33,7 @@ pub fn run(common: &CommonArgs, args: &WhichArgs) -> Result<ExitCode> {
         .unwrap_or_default();
     let system = common.system()?;
     let world = observe::observe(&system, &Request::default())?;
+    crate::engine::save_native(&system, &world);
     let catching: Vec<&String> = if world.binfmt_live() {
         world
             .match_order
