@@ -13,6 +13,11 @@ use crate::model::Host;
 use crate::observe::{self, System};
 use crate::userns;
 
+/// Log levels; anything else is a usage error (a silently ignored
+/// `warning` once hid qusd's own errors). Both binaries take them, so
+/// they live here and qusd links no CLI code for them.
+pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
 /// Options shared by `qus` and `qusd`: where things are.
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
@@ -40,7 +45,7 @@ pub struct CommonArgs {
     pub host_arch: Option<String>,
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
     #[arg(long, value_name = "LEVEL", global = true,
-          value_parser = clap::builder::PossibleValuesParser::new(crate::cli::values::LOG_LEVELS))]
+          value_parser = clap::builder::PossibleValuesParser::new(LOG_LEVELS))]
     pub log_level: Option<String>,
 }
 

@@ -86,7 +86,3 @@ impl TypedValueParser for FlagsParser {
         ))
     }
 }
-
-/// Log levels; anything else is a usage error (a silently ignored
-/// `warning` once hid qusd's own errors).
-pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
