@@ -4,7 +4,7 @@
 
 use std::io;
 
-use crate::binfmt::{BinfmtMisc, Registrar};
+use crate::binfmt::{BinfmtMisc, KernelEntry, Registrar};
 use crate::model::{Owned, OwnedEntries};
 use crate::plan::{Action, Target};
 
@@ -24,12 +24,16 @@ pub struct Applied {
 /// Apply `actions` (in the order given: `Plan::actions` orders them) to
 /// `binfmt`, keeping `owned` in step.
 pub fn apply(actions: Vec<Action>, binfmt: &BinfmtMisc, owned: &mut OwnedEntries) -> Applied {
-    let mut out = Applied::default();
-    let mut registrar = binfmt.registrar();
+    let mut applier = Applier {
+        binfmt,
+        registrar: binfmt.registrar(),
+        owned,
+        out: Applied::default(),
+    };
     for action in actions {
-        out.kernel_writes += action.kernel_writes();
-        match run(&action, binfmt, &mut registrar, owned, &mut out) {
-            Ok(()) => out.done.push(action),
+        applier.out.kernel_writes += action.kernel_writes();
+        match applier.run(&action) {
+            Ok(()) => applier.out.done.push(action),
             Err(e) => {
                 tracing::error!(
                     entry = action.entry(),
@@ -37,11 +41,11 @@ pub fn apply(actions: Vec<Action>, binfmt: &BinfmtMisc, owned: &mut OwnedEntries
                     "{}: failed: {e}",
                     action.describe()
                 );
-                out.failed.push((action, e.to_string()));
+                applier.out.failed.push((action, e.to_string()));
             }
         }
     }
-    out
+    applier.out
 }
 
 impl Applied {
@@ -60,156 +64,174 @@ impl Applied {
     }
 }
 
-fn run(
-    action: &Action,
-    binfmt: &BinfmtMisc,
-    registrar: &mut Registrar<'_>,
-    owned: &mut OwnedEntries,
-    out: &mut Applied,
-) -> io::Result<()> {
-    match action {
-        Action::Mount { path } => {
-            binfmt.ensure_mounted(true)?;
-            if crate::userns::here().initial {
+/// One application in progress: where it writes, and what it did so far.
+struct Applier<'a> {
+    binfmt: &'a BinfmtMisc,
+    registrar: Registrar<'a>,
+    owned: &'a mut OwnedEntries,
+    out: Applied,
+}
+
+impl Applier<'_> {
+    fn run(&mut self, action: &Action) -> io::Result<()> {
+        match action {
+            Action::Mount { path } => self.mount(path),
+            Action::SwitchOn => {
+                self.binfmt.set_all_enabled(true)?;
                 tracing::info!(
-                    action = "mounted",
-                    "mounted binfmt_misc at {}",
-                    path.display()
+                    action = "switched-on",
+                    "binfmt_misc was disabled globally; enabled it (binfmt.enable = true)"
                 );
-            } else {
+                Ok(())
+            }
+            Action::RestoreOther { name, entry } => self.restore_other(name, entry),
+            Action::Register(t) => {
+                self.registrar.register(&t.name, &t.spec)?;
+                log_registered(t, "registered", "");
+                self.record(t);
+                Ok(())
+            }
+            Action::Replace { target, reason } => self.replace(target, reason),
+            Action::Enable { name } => {
+                self.binfmt.set_enabled(name, true)?;
+                tracing::info!(entry = %name, action = "enabled", "enabled {name} (it had been disabled)");
+                Ok(())
+            }
+            Action::Unregister { name, reason } => self.unregister(name, reason),
+            Action::Restore { name, spec } => {
+                self.registrar.register(name, spec)?;
                 tracing::info!(
-                    action = "mounted",
-                    "mounted binfmt_misc at {}, an instance private to this user namespace: \
-                     its entries work for this namespace's processes and vanish with it",
-                    path.display()
+                    entry = %name,
+                    action = "restored",
+                    "restored {name}: interpreter {} (the entry qus had taken over)",
+                    spec.interpreter.display()
                 );
+                Ok(())
             }
-        }
-        Action::SwitchOn => {
-            binfmt.set_all_enabled(true)?;
-            tracing::info!(
-                action = "switched-on",
-                "binfmt_misc was disabled globally; enabled it (binfmt.enable = true)"
-            );
-        }
-        Action::RestoreOther { name, entry } => {
-            registrar.register(name, &entry.spec)?;
-            if !entry.enabled {
-                binfmt.set_enabled(name, false)?;
+            Action::Record(t) => {
+                tracing::debug!("recorded {} as owned", t.name);
+                self.record(t);
+                Ok(())
             }
-            tracing::info!(
-                entry = %name,
-                action = "restored",
-                "restored {name}: interpreter {}, another tool's entry a flush wiped \
-                 (guard.others = true)",
-                entry.spec.interpreter.display()
-            );
-        }
-        Action::Register(t) => {
-            registrar.register(&t.name, &t.spec)?;
-            tracing::info!(
-                entry = %t.name,
-                arch = t.arch.as_deref().unwrap_or(""),
-                action = "registered",
-                "registered {}{}: interpreter {} flags {}",
-                t.name,
-                arch_note(t),
-                t.spec.interpreter.display(),
-                flags_text(t)
-            );
-            record(owned, t, out);
-        }
-        Action::Replace { target: t, reason } => {
-            match binfmt.remove(&t.name) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-            // The old entry is gone; forget it before registering so a failed
-            // registration does not leave a record of an entry that isn't there.
-            if owned.remove(&t.name).is_some() {
-                out.records_changed = true;
-            }
-            if let Err(e) = registrar.register(&t.name, &t.spec) {
-                // Never lose another tool's entry to a failed takeover: put
-                // it back. (Without that, the entry is simply gone now.)
-                let back = t
-                    .replaced
-                    .as_ref()
-                    .is_some_and(|old| registrar.register(&t.name, old).is_ok());
-                if back {
-                    tracing::warn!("{}: the takeover failed; put the other entry back", t.name);
-                } else {
-                    out.done.push(Action::Unregister {
-                        name: t.name.clone(),
-                        reason: "removed by a replace that then failed".into(),
-                    });
-                }
-                return Err(e);
-            }
-            tracing::info!(
-                entry = %t.name,
-                arch = t.arch.as_deref().unwrap_or(""),
-                action = "replaced",
-                "replaced {}{}: interpreter {} flags {} ({reason})",
-                t.name,
-                arch_note(t),
-                t.spec.interpreter.display(),
-                flags_text(t)
-            );
-            record(owned, t, out);
-        }
-        Action::Enable { name } => {
-            binfmt.set_enabled(name, true)?;
-            tracing::info!(entry = %name, action = "enabled", "enabled {name} (it had been disabled)");
-        }
-        Action::Unregister { name, reason } => {
-            match binfmt.remove(name) {
-                Ok(()) => {
-                    tracing::info!(entry = %name, action = "removed", "removed {name} ({reason})")
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    tracing::info!("{name} was already gone ({reason})")
-                }
-                Err(e) => return Err(e),
-            }
-            if owned.remove(name).is_some() {
-                out.records_changed = true;
-            }
-        }
-        Action::Restore { name, spec } => {
-            registrar.register(name, spec)?;
-            tracing::info!(
-                entry = %name,
-                action = "restored",
-                "restored {name}: interpreter {} (the entry qus had taken over)",
-                spec.interpreter.display()
-            );
-        }
-        Action::Record(t) => {
-            tracing::debug!("recorded {} as owned", t.name);
-            record(owned, t, out);
-        }
-        Action::Forget { name } => {
-            tracing::debug!("forgot {name}: no longer ours");
-            if owned.remove(name).is_some() {
-                out.records_changed = true;
+            Action::Forget { name } => {
+                tracing::debug!("forgot {name}: no longer ours");
+                self.forget(name);
+                Ok(())
             }
         }
     }
-    Ok(())
+
+    fn mount(&mut self, path: &std::path::Path) -> io::Result<()> {
+        self.binfmt.ensure_mounted(true)?;
+        if crate::userns::here().initial {
+            tracing::info!(
+                action = "mounted",
+                "mounted binfmt_misc at {}",
+                path.display()
+            );
+        } else {
+            tracing::info!(
+                action = "mounted",
+                "mounted binfmt_misc at {}, an instance private to this user namespace: \
+                 its entries work for this namespace's processes and vanish with it",
+                path.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Put back another tool's entry a flush wiped, as it was.
+    fn restore_other(&mut self, name: &str, entry: &KernelEntry) -> io::Result<()> {
+        self.registrar.register(name, &entry.spec)?;
+        if !entry.enabled {
+            self.binfmt.set_enabled(name, false)?;
+        }
+        tracing::info!(
+            entry = %name,
+            action = "restored",
+            "restored {name}: interpreter {}, another tool's entry a flush wiped \
+             (guard.others = true)",
+            entry.spec.interpreter.display()
+        );
+        Ok(())
+    }
+
+    fn replace(&mut self, t: &Target, reason: &str) -> io::Result<()> {
+        match self.binfmt.remove(&t.name) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        // The old entry is gone; forget it before registering so a failed
+        // registration does not leave a record of an entry that isn't there.
+        self.forget(&t.name);
+        if let Err(e) = self.registrar.register(&t.name, &t.spec) {
+            // Never lose another tool's entry to a failed takeover: put it
+            // back. (Without that, the entry is simply gone now.)
+            let back = t
+                .replaced
+                .as_ref()
+                .is_some_and(|old| self.registrar.register(&t.name, old).is_ok());
+            if back {
+                tracing::warn!("{}: the takeover failed; put the other entry back", t.name);
+            } else {
+                self.out.done.push(Action::Unregister {
+                    name: t.name.clone(),
+                    reason: "removed by a replace that then failed".into(),
+                });
+            }
+            return Err(e);
+        }
+        log_registered(t, "replaced", &format!(" ({reason})"));
+        self.record(t);
+        Ok(())
+    }
+
+    fn unregister(&mut self, name: &str, reason: &str) -> io::Result<()> {
+        match self.binfmt.remove(name) {
+            Ok(()) => {
+                tracing::info!(entry = %name, action = "removed", "removed {name} ({reason})")
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                tracing::info!("{name} was already gone ({reason})")
+            }
+            Err(e) => return Err(e),
+        }
+        self.forget(name);
+        Ok(())
+    }
+
+    fn record(&mut self, t: &Target) {
+        self.owned.insert(
+            t.name.clone(),
+            Owned {
+                arch: t.arch.clone(),
+                spec: t.spec.clone(),
+                identity: Some(t.identity),
+                replaced: t.replaced.clone(),
+            },
+        );
+        self.out.records_changed = true;
+    }
+
+    fn forget(&mut self, name: &str) {
+        if self.owned.remove(name).is_some() {
+            self.out.records_changed = true;
+        }
+    }
 }
 
-fn record(owned: &mut OwnedEntries, t: &Target, out: &mut Applied) {
-    owned.insert(
-        t.name.clone(),
-        Owned {
-            arch: t.arch.clone(),
-            spec: t.spec.clone(),
-            identity: Some(t.identity),
-            replaced: t.replaced.clone(),
-        },
+/// "registered qemu-aarch64 (aarch64): interpreter … flags PF"
+fn log_registered(t: &Target, verb: &'static str, why: &str) {
+    tracing::info!(
+        entry = %t.name,
+        arch = t.arch.as_deref().unwrap_or(""),
+        action = verb,
+        "{verb} {}{}: interpreter {} flags {}{why}",
+        t.name,
+        arch_note(t),
+        t.spec.interpreter.display(),
+        flags_text(t)
     );
-    out.records_changed = true;
 }
 
 fn arch_note(t: &Target) -> String {

@@ -71,13 +71,6 @@ pub fn read_head(path: &Path) -> std::io::Result<Head> {
     })
 }
 
-/// The loader a file asks for (`PT_INTERP`), if it is a dynamically
-/// linked ELF; `None` for a static ELF, or for anything that is not ELF
-/// or cannot be read (those are judged elsewhere).
-pub fn loader(path: &Path) -> Option<String> {
-    read_head(path).ok()?.loader().map(str::to_string)
-}
-
 /// Static or dynamic, from the head; the program headers or the loader's
 /// name are read from the file only when they lie beyond it.
 fn linking(f: &std::fs::File, head: &[u8]) -> Option<Linking> {
@@ -156,6 +149,10 @@ fn bytes_at(f: &std::fs::File, head: &[u8], offset: u64, len: usize) -> Option<V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn loader(path: &Path) -> Option<String> {
+        read_head(path).ok()?.loader().map(str::to_string)
+    }
 
     #[test]
     fn static_and_dynamic_programs_of_this_host() {

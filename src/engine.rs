@@ -108,7 +108,7 @@ pub fn may_change(system: &System) -> Result<()> {
     let place = crate::userns::here();
     if place.initial
         && place.euid != 0
-        && crate::userns::instance_at(system.binfmt.root()) == crate::model::Instance::Host
+        && crate::userns::instance_at(system.binfmt.root()) == crate::userns::Instance::Host
     {
         anyhow::bail!(
             "changing the host's binfmt_misc needs root: run it with sudo; without root, \

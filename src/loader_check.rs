@@ -32,7 +32,7 @@ use crate::probe::Probe;
 
 /// What the kernel did with the arch's header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum LoaderVerdict {
     /// Its own ELF loader took it: the arch is native.
     Loads,
     /// Exec format error: nothing takes the arch.
@@ -62,10 +62,14 @@ pub enum Asking {
 /// process would take a program starting with these bytes; `None` when
 /// that instance could not be listed (then the exec runs in a child).
 /// `None` only for [`Asking::HereOnly`] when a child would be needed.
-pub fn check(probe: &Probe, entries_take: Option<EntriesTake>, asking: Asking) -> Option<Verdict> {
+pub fn check(
+    probe: &Probe,
+    entries_take: Option<EntriesTake>,
+    asking: Asking,
+) -> Option<LoaderVerdict> {
     match check_inner(probe, entries_take, asking) {
         Ok(v) => v,
-        Err(e) => Some(Verdict::Unknown(e.to_string())),
+        Err(e) => Some(LoaderVerdict::Unknown(e.to_string())),
     }
 }
 
@@ -73,7 +77,7 @@ fn check_inner(
     probe: &Probe,
     entries_take: Option<EntriesTake>,
     asking: Asking,
-) -> std::io::Result<Option<Verdict>> {
+) -> std::io::Result<Option<LoaderVerdict>> {
     use crate::probe::{exec_memfd, memfd};
     use rustix::fs::MemfdFlags;
     use std::os::fd::AsRawFd;
@@ -83,7 +87,7 @@ fn check_inner(
     interp.write_all(&[b'#'; 128])?;
     let interp_path = format!("/proc/self/fd/{}", interp.as_raw_fd());
     let Some(header) = header_with_interp(probe.program, &interp_path) else {
-        return Ok(Some(Verdict::Unknown(format!(
+        return Ok(Some(LoaderVerdict::Unknown(format!(
             "the {} probe is not an ELF file qus can read",
             probe.arch
         ))));
@@ -115,25 +119,25 @@ fn check_inner(
     let errno =
         |e: &std::io::Error, n: rustix::io::Errno| e.raw_os_error() == Some(n.raw_os_error());
     Ok(Some(match spawned {
-        Err(e) if errno(&e, rustix::io::Errno::LIBBAD) => Verdict::Loads,
-        Err(e) if errno(&e, rustix::io::Errno::NOEXEC) => Verdict::Refuses,
-        Err(e) => Verdict::Unknown(format!("exec failed: {e}")),
+        Err(e) if errno(&e, rustix::io::Errno::LIBBAD) => LoaderVerdict::Loads,
+        Err(e) if errno(&e, rustix::io::Errno::NOEXEC) => LoaderVerdict::Refuses,
+        Err(e) => LoaderVerdict::Unknown(format!("exec failed: {e}")),
         Ok(mut child) => {
             if let Some(pgid) = rustix::process::Pid::from_raw(child.id() as i32) {
                 let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
             }
             let _ = child.wait();
-            Verdict::Caught
+            LoaderVerdict::Caught
         }
     }))
 }
 
 /// The exec, made by this process: it cannot succeed (see the module
 /// docs), so it returns, with the kernel's answer.
-fn exec_here(program: &std::fs::File, probe: &Probe) -> Verdict {
+fn exec_here(program: &std::fs::File, probe: &Probe) -> LoaderVerdict {
     use std::os::fd::AsRawFd;
     let Ok(arg0) = std::ffi::CString::new(format!("qus-loads-{}", probe.arch)) else {
-        return Verdict::Unknown("bad arch name".into());
+        return LoaderVerdict::Unknown("bad arch name".into());
     };
     let argv = [arg0.as_ptr(), std::ptr::null()];
     let envp: [*const libc::c_char; 1] = [std::ptr::null()];
@@ -147,9 +151,9 @@ fn exec_here(program: &std::fs::File, probe: &Probe) -> Verdict {
     let err = std::io::Error::last_os_error();
     debug_assert_eq!(ret, -1);
     match err.raw_os_error() {
-        Some(libc::ELIBBAD) => Verdict::Loads,
-        Some(libc::ENOEXEC) => Verdict::Refuses,
-        _ => Verdict::Unknown(format!("exec failed: {err}")),
+        Some(libc::ELIBBAD) => LoaderVerdict::Loads,
+        Some(libc::ENOEXEC) => LoaderVerdict::Refuses,
+        _ => LoaderVerdict::Unknown(format!("exec failed: {err}")),
     }
 }
 
@@ -271,7 +275,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("elf");
         std::fs::write(&path, bytes).expect("write");
-        crate::elf::loader(&path)
+        crate::elf::read_head(&path)
+            .ok()?
+            .loader()
+            .map(str::to_string)
     }
 
     #[test]
@@ -335,10 +342,13 @@ mod tests {
         // is empty where the tests run, and no QEMU-style entry takes the
         // marked header anyway).
         let child = Asking::HereOrChild;
-        assert_eq!(check(probe(native), None, child), Some(Verdict::Loads));
+        assert_eq!(
+            check(probe(native), None, child),
+            Some(LoaderVerdict::Loads)
+        );
         assert_eq!(
             check(probe(native), Some(&|_: &[u8]| false), Asking::HereOnly),
-            Some(Verdict::Loads)
+            Some(LoaderVerdict::Loads)
         );
         // Where an entry would take the header, only a child may ask.
         assert_eq!(
@@ -350,7 +360,10 @@ mod tests {
         // machine takes it (then the check must say so, not guess).
         let foreign_verdict = check(probe(foreign), None, child);
         assert!(
-            matches!(foreign_verdict, Some(Verdict::Refuses | Verdict::Caught)),
+            matches!(
+                foreign_verdict,
+                Some(LoaderVerdict::Refuses | LoaderVerdict::Caught)
+            ),
             "{foreign_verdict:?}"
         );
     }

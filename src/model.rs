@@ -6,6 +6,7 @@
 //! module and there are no cycles.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -108,6 +109,45 @@ pub struct Desired {
     pub identity: Identity,
 }
 
+/// What was found on disk for one entry's interpreter: the facts its
+/// want is decided from (by `plan::want`, which reads no file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// The emulator found in the search path, or the configured path.
+    pub path: PathBuf,
+    /// Its first bytes (`None`: it could not be read).
+    pub head: Option<Vec<u8>>,
+    /// The loader it asks for, if it is a dynamically linked ELF.
+    pub loader: Option<String>,
+    /// The interpreter safety rules' verdict on it.
+    pub check: InterpreterCheck,
+}
+
+/// The interpreter safety rules' verdict on a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InterpreterCheck {
+    /// It passes: the file it resolves to, and that file's identity.
+    Safe {
+        resolved: PathBuf,
+        identity: Identity,
+    },
+    /// There is no such file.
+    Missing,
+    /// It is there but fails the rules (the reason).
+    Refused(String),
+}
+
+/// Facts about the running host that decide whether an entry is safe to
+/// register here.
+#[derive(Debug, Clone, Copy)]
+pub struct HostView<'a> {
+    /// Does the kernel tell interpreters about `P` (Linux 5.12+)?
+    pub kernel_has_p_bit: bool,
+    /// The first bytes of this very executable, standing for the host's
+    /// own programs (`None`: unreadable).
+    pub own_head: Option<&'a [u8]>,
+}
+
 /// Why an entry is not wanted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Skip {
@@ -136,36 +176,6 @@ pub struct Want {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Wanted {
     pub items: Vec<Want>,
-}
-
-/// Which binfmt_misc instance qus talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Instance {
-    /// The host's: qus runs in the initial user namespace.
-    Host,
-    /// A user namespace's own instance (Linux ≥ 6.7): its entries vanish
-    /// with the namespace.
-    Private,
-    /// A parent user namespace's instance, mounted where a child one can
-    /// see it: readable, not the child's to change.
-    Ancestor,
-}
-
-impl Instance {
-    /// For people, after "instance:".
-    pub fn describe(self) -> &'static str {
-        match self {
-            Instance::Host => "the host's (entries apply to every process)",
-            Instance::Private => {
-                "private to this user namespace (entries apply inside it and vanish with it)"
-            }
-            Instance::Ancestor => {
-                "a parent user namespace's (read-only from here; qus registers into a \
-                 private one under $XDG_RUNTIME_DIR/qus/binfmt_misc)"
-            }
-        }
-    }
 }
 
 /// Everything one pass knows, gathered once by `observe::observe` and

@@ -23,13 +23,15 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::binfmt::{EntrySpec, KernelEntry};
-use crate::model::{Others, Skip, Takeover, Want, World};
+use crate::model::{Others, Owned, Skip, Takeover, Want, World};
 
 mod action;
 mod prepare;
+pub mod want;
 
 pub use action::{kernel_after, Action, Target};
 pub use prepare::{prepare, Allowed, Flushed, Preparation, Readiness};
+pub use want::Overrides;
 
 /// What a plan is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -303,19 +305,79 @@ fn judge(want: &Want, world: &World, takeover: Takeover) -> Item {
         handlers,
         actions: Vec::new(),
     };
-    // Did qus register what the kernel holds now (nobody changed it since)?
-    let ours_unchanged = match (kernel, record) {
-        (Some(k), Some(r)) => k.spec.equivalent(&r.spec),
-        _ => false,
+    let facts = Facts {
+        // Did qus register what the kernel holds now (nobody changed it
+        // since)?
+        ours_unchanged: match (kernel, record) {
+            (Some(k), Some(r)) => k.spec.equivalent(&r.spec),
+            _ => false,
+        },
+        record,
     };
     // Other enabled entries, under other names and not qus's, that catch
     // this arch's programs (Rosetta, FEX-Emu, box64, a wrapper).
-    let others: Vec<&String> = item
+    let others: Vec<String> = item
         .handlers
         .iter()
         .filter(|h| *h != name && !world.owned.contains_key(*h))
+        .cloned()
         .collect();
-    let skip = match &want.want {
+    let desired = match (&want.want, skipped(want, &others)) {
+        (_, Some((state, why))) => {
+            let actions = withdraw_skipped(name, state, &why, &facts);
+            item.state = state;
+            item.detail = Some(why);
+            item.actions = actions;
+            return item;
+        }
+        (Ok(d), None) => d,
+        (Err(_), None) => return item,
+    };
+    if !others.is_empty() {
+        item.detail = Some(format!(
+            "shadows {} (qemu.others = \"override\")",
+            others.join(", ")
+        ));
+    }
+    item.wanted = Some(desired.spec.clone());
+    let target = Target {
+        name: name.clone(),
+        arch: want.arch.clone(),
+        spec: desired.spec.clone(),
+        identity: desired.identity,
+        replaced: record.and_then(|r| r.replaced.clone()),
+    };
+    match kernel {
+        None => {
+            item.state = State::Missing;
+            item.actions.push(Action::Register(target));
+        }
+        Some(k) if k.spec.equivalent(&desired.spec) => {
+            judge_same(&mut item, k, desired, target, &facts)
+        }
+        Some(k) => {
+            let may_take = match takeover {
+                Takeover::All => true,
+                Takeover::Never => false,
+                Takeover::Distro => world.distro.contains(name),
+            };
+            judge_different(&mut item, k, target, takeover, may_take, &facts);
+        }
+    }
+    item
+}
+
+/// What qus knows of its own past with an entry.
+struct Facts<'a> {
+    /// Its ownership record, if any.
+    record: Option<&'a Owned>,
+    /// qus registered what the kernel holds now, and nobody changed it.
+    ours_unchanged: bool,
+}
+
+/// Why a want yields no registration (as a state and a detail), if so.
+fn skipped(want: &Want, others: &[String]) -> Option<(State, String)> {
+    match &want.want {
         Err(skip) => Some(match skip {
             Skip::Excluded(w) => (State::Excluded, w.clone()),
             Skip::Native(w) => (State::Native, w.clone()),
@@ -330,87 +392,82 @@ fn judge(want: &Want, world: &World, takeover: Takeover) -> Item {
             ),
         )),
         Ok(_) => None,
-    };
-    let desired = match (&want.want, skip) {
-        (_, Some((state, why))) => {
-            item.state = state;
-            item.detail = Some(why.clone());
-            // Not put back here: excluded or disabled means "no entry for
-            // this arch", and the one qus took over would be one. Only an
-            // explicit unregister hands the name back (see `unregister`).
-            if ours_unchanged {
-                item.actions.push(Action::Unregister {
-                    name: name.clone(),
-                    reason: format!("{}: {why}", state.as_str()),
-                });
-            } else if record.is_some() {
-                item.actions.push(Action::Forget { name: name.clone() });
-            }
-            return item;
-        }
-        (Ok(d), None) => d,
-        (Err(_), None) => return item,
-    };
-    if !others.is_empty() {
-        let names: Vec<&str> = others.iter().map(|s| s.as_str()).collect();
-        item.detail = Some(format!(
-            "shadows {} (qemu.others = \"override\")",
-            names.join(", ")
-        ));
     }
-    item.wanted = Some(desired.spec.clone());
-    let target = Target {
-        name: name.clone(),
-        arch: want.arch.clone(),
-        spec: desired.spec.clone(),
-        identity: desired.identity,
-        replaced: record.and_then(|r| r.replaced.clone()),
-    };
-    let Some(k) = kernel else {
-        item.state = State::Missing;
-        item.actions.push(Action::Register(target));
-        return item;
-    };
-    if k.spec.equivalent(&desired.spec) {
-        let file_changed = record
-            .and_then(|r| r.identity)
-            .is_some_and(|id| id != desired.identity);
-        let record_current = record.is_some_and(|r| {
-            r.spec.equivalent(&desired.spec) && r.identity == Some(desired.identity)
-        });
-        if file_changed && desired.spec.flags.fix_binary && ours_unchanged {
-            item.state = State::Stale;
-            item.detail =
-                Some("interpreter file changed since registration (F keeps the old one)".into());
-            item.actions.push(Action::Replace {
-                target,
-                reason: "interpreter file changed on disk".into(),
-            });
-            return item;
-        }
-        item.state = if k.enabled {
-            State::Registered
-        } else {
-            State::Disabled
-        };
-        if !k.enabled {
-            item.actions.push(Action::Enable { name: name.clone() });
-        }
-        if !record_current {
-            item.actions.push(Action::Record(target));
-        }
-        item.owned = true;
-        return item;
+}
+
+/// A skipped entry: remove qus's own, forget a record of a changed one.
+/// Not put back here: excluded or disabled means "no entry for this
+/// arch", and the one qus took over would be one. Only an explicit
+/// unregister hands the name back (see `unregister`).
+fn withdraw_skipped(name: &str, state: State, why: &str, facts: &Facts<'_>) -> Vec<Action> {
+    if facts.ours_unchanged {
+        vec![Action::Unregister {
+            name: name.to_string(),
+            reason: format!("{}: {why}", state.as_str()),
+        }]
+    } else if facts.record.is_some() {
+        vec![Action::Forget {
+            name: name.to_string(),
+        }]
+    } else {
+        Vec::new()
     }
-    // Same name, different registration.
-    let may_take = match takeover {
-        Takeover::All => true,
-        Takeover::Never => false,
-        Takeover::Distro => world.distro.contains(name),
-    };
-    if ours_unchanged || may_take {
+}
+
+/// The kernel holds the registration qus wants: re-register only when `F`
+/// keeps an interpreter file that changed since; enable, record.
+fn judge_same(
+    item: &mut Item,
+    k: &KernelEntry,
+    desired: &crate::model::Desired,
+    target: Target,
+    facts: &Facts<'_>,
+) {
+    let record = facts.record;
+    let file_changed = record
+        .and_then(|r| r.identity)
+        .is_some_and(|id| id != desired.identity);
+    let record_current = record
+        .is_some_and(|r| r.spec.equivalent(&desired.spec) && r.identity == Some(desired.identity));
+    if file_changed && desired.spec.flags.fix_binary && facts.ours_unchanged {
         item.state = State::Stale;
-        let reason = if ours_unchanged {
+        item.detail =
+            Some("interpreter file changed since registration (F keeps the old one)".into());
+        item.actions.push(Action::Replace {
+            target,
+            reason: "interpreter file changed on disk".into(),
+        });
+        return;
+    }
+    item.state = if k.enabled {
+        State::Registered
+    } else {
+        State::Disabled
+    };
+    if !k.enabled {
+        item.actions.push(Action::Enable {
+            name: item.name.clone(),
+        });
+    }
+    if !record_current {
+        item.actions.push(Action::Record(target));
+    }
+    item.owned = true;
+}
+
+/// Same name, different registration: replace qus's own or what
+/// `takeover` allows; otherwise a conflict, left alone.
+fn judge_different(
+    item: &mut Item,
+    k: &KernelEntry,
+    target: Target,
+    takeover: Takeover,
+    may_take: bool,
+    facts: &Facts<'_>,
+) {
+    if facts.ours_unchanged || may_take {
+        item.state = State::Stale;
+        let reason = if facts.ours_unchanged {
             "configuration or emulator changed"
         } else if takeover == Takeover::All {
             "takeover of a different same-named entry"
@@ -418,7 +475,7 @@ fn judge(want: &Want, world: &World, takeover: Takeover) -> Item {
             "takeover of the distribution's entry"
         };
         item.detail = Some(reason.into());
-        let replaced = if ours_unchanged {
+        let replaced = if facts.ours_unchanged {
             target.replaced.clone()
         } else {
             Some(k.spec.clone())
@@ -427,21 +484,23 @@ fn judge(want: &Want, world: &World, takeover: Takeover) -> Item {
             target: Target { replaced, ..target },
             reason: reason.into(),
         });
-    } else {
-        item.state = State::Conflict;
-        let flags = k.spec.flags.normalized().to_string();
-        item.detail = Some(format!(
-            "another tool's entry named {name} exists (interpreter {}, flags {}); left alone: \
-             takeover = true replaces it",
-            k.spec.interpreter.display(),
-            if flags.is_empty() { "none" } else { &flags }
-        ));
-        if record.is_some() {
-            item.actions.push(Action::Forget { name: name.clone() });
-        }
-        item.owned = false;
+        return;
     }
-    item
+    item.state = State::Conflict;
+    let flags = k.spec.flags.normalized().to_string();
+    item.detail = Some(format!(
+        "another tool's entry named {} exists (interpreter {}, flags {}); left alone: \
+         takeover = true replaces it",
+        item.name,
+        k.spec.interpreter.display(),
+        if flags.is_empty() { "none" } else { &flags }
+    ));
+    if facts.record.is_some() {
+        item.actions.push(Action::Forget {
+            name: item.name.clone(),
+        });
+    }
+    item.owned = false;
 }
 
 #[cfg(test)]

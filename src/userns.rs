@@ -14,7 +14,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use crate::model::Instance;
+use serde::Serialize;
 
 /// One line of `/proc/self/uid_map`: `inside outside count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,36 @@ pub struct IdRange {
     pub inside: u64,
     pub outside: u64,
     pub count: u64,
+}
+
+/// Which binfmt_misc instance qus talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Instance {
+    /// The host's: qus runs in the initial user namespace.
+    Host,
+    /// A user namespace's own instance (Linux ≥ 6.7): its entries vanish
+    /// with the namespace.
+    Private,
+    /// A parent user namespace's instance, mounted where a child one can
+    /// see it: readable, not the child's to change.
+    Ancestor,
+}
+
+impl Instance {
+    /// For people, after "instance:".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Instance::Host => "the host's (entries apply to every process)",
+            Instance::Private => {
+                "private to this user namespace (entries apply inside it and vanish with it)"
+            }
+            Instance::Ancestor => {
+                "a parent user namespace's (read-only from here; qus registers into a \
+                 private one under $XDG_RUNTIME_DIR/qus/binfmt_misc)"
+            }
+        }
+    }
 }
 
 impl IdRange {

@@ -3,10 +3,14 @@
 //!
 //! Everything here is pure; [`super::fs`] does the I/O.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
 use crate::escape;
+
+/// What the kernel's entry files hold, keyed by entry name.
+pub type KernelEntries = BTreeMap<String, KernelEntry>;
 
 /// The longest register string the kernel accepts (`MAX_REGISTER_LENGTH`).
 pub const MAX_REGISTER_LENGTH: usize = 1920;

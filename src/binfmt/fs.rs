@@ -9,7 +9,7 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::entry::{parse_entry_file, EntrySpec, KernelEntry};
+use super::entry::{parse_entry_file, EntrySpec, KernelEntries};
 
 /// Say why a mount was refused where the reason is knowable: inside a
 /// user namespace, binfmt_misc needs Linux 6.7, and a mount namespace that
@@ -45,9 +45,6 @@ const BINFMTFS_MAGIC: i64 = 0x4249_4e4d;
 pub struct BinfmtMisc {
     root: PathBuf,
 }
-
-/// What the kernel's entry files hold, keyed by entry name.
-pub type KernelEntries = BTreeMap<String, KernelEntry>;
 
 /// What one read of binfmt_misc found.
 #[derive(Debug, Clone, Default)]

@@ -3,5 +3,5 @@
 pub mod entry;
 pub mod fs;
 
-pub use entry::{EntrySpec, Flags, KernelEntry, Matcher};
-pub use fs::{BinfmtMisc, KernelEntries, Registrar};
+pub use entry::{EntrySpec, Flags, KernelEntries, KernelEntry, Matcher};
+pub use fs::{BinfmtMisc, Registrar};

@@ -9,7 +9,8 @@ use clap::Args;
 use super::{arch_names, CommonArgs};
 use crate::binfmt::Flags;
 use crate::engine;
-use crate::observe::{Overrides, Request};
+use crate::observe::Request;
+use crate::plan::Overrides;
 use crate::plan::{Mode, Plan, State};
 
 #[derive(Debug, Args)]

@@ -8,9 +8,10 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::escape;
-use crate::model::{Instance, World};
+use crate::model::World;
 use crate::observe::{self, System};
 use crate::plan::{Item, Plan, State};
+use crate::userns::Instance;
 
 pub const SCHEMA_VERSION: u32 = 1;
 

@@ -36,7 +36,7 @@ pub struct TestArgs {
 /// The verdict on one arch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Verdict {
+pub enum ProbeResult {
     /// The probe ran through its binfmt_misc entry and printed its line.
     Pass,
     /// It did not: exec format error, crash, wrong output, hang, exit status.
@@ -49,14 +49,14 @@ pub enum Verdict {
     NoProbe,
 }
 
-impl Verdict {
+impl ProbeResult {
     fn as_str(self) -> &'static str {
         match self {
-            Verdict::Pass => "pass",
-            Verdict::Fail => "fail",
-            Verdict::NotRegistered => "not-registered",
-            Verdict::Native => "native",
-            Verdict::NoProbe => "no-probe",
+            ProbeResult::Pass => "pass",
+            ProbeResult::Fail => "fail",
+            ProbeResult::NotRegistered => "not-registered",
+            ProbeResult::Native => "native",
+            ProbeResult::NoProbe => "no-probe",
         }
     }
 }
@@ -64,7 +64,7 @@ impl Verdict {
 #[derive(Debug, Serialize)]
 pub struct ArchResult {
     pub arch: String,
-    pub result: Verdict,
+    pub result: ProbeResult,
     /// The binfmt_misc entry that ran it, if any.
     pub entry: Option<String>,
     pub interpreter: Option<String>,
@@ -115,7 +115,7 @@ pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
             if named {
                 results.push(ArchResult {
                     arch: a.name.into(),
-                    result: Verdict::NoProbe,
+                    result: ProbeResult::NoProbe,
                     entry: None,
                     interpreter: None,
                     detail: Some("qus ships no probe program for this arch".into()),
@@ -132,7 +132,7 @@ pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
             if named {
                 results.push(ArchResult {
                     arch: a.name.into(),
-                    result: Verdict::NotRegistered,
+                    result: ProbeResult::NotRegistered,
                     entry: None,
                     interpreter: None,
                     detail: Some(if enabled {
@@ -151,9 +151,9 @@ pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
         let millis = Some(start.elapsed().as_millis() as u64);
         let detail = outcome.failure();
         let result = match (&detail, catcher) {
-            (Some(_), _) => Verdict::Fail,
-            (None, None) => Verdict::Native,
-            (None, Some(_)) => Verdict::Pass,
+            (Some(_), _) => ProbeResult::Fail,
+            (None, None) => ProbeResult::Native,
+            (None, Some(_)) => ProbeResult::Pass,
         };
         results.push(ArchResult {
             arch: a.name.into(),
@@ -182,9 +182,9 @@ pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
         .as_ref()
         .is_some_and(|s| s.c_flag && s.found == Setuid::NeedsC);
     let failed = setuid_broken
-        || results
-            .iter()
-            .any(|r| r.result == Verdict::Fail || (named && r.result == Verdict::NotRegistered));
+        || results.iter().any(|r| {
+            r.result == ProbeResult::Fail || (named && r.result == ProbeResult::NotRegistered)
+        });
     let report = Report {
         version: 1,
         binfmt_misc: system.binfmt.root().display().to_string(),
@@ -213,7 +213,7 @@ fn setuid_report(
 ) -> Option<SetuidReport> {
     let passed = results
         .iter()
-        .find(|r| r.arch == setuid::ARCH && r.result == Verdict::Pass)?;
+        .find(|r| r.arch == setuid::ARCH && r.result == ProbeResult::Pass)?;
     let entry = passed.entry.clone()?;
     let c_flag = world
         .kernel
@@ -253,7 +253,7 @@ fn untested_entries(world: &crate::model::World, done: &[ArchResult]) -> Vec<Arc
                 .map(|(a, _)| a.clone());
             Some(ArchResult {
                 arch: arch.clone().unwrap_or_else(|| "-".into()),
-                result: Verdict::NoProbe,
+                result: ProbeResult::NoProbe,
                 entry: Some(name.clone()),
                 interpreter: Some(e.spec.interpreter.display().to_string()),
                 detail: Some(match arch {

@@ -3,10 +3,24 @@
 
 use std::path::{Path, PathBuf};
 
-use super::merge::RawEntry;
-use super::{ConfigError, CustomEntry, Source};
+use super::{ConfigError, CustomEntry, Source, Sourced};
 use crate::binfmt::entry::{validate_interpreter, EntrySpec, Flags, Matcher};
 use crate::escape;
+
+/// Raw `[entry.NAME]` fields merged across files, validated at the end.
+#[derive(Default)]
+pub(super) struct RawEntry {
+    pub(super) kind: Option<Sourced<String>>,
+    pub(super) offset: Option<Sourced<u32>>,
+    pub(super) magic: Option<Sourced<String>>,
+    pub(super) mask: Option<Sourced<String>>,
+    pub(super) extension: Option<Sourced<String>>,
+    pub(super) interpreter: Option<Sourced<String>>,
+    pub(super) flags: Option<Sourced<String>>,
+    pub(super) enabled: Option<Sourced<bool>>,
+    pub(super) catch_host_programs: Option<Sourced<bool>>,
+    pub(super) source: Option<Source>,
+}
 
 pub(super) fn error_at(source: &Source, message: String) -> ConfigError {
     match source {

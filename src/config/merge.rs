@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::custom::{error_at, finish_entry};
+use super::custom::{error_at, finish_entry, RawEntry};
 use super::fragment::TakeoverFragment;
 use super::fragment::{
     ArchFragment, BinfmtFragment, DaemonFragment, EntryFragment, Fragment, QemuFragment,
@@ -36,21 +36,6 @@ fn add_to_list<T: PartialEq>(list: &mut Sourced<Vec<T>>, new: Sourced<Vec<T>>) {
     };
     parts.push(new.source);
     list.source = Source::Merged(parts);
-}
-
-/// Raw `[entry.NAME]` fields merged across files, validated at the end.
-#[derive(Default)]
-pub(super) struct RawEntry {
-    pub(super) kind: Option<Sourced<String>>,
-    pub(super) offset: Option<Sourced<u32>>,
-    pub(super) magic: Option<Sourced<String>>,
-    pub(super) mask: Option<Sourced<String>>,
-    pub(super) extension: Option<Sourced<String>>,
-    pub(super) interpreter: Option<Sourced<String>>,
-    pub(super) flags: Option<Sourced<String>>,
-    pub(super) enabled: Option<Sourced<bool>>,
-    pub(super) catch_host_programs: Option<Sourced<bool>>,
-    pub(super) source: Option<Source>,
 }
 
 #[derive(Default)]

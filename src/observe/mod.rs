@@ -1,0 +1,291 @@
+//! Observe: the one place that gathers what a pass needs to know. It reads
+//! the kernel's entries (in match order) and global switch, the ownership
+//! records, decides native arches, finds every emulator and takes its
+//! facts, and returns it all as one [`World`]. Every command and every
+//! daemon pass goes through [`observe`]; nothing else assembles these
+//! inputs. What the facts mean for each entry is decided by the pure
+//! `plan::want`; observe only asks it which emulators are worth a look.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+
+use crate::arch;
+use crate::binfmt::{BinfmtMisc, KernelEntries};
+use crate::config::Config;
+use crate::model::{Host, NativeVerdicts, Skip, Want, Wanted, World};
+use crate::plan::want::{self, Overrides};
+use crate::probe;
+use crate::safety;
+use crate::state::StateDir;
+use crate::userns::Instance;
+
+mod distro;
+mod emulators;
+mod host;
+mod native;
+
+pub use emulators::{identity_of, interpreters};
+pub use host::{detect_host, HostFacts, Roots};
+
+/// Where everything is: the configuration, binfmt_misc, the state dir and
+/// the host. Built once per command (and per configuration in qusd).
+#[derive(Debug, Clone)]
+pub struct System {
+    pub config: Config,
+    pub binfmt: BinfmtMisc,
+    pub state: StateDir,
+    pub host: Host,
+    /// Where the host's own files are.
+    pub roots: Roots,
+    /// Facts read from those files, once.
+    pub facts: HostFacts,
+}
+
+impl System {
+    pub fn new(config: Config, state_dir: PathBuf, host: Host) -> System {
+        System {
+            binfmt: BinfmtMisc::new(config.binfmt_path.value.clone()),
+            state: StateDir::new(state_dir),
+            config,
+            host,
+            roots: Roots::host(),
+            facts: HostFacts::default(),
+        }
+    }
+}
+
+/// What an observation is asked to take into account.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub overrides: Overrides,
+    /// Native verdicts decided earlier (the daemon keeps them: the host
+    /// does not change while it runs); `None`: decide now.
+    pub native: Option<NativeVerdicts>,
+    /// Other tools' entries to put back first, exactly as they were (the
+    /// daemon's flush guard, `guard.others = true`).
+    pub restore: KernelEntries,
+}
+
+/// The kernel's side: binfmt_misc's state and entries.
+struct KernelView {
+    mounted: bool,
+    enabled: Option<bool>,
+    entries: KernelEntries,
+    match_order: Vec<String>,
+}
+
+impl KernelView {
+    fn read(binfmt: &BinfmtMisc) -> Result<KernelView> {
+        if !binfmt.is_mounted() {
+            return Ok(KernelView {
+                mounted: false,
+                enabled: None,
+                entries: KernelEntries::new(),
+                match_order: Vec::new(),
+            });
+        }
+        let listing = binfmt
+            .entries()
+            .with_context(|| format!("reading {}", binfmt.root().display()))?;
+        for (name, why) in &listing.unparsable {
+            tracing::warn!("cannot parse binfmt_misc entry {name}: {why}; leaving it alone");
+        }
+        Ok(KernelView {
+            mounted: true,
+            enabled: binfmt.enabled().ok(),
+            entries: listing.entries,
+            match_order: listing.order,
+        })
+    }
+
+    /// Can the kernel use entries right now (mounted and switched on)?
+    fn live(&self) -> bool {
+        self.mounted && self.enabled == Some(true)
+    }
+}
+
+/// Gather everything one pass needs. Warnings about inputs (unusable
+/// ownership records, unparsable kernel entries, refused emulators) are
+/// logged here, once per observation.
+pub fn observe(system: &System, request: &Request) -> Result<World> {
+    let kernel = KernelView::read(&system.binfmt)?;
+    let (owned, owned_warning) = system.state.load();
+    if let Some(w) = &owned_warning {
+        tracing::warn!("{w}");
+    }
+    // Probes run while the emulators are looked for: the arches they
+    // decide are looked at last.
+    let deciding = match &request.native {
+        Some(known) => native::Deciding::known(known.clone()),
+        None => {
+            // The listing is what the kernel consults for this process:
+            // mounted here, readable, and not a parent namespace's.
+            let listed = kernel.mounted
+                && kernel.enabled.is_some()
+                && instance(system.binfmt.root()) != Instance::Ancestor;
+            let view = native::BinfmtView {
+                live: kernel.live(),
+                listed,
+            };
+            native::start(system, &kernel.entries, &owned, view)
+        }
+    };
+    let host = system.facts.view(&system.roots);
+    let dirs = safety::DirCache::default();
+    let arch_want = |a: &arch::Arch, native: &NativeVerdicts| {
+        let config = &system.config;
+        let candidate = want::arch_skip(config, native, &request.overrides, a)
+            .is_none()
+            .then(|| emulators::arch_candidate(config, a, &dirs))
+            .flatten();
+        want::arch_want(
+            config,
+            native,
+            &request.overrides,
+            a,
+            candidate.as_ref(),
+            host,
+        )
+    };
+    let mut arch_wants: Vec<Option<Want>> = arch::ARCHES
+        .iter()
+        .map(|a| (!deciding.undecided.contains(&a.name)).then(|| arch_want(a, &deciding.verdicts)))
+        .collect();
+    let custom = custom_wants(&system.config, &dirs, host);
+    let (native, native_provisional, native_cache_key) = deciding.finish(&system.host);
+    for (slot, a) in arch_wants.iter_mut().zip(arch::ARCHES) {
+        slot.get_or_insert_with(|| arch_want(a, &native));
+    }
+    let wanted = Wanted {
+        items: arch_wants.into_iter().flatten().chain(custom).collect(),
+    };
+    warn_unusable(&system.config, &wanted);
+    let handlers = handlers(&kernel.entries, &kernel.match_order, kernel.live());
+    let distro = distro::distro_entries(&kernel.entries, &owned, &wanted, &system.roots);
+    let restorable = owned
+        .iter()
+        .filter(|(_, o)| o.replaced.as_ref().is_some_and(|r| r.interpreter.exists()))
+        .map(|(name, _)| name.clone())
+        .collect();
+    Ok(World {
+        mounted: kernel.mounted,
+        enabled: kernel.enabled,
+        kernel: kernel.entries,
+        match_order: kernel.match_order,
+        owned,
+        owned_warning,
+        native,
+        wanted,
+        handlers,
+        distro,
+        restorable,
+        native_provisional,
+        native_cache_key,
+    })
+}
+
+/// The custom entries' wants, in configuration order.
+fn custom_wants(
+    config: &Config,
+    dirs: &safety::DirCache,
+    host: crate::model::HostView<'_>,
+) -> Vec<Want> {
+    config
+        .entries
+        .iter()
+        .map(|(name, entry)| {
+            let candidate = entry
+                .enabled
+                .then(|| emulators::candidate(entry.spec.interpreter.clone(), None, dirs));
+            want::custom_want(name, entry, candidate.as_ref(), host)
+        })
+        .collect()
+}
+
+/// Say why an entry that should work cannot: a configured interpreter
+/// that is missing, or an emulator the safety rules refuse.
+fn warn_unusable(config: &Config, wanted: &Wanted) {
+    for want in &wanted.items {
+        let configured = match &want.arch {
+            Some(a) => config.arch.get(a).is_some_and(|o| o.interpreter.is_some()),
+            None => true,
+        };
+        let (action, line) = match &want.want {
+            Err(Skip::NoInterpreter(why)) if configured => (
+                "missing-interpreter",
+                format!("{} has no interpreter: {why} (as configured)", want.name),
+            ),
+            Err(Skip::Refused(why)) => ("refused", format!("refused {}: {why}", want.name)),
+            _ => continue,
+        };
+        tracing::warn!(
+            entry = %want.name,
+            arch = want.arch.as_deref().unwrap_or(""),
+            action,
+            "{line}"
+        );
+    }
+}
+
+/// binfmt_misc's state before a pass touches it: the preparation's facts.
+pub fn readiness(binfmt: &BinfmtMisc) -> crate::plan::Readiness {
+    let mounted = binfmt.is_mounted();
+    crate::plan::Readiness {
+        mounted,
+        enabled: mounted.then(|| binfmt.enabled().ok()).flatten(),
+    }
+}
+
+/// Other tools' entries a flush wiped, each with the safety verdict on
+/// its interpreter (the same rules as for qus's own interpreters).
+pub fn flushed(entries: &KernelEntries) -> Vec<crate::plan::Flushed> {
+    let dirs = safety::DirCache::default();
+    entries
+        .iter()
+        .map(|(name, entry)| crate::plan::Flushed {
+            name: name.clone(),
+            entry: entry.clone(),
+            refused: safety::check_interpreter(&entry.spec.interpreter, &dirs)
+                .err()
+                .map(|r| r.to_string()),
+        })
+        .collect()
+}
+
+/// Per arch, the enabled entries that catch its programs, in the kernel's
+/// match order. A program of the arch is its probe when qus ships one,
+/// else the arch's own magic (an ELF header prefix).
+fn handlers(
+    kernel: &KernelEntries,
+    match_order: &[String],
+    live: bool,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut all = std::collections::BTreeMap::new();
+    if !live {
+        return all;
+    }
+    for a in arch::ARCHES {
+        let header: Vec<u8> = probe::find(a.name)
+            .map(|p| p.program.to_vec())
+            .unwrap_or_else(|| a.magic.to_vec());
+        let catching: Vec<String> = match_order
+            .iter()
+            .filter(|name| {
+                kernel
+                    .get(*name)
+                    .is_some_and(|e| e.enabled && e.spec.matcher.catches(&header))
+            })
+            .cloned()
+            .collect();
+        if !catching.is_empty() {
+            all.insert(a.name.to_string(), catching);
+        }
+    }
+    all
+}
+
+/// Which binfmt_misc instance a path reaches from here.
+pub fn instance(root: &Path) -> Instance {
+    crate::userns::instance_at(root)
+}
