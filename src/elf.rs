@@ -15,12 +15,12 @@ const PT_INTERP: u32 = 3;
 
 /// How much of a file one look reads: the ELF header and the program
 /// headers of any real emulator fit.
-pub const HEAD_SIZE: usize = 4096;
+const HEAD_SIZE: usize = 4096;
 
 /// How much of it a [`Head`] keeps: the bytes binfmt_misc matches magic
 /// against. The rest is only needed to find the loader, once; 32 emulators
 /// do not need 128 KiB of heap (page faults are most of a cold start).
-pub const KEPT: usize = crate::binfmt::entry::MAX_MAGIC_END;
+const KEPT: usize = crate::binfmt::entry::MAX_MAGIC_END;
 
 /// How an ELF file is linked.
 #[derive(Debug, Clone, PartialEq, Eq)]

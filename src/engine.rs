@@ -92,7 +92,7 @@ impl Pass {
 }
 
 /// How long a pass waits for another qus or qusd to release the lock.
-pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// Observe and plan without changing anything (`qus status`, `qus export`).
 pub fn survey(system: &System, request: &Request) -> Result<(World, Plan)> {

@@ -152,7 +152,7 @@ pub fn resolve(path: &Path, cache: &DirCache) -> Result<Resolved, Refusal> {
 /// Resolve a directory path the same way: every link and every directory
 /// on the way checked (directories as ancestors, the holders of links
 /// strictly); returns the real directory it names, itself not judged.
-pub fn resolve_dir(dir: &Path, cache: &DirCache) -> Result<PathBuf, Refusal> {
+fn resolve_dir(dir: &Path, cache: &DirCache) -> Result<PathBuf, Refusal> {
     walk(dir, cache, true).map(|(r, _)| r.file)
 }
 
@@ -170,98 +170,122 @@ fn walk(
             path.display()
         )));
     }
-    let mut pending: VecDeque<OsString> = components(path);
-    let mut current = PathBuf::from("/");
-    cache.check(&current, Role::Ancestor)?;
-    let mut holders = Vec::new();
-    let mut links = Vec::new();
-    let mut hops = 0;
-    // A file in a directory: start from the directory as resolved before
-    // (same checks, same holders and links, done once).
-    if let (false, Some(parent), Some(name)) = (want_dir, path.parent(), path.file_name()) {
-        if parent != Path::new("/") && pending.len() > 1 {
-            let dir = cache.parent(parent)?;
-            current = dir.file;
-            holders = dir.holders;
-            links = dir.links;
-            hops = links.len();
-            pending = VecDeque::from([name.to_owned()]);
-            cache.check(&current, Role::Ancestor)?;
-        }
-    }
-    while let Some(name) = pending.pop_front() {
+    let mut w = Walk::start(path, cache, want_dir)?;
+    while let Some(name) = w.pending.pop_front() {
         if name == ".." {
-            current.pop();
+            w.current.pop();
             continue;
         }
-        let next = current.join(&name);
+        let next = w.current.join(&name);
         let meta = std::fs::symlink_metadata(&next)
             .map_err(|e| Refusal(format!("{}: {e}", next.display())))?;
         if meta.file_type().is_symlink() {
-            hops += 1;
-            if hops > MAX_HOPS {
-                return Err(Refusal(format!(
-                    "{}: more than {MAX_HOPS} symlinks (a loop?)",
-                    path.display()
-                )));
-            }
-            if !trusted_owner(meta.uid()) {
-                return Err(Refusal(format!(
-                    "{} is a symlink owned by uid {}, not root",
-                    next.display(),
-                    meta.uid()
-                )));
-            }
-            cache.check(&current, Role::Holder)?;
-            holders.push(current.clone());
-            links.push(next.clone());
-            let target = std::fs::read_link(&next)
-                .map_err(|e| Refusal(format!("{}: {e}", next.display())))?;
-            if target.is_absolute() {
-                current = PathBuf::from("/");
-            }
-            let mut rest = components(&target);
-            rest.extend(pending);
-            pending = rest;
+            w.follow(path, next, &meta, cache)?;
             continue;
         }
-        if pending.is_empty() && !want_dir {
-            cache.check(&current, Role::Holder)?;
-            holders.push(current);
-            let found = Resolved {
-                file: next,
-                holders,
-                links,
-            };
-            return Ok((found, Some(meta)));
-        }
-        if pending.is_empty() {
-            if !meta.is_dir() {
-                return Err(Refusal(format!("{} is not a directory", next.display())));
-            }
-            let found = Resolved {
-                file: next,
-                holders,
-                links,
-            };
-            return Ok((found, None));
+        if w.pending.is_empty() && !want_dir {
+            cache.check(&w.current, Role::Holder)?;
+            let holder = w.current.clone();
+            w.holders.push(holder);
+            return Ok((w.found(next), Some(meta)));
         }
         if !meta.is_dir() {
             return Err(Refusal(format!("{} is not a directory", next.display())));
         }
+        if w.pending.is_empty() {
+            return Ok((w.found(next), None));
+        }
         cache.check(&next, Role::Ancestor)?;
-        current = next;
+        w.current = next;
     }
     if want_dir {
-        let found = Resolved {
-            file: current,
-            holders,
-            links,
-        };
-        return Ok((found, None));
+        let here = w.current.clone();
+        return Ok((w.found(here), None));
     }
     // The path named a directory ("/" or ending in "..").
     Err(Refusal(format!("{} is not a regular file", path.display())))
+}
+
+/// A walk in progress: where it is, what is left, and every directory
+/// and link it went through.
+struct Walk {
+    current: PathBuf,
+    pending: VecDeque<OsString>,
+    holders: Vec<PathBuf>,
+    links: Vec<PathBuf>,
+    hops: usize,
+}
+
+impl Walk {
+    /// From `/`; for a file in a directory, from the directory as resolved
+    /// before (same checks, same holders and links, done once).
+    fn start(path: &Path, cache: &DirCache, want_dir: bool) -> Result<Walk, Refusal> {
+        let mut w = Walk {
+            current: PathBuf::from("/"),
+            pending: components(path),
+            holders: Vec::new(),
+            links: Vec::new(),
+            hops: 0,
+        };
+        cache.check(&w.current, Role::Ancestor)?;
+        if let (false, Some(parent), Some(name)) = (want_dir, path.parent(), path.file_name()) {
+            if parent != Path::new("/") && w.pending.len() > 1 {
+                let dir = cache.parent(parent)?;
+                w.current = dir.file;
+                w.holders = dir.holders;
+                w.links = dir.links;
+                w.hops = w.links.len();
+                w.pending = VecDeque::from([name.to_owned()]);
+                cache.check(&w.current, Role::Ancestor)?;
+            }
+        }
+        Ok(w)
+    }
+
+    /// Follow the symlink `next` (of `path`): owned by root, held by a
+    /// safe directory, and not one hop too many.
+    fn follow(
+        &mut self,
+        path: &Path,
+        next: PathBuf,
+        meta: &std::fs::Metadata,
+        cache: &DirCache,
+    ) -> Result<(), Refusal> {
+        self.hops += 1;
+        if self.hops > MAX_HOPS {
+            return Err(Refusal(format!(
+                "{}: more than {MAX_HOPS} symlinks (a loop?)",
+                path.display()
+            )));
+        }
+        if !trusted_owner(meta.uid()) {
+            return Err(Refusal(format!(
+                "{} is a symlink owned by uid {}, not root",
+                next.display(),
+                meta.uid()
+            )));
+        }
+        cache.check(&self.current, Role::Holder)?;
+        self.holders.push(self.current.clone());
+        let target =
+            std::fs::read_link(&next).map_err(|e| Refusal(format!("{}: {e}", next.display())))?;
+        self.links.push(next);
+        if target.is_absolute() {
+            self.current = PathBuf::from("/");
+        }
+        let mut rest = components(&target);
+        rest.extend(std::mem::take(&mut self.pending));
+        self.pending = rest;
+        Ok(())
+    }
+
+    fn found(self, file: PathBuf) -> Resolved {
+        Resolved {
+            file,
+            holders: self.holders,
+            links: self.links,
+        }
+    }
 }
 
 /// The normal components of a path, `..` kept, `.` dropped.

@@ -16,7 +16,7 @@ use crate::userns;
 /// Log levels; anything else is a usage error (a silently ignored
 /// `warning` once hid qusd's own errors). Both binaries take them, so
 /// they live here and qusd links no CLI code for them.
-pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
 /// Options shared by `qus` and `qusd`: where things are.
 #[derive(Debug, Clone, Args)]

@@ -65,7 +65,7 @@ impl IdRange {
 
 /// Parse a `uid_map`/`gid_map` text; lines that are not three numbers are
 /// skipped (the kernel never writes such lines).
-pub fn parse_id_map(text: &str) -> Vec<IdRange> {
+fn parse_id_map(text: &str) -> Vec<IdRange> {
     text.lines()
         .filter_map(|line| {
             let f: Vec<u64> = line
@@ -125,7 +125,7 @@ pub fn here() -> &'static Place {
 }
 
 /// The pure part of [`here`].
-pub fn place_from(euid: u32, uid_map: Vec<IdRange>) -> Place {
+fn place_from(euid: u32, uid_map: Vec<IdRange>) -> Place {
     // No /proc (or an empty map): assume the initial namespace, which
     // keeps the strict rules.
     let initial = uid_map.is_empty()
@@ -184,7 +184,7 @@ pub fn instance_at(root: &Path) -> Instance {
 }
 
 /// The pure part of [`instance_at`].
-pub fn instance_from(place: &Place, status_owner: Option<u32>) -> Instance {
+fn instance_from(place: &Place, status_owner: Option<u32>) -> Instance {
     match status_owner {
         _ if place.initial => Instance::Host,
         Some(0) | None => Instance::Private,
@@ -194,7 +194,7 @@ pub fn instance_from(place: &Place, status_owner: Option<u32>) -> Instance {
 
 /// The host user's subordinate uid ranges (`/etc/subuid`, by name or
 /// number): ids that user controls as much as its own.
-pub fn subordinate_uids(user: u32) -> Vec<(u64, u64)> {
+fn subordinate_uids(user: u32) -> Vec<(u64, u64)> {
     let name = user_name(user);
     std::fs::read_to_string("/etc/subuid")
         .map(|text| parse_subid(&text, user, name.as_deref()))
@@ -202,7 +202,7 @@ pub fn subordinate_uids(user: u32) -> Vec<(u64, u64)> {
 }
 
 /// The `(start, count)` ranges of `/etc/subuid` text for a user.
-pub fn parse_subid(text: &str, user: u32, name: Option<&str>) -> Vec<(u64, u64)> {
+fn parse_subid(text: &str, user: u32, name: Option<&str>) -> Vec<(u64, u64)> {
     text.lines()
         .filter_map(|line| {
             let mut f = line.trim().split(':');

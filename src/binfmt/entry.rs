@@ -13,15 +13,15 @@ use crate::escape;
 pub type KernelEntries = BTreeMap<String, KernelEntry>;
 
 /// The longest register string the kernel accepts (`MAX_REGISTER_LENGTH`).
-pub const MAX_REGISTER_LENGTH: usize = 1920;
+const MAX_REGISTER_LENGTH: usize = 1920;
 /// Magic + offset must fit the bytes the kernel reads from a binary. Recent
 /// kernels read 256, older ones 128; staying under 128 is safe everywhere.
 pub const MAX_MAGIC_END: usize = 128;
 /// Interpreter paths longer than this are refused: the kernel copies the
 /// interpreter name into buffers sized for the binprm header.
-pub const MAX_INTERPRETER_LEN: usize = 127;
+const MAX_INTERPRETER_LEN: usize = 127;
 /// File-name limit of the entry file the kernel creates.
-pub const MAX_NAME_LEN: usize = 255;
+const MAX_NAME_LEN: usize = 255;
 
 /// Why an entry cannot be written.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,7 +22,7 @@ pub struct RegisterArgs {
     pub arches: Vec<String>,
     /// Flags for the qemu entries of this run (any of P O C F).
     #[arg(long, value_name = "FLAGS", value_parser = super::values::FlagsParser)]
-    pub flags: Option<String>,
+    pub flags: Option<Flags>,
     /// Print the whole plan (mounting and switching on binfmt_misc
     /// included) and change nothing.
     #[arg(long, short = 'n')]
@@ -45,10 +45,6 @@ pub fn run(common: &CommonArgs, args: &RegisterArgs) -> Result<ExitCode> {
     } else {
         arch_names(&args.arches)?
     };
-    let flags = match &args.flags {
-        Some(f) => Some(Flags::parse(f).map_err(|e| anyhow::anyhow!("--flags: {e}"))?),
-        None => None,
-    };
     let system = common.system()?;
     let named = !arches.is_empty() && !all;
     let scope: Option<BTreeSet<String>> =
@@ -56,7 +52,7 @@ pub fn run(common: &CommonArgs, args: &RegisterArgs) -> Result<ExitCode> {
     let request = Request {
         overrides: Overrides {
             targets: (named || all).then(|| arches.clone()),
-            flags,
+            flags: args.flags,
         },
         native: None,
         restore: Default::default(),

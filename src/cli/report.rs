@@ -1,6 +1,6 @@
 //! The status report: what `qus status` prints, for people and as JSON.
 //!
-//! The JSON form is a stable interface (documented in the README); fields
+//! The JSON form is a stable interface (documented in docs/json.md); fields
 //! are only ever added.
 
 use std::fmt::Write as _;
@@ -13,7 +13,7 @@ use crate::observe::{self, System};
 use crate::plan::{Item, Plan, State};
 use crate::userns::Instance;
 
-pub const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, Serialize)]
 pub struct Report {

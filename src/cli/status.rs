@@ -13,7 +13,7 @@ use crate::state::{process_start_time, StateDir};
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// One JSON object (schema in the README) instead of the table.
+    /// One JSON object (schema in docs/json.md) instead of the table.
     #[arg(long)]
     pub json: bool,
     /// Only check that a qusd using this state dir is running and ready

@@ -21,7 +21,7 @@ pub struct TestArgs {
     /// through an entry or natively).
     #[arg(value_name = "ARCH", value_parser = super::values::ArchParser, hide_possible_values = true)]
     pub arches: Vec<String>,
-    /// One JSON object (schema in the README) instead of the table.
+    /// One JSON object (schema in docs/json.md) instead of the table.
     #[arg(long)]
     pub json: bool,
     /// Seconds before a probe that has not finished counts as hung.
@@ -75,7 +75,7 @@ pub struct ArchResult {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Report {
+pub struct TestReport {
     pub version: u32,
     pub binfmt_misc: String,
     pub results: Vec<ArchResult>,
@@ -101,7 +101,6 @@ pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
     let system = common.system()?;
     let world = observe::observe(&system, &Request::default())?;
     crate::engine::save_native(&system, &world);
-    let enabled = world.binfmt_live();
     let timeout = Duration::from_secs(args.timeout.max(1));
     let named = !arches.is_empty();
 
@@ -111,62 +110,15 @@ pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
         if named && !arches.iter().any(|n| n == a.name) {
             continue;
         }
-        let Some(probe) = probe::find(a.name) else {
-            if named {
-                results.push(ArchResult {
-                    arch: a.name.into(),
-                    result: ProbeResult::NoProbe,
-                    entry: None,
-                    interpreter: None,
-                    detail: Some("qus ships no probe program for this arch".into()),
-                    millis: None,
-                    emulator_version: None,
-                });
-            }
-            continue;
-        };
-        // The entry the kernel itself would pick: the first in match order.
-        let catcher = world.catcher(probe.program);
-        let is_native = matches!(world.native.get(a.name), Some(Native::Yes(_)));
-        if catcher.is_none() && !is_native {
-            if named {
-                results.push(ArchResult {
-                    arch: a.name.into(),
-                    result: ProbeResult::NotRegistered,
-                    entry: None,
-                    interpreter: None,
-                    detail: Some(if enabled {
-                        "no enabled binfmt_misc entry matches its binaries".into()
-                    } else {
-                        "binfmt_misc is not mounted or is disabled".into()
-                    }),
-                    millis: None,
-                    emulator_version: None,
-                });
-            }
-            continue;
+        let result = test_arch(a, &world, timeout, &mut versions);
+        // Unnamed arches that cannot run are left out, not reported.
+        let ran = !matches!(
+            result.result,
+            ProbeResult::NoProbe | ProbeResult::NotRegistered
+        );
+        if named || ran {
+            results.push(result);
         }
-        let start = Instant::now();
-        let outcome = probe::run(probe, timeout);
-        let millis = Some(start.elapsed().as_millis() as u64);
-        let detail = outcome.failure();
-        let result = match (&detail, catcher) {
-            (Some(_), _) => ProbeResult::Fail,
-            (None, None) => ProbeResult::Native,
-            (None, Some(_)) => ProbeResult::Pass,
-        };
-        results.push(ArchResult {
-            arch: a.name.into(),
-            result,
-            entry: catcher.map(|(n, _)| n.to_string()),
-            interpreter: catcher.map(|(_, e)| e.spec.interpreter.display().to_string()),
-            detail,
-            millis,
-            emulator_version: catcher.and_then(|(_, e)| {
-                let path = &e.spec.interpreter;
-                versions.of(path, &observe::identity_of(path).ok()?)
-            }),
-        });
     }
     versions.save();
     if !named {
@@ -185,7 +137,7 @@ pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
         || results.iter().any(|r| {
             r.result == ProbeResult::Fail || (named && r.result == ProbeResult::NotRegistered)
         });
-    let report = Report {
+    let report = TestReport {
         version: 1,
         binfmt_misc: system.binfmt.root().display().to_string(),
         results,
@@ -202,6 +154,69 @@ pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Run one arch's probe the way the kernel would pick its entry.
+fn test_arch(
+    a: &arch::Arch,
+    world: &crate::model::World,
+    timeout: Duration,
+    versions: &mut crate::version::Versions,
+) -> ArchResult {
+    let Some(probe) = probe::find(a.name) else {
+        return ArchResult::untested(
+            a.name,
+            ProbeResult::NoProbe,
+            "qus ships no probe program for this arch",
+        );
+    };
+    // The entry the kernel itself would pick: the first in match order.
+    let catcher = world.catcher(probe.program);
+    let is_native = matches!(world.native.get(a.name), Some(Native::Yes(_)));
+    if catcher.is_none() && !is_native {
+        let why = if world.binfmt_live() {
+            "no enabled binfmt_misc entry matches its binaries"
+        } else {
+            "binfmt_misc is not mounted or is disabled"
+        };
+        return ArchResult::untested(a.name, ProbeResult::NotRegistered, why);
+    }
+    let start = Instant::now();
+    let outcome = probe::run(probe, timeout);
+    let millis = Some(start.elapsed().as_millis() as u64);
+    let detail = outcome.failure();
+    let result = match (&detail, catcher) {
+        (Some(_), _) => ProbeResult::Fail,
+        (None, None) => ProbeResult::Native,
+        (None, Some(_)) => ProbeResult::Pass,
+    };
+    ArchResult {
+        arch: a.name.into(),
+        result,
+        entry: catcher.map(|(n, _)| n.to_string()),
+        interpreter: catcher.map(|(_, e)| e.spec.interpreter.display().to_string()),
+        detail,
+        millis,
+        emulator_version: catcher.and_then(|(_, e)| {
+            let path = &e.spec.interpreter;
+            versions.of(path, &observe::identity_of(path).ok()?)
+        }),
+    }
+}
+
+impl ArchResult {
+    /// An arch whose probe did not run, and why.
+    fn untested(arch: &str, result: ProbeResult, detail: &str) -> ArchResult {
+        ArchResult {
+            arch: arch.into(),
+            result,
+            entry: None,
+            interpreter: None,
+            detail: Some(detail.into()),
+            millis: None,
+            emulator_version: None,
+        }
+    }
 }
 
 /// The setuid check, when aarch64 passed through an entry.
@@ -267,7 +282,7 @@ fn untested_entries(world: &crate::model::World, done: &[ArchResult]) -> Vec<Arc
         .collect()
 }
 
-fn render(r: &Report) -> String {
+fn render(r: &TestReport) -> String {
     let mut s = format!(
         "{:<13} {:<15} {:<18} {:>6}  DETAIL\n",
         "ARCH", "RESULT", "ENTRY", "MS"

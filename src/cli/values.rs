@@ -60,22 +60,21 @@ const COMMON_FLAGS: &[(&str, &str)] = &[
 ];
 
 impl TypedValueParser for FlagsParser {
-    type Value = String;
+    type Value = crate::binfmt::Flags;
 
     fn parse_ref(
         &self,
         _cmd: &clap::Command,
         _arg: Option<&clap::Arg>,
         value: &std::ffi::OsStr,
-    ) -> Result<String, Error> {
+    ) -> Result<crate::binfmt::Flags, Error> {
         let v = value.to_string_lossy();
         crate::binfmt::Flags::parse(&v).map_err(|e| {
             Error::raw(
                 ErrorKind::InvalidValue,
                 format!("--flags {v:?}: {e} (any of P, O, C, F)\n"),
             )
-        })?;
-        Ok(v.into_owned())
+        })
     }
 
     fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {

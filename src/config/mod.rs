@@ -29,7 +29,7 @@ pub use scan::fragment_files;
 
 /// The default drop-in directories, lowest priority first.
 pub const DEFAULT_DIRS: &[&str] = &["/usr/lib/qus.d", "/run/qus.d", "/etc/qus.d"];
-pub const DEFAULT_BINFMT_PATH: &str = "/proc/sys/fs/binfmt_misc";
+const DEFAULT_BINFMT_PATH: &str = "/proc/sys/fs/binfmt_misc";
 pub const DEFAULT_STATE_DIR: &str = "/run/qusd";
 
 /// Where a value came from.
@@ -199,7 +199,9 @@ impl Config {
     }
 }
 
-/// Load, merge and validate the configuration from these directories.
+/// Load, merge and validate the configuration from these directories
+/// (the commands always go through [`load_with`]).
+#[cfg(test)]
 pub fn load(dirs: &[PathBuf]) -> Result<Config, ConfigError> {
     load_with(dirs, &[])
 }

@@ -32,12 +32,12 @@ pub const QUIET: Duration = Duration::from_millis(3);
 /// (an administrator restarting systemd-binfmt now and then) are not a
 /// fight and never count up.
 pub const GIVE_UP_AFTER: u32 = 5;
-pub const FIGHT_WINDOW: Duration = Duration::from_secs(5);
+const FIGHT_WINDOW: Duration = Duration::from_secs(5);
 
 /// The first retry after a failed pass, and the longest wait between
 /// retries (the wait doubles in between).
 pub const FIRST_RETRY: Duration = Duration::from_secs(1);
-pub const LONGEST_RETRY: Duration = Duration::from_secs(60);
+const LONGEST_RETRY: Duration = Duration::from_secs(60);
 
 /// Events waiting for a pass, and when that pass is due.
 #[derive(Debug, Default)]
@@ -208,7 +208,7 @@ pub fn is_echo(
 
 /// Do both hold the same entries, compared the way the kernel shows them
 /// (masked magic, C as OC)?
-pub fn same_kernel(a: &KernelEntries, b: &KernelEntries) -> bool {
+fn same_kernel(a: &KernelEntries, b: &KernelEntries) -> bool {
     a.len() == b.len()
         && a.iter().all(|(name, e)| {
             b.get(name)

@@ -211,7 +211,7 @@ fn checked(
 /// symbolic links"); one that catches the host's own programs (qus's own
 /// executable stands for them) sends every native program, `qus
 /// unregister` included, to the emulator.
-pub fn breaks_host(
+fn breaks_host(
     matcher: &Matcher,
     interpreter: &std::path::Path,
     interpreter_head: Option<&[u8]>,
