@@ -157,6 +157,14 @@ grep -q "deb-systemd-helper enable qusd.service" "$ctl/postinst" && echo "ok   p
 grep -q "deb-systemd-invoke stop qusd.service" "$ctl/prerm" && echo "ok   prerm stops qusd" || bad "prerm"
 grep -q "deb-systemd-helper purge qusd.service" "$ctl/postrm" && echo "ok   postrm purges" || bad "postrm"
 rm -rf "$ctl"
+# The manual ships beside the README, with the paths the README links to.
+debfiles=$(dpkg-deb -c "$deb" | awk '{print $NF}' | sed 's|^\./|/|')
+missing=""
+for f in README.md RELIABILITY.md CHANGELOG.md docs/configuration.md docs/json.md; do
+    echo "$debfiles" | grep -x "/usr/share/doc/qus/$f" >/dev/null || missing="$missing $f"
+done
+[ -z "$missing" ] && echo "ok   deb ships README.md, RELIABILITY.md, CHANGELOG.md and docs/ in /usr/share/doc/qus" ||
+    bad "deb lacks in /usr/share/doc/qus:$missing"
 lintian --info "$deb" > target/lintian.txt 2>&1 || true
 cat target/lintian.txt
 if grep -q "^E:" target/lintian.txt; then bad "lintian errors"; else echo "ok   lintian: no errors"; fi
@@ -170,7 +178,8 @@ rpmfiles=$(rpm -qlp "$rpm" 2>/dev/null | sort)
 echo "$rpmfiles"
 for f in /usr/bin/qus /usr/bin/qusd /usr/lib/systemd/system/qusd.service /etc/qus.d/50-example.toml \
          /usr/lib/systemd/user/qus-podman.service /usr/lib/systemd/user/qusd-podman.service \
-         /usr/share/man/man1/qus.1.gz /usr/share/man/man5/qus.d.5.gz /usr/share/man/man8/qusd.8.gz; do
+         /usr/share/man/man1/qus.1.gz /usr/share/man/man5/qus.d.5.gz /usr/share/man/man8/qusd.8.gz \
+         /usr/share/doc/qus/README.md /usr/share/doc/qus/CHANGELOG.md /usr/share/doc/qus/docs/configuration.md; do
     echo "$rpmfiles" | grep -x "$f" >/dev/null || bad "rpm lacks $f"
 done
 rpm -qp --scripts "$rpm" 2>/dev/null | grep "systemctl preset qusd.service" >/dev/null && echo "ok   rpm %post presets qusd" || bad "rpm scripts"
