@@ -5,8 +5,8 @@
 //!
 //! `qus test` checks it for real on aarch64 (the arch most emulated
 //! containers are): it installs a tiny aarch64 program that prints its
-//! effective uid, setuid root, on a file system that honours setuid, and
-//! runs it as another user.
+//! effective uid, setuid root, on a tmpfs only the probe can see, and runs
+//! it as another user with an empty environment.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -36,6 +36,15 @@ pub enum Setuid {
 
 /// Run the setuid probe through whatever entry catches aarch64 programs,
 /// as `uid`, within `timeout`.
+///
+/// Under `C` the probe is a setuid-root program that runs foreign code as
+/// root with the caller's environment, so it must be reachable by no one
+/// but the probe run: it lives on a tmpfs mounted in a mount namespace of
+/// its own (a thread's, never the host's), over an empty root-only
+/// directory. Others see that empty directory and nothing else; the only
+/// processes in the namespace are qus (root) and the probe, which is not
+/// ptraceable and has no `/proc/PID/root` for others to enter (changing
+/// uid, and then a setuid exec, make it non-dumpable).
 pub fn check(uid: u32, timeout: Duration) -> Setuid {
     if !rustix::process::geteuid().is_root() {
         return Setuid::NotChecked("needs root to install a setuid program".into());
@@ -51,14 +60,44 @@ pub fn check(uid: u32, timeout: Duration) -> Setuid {
             "uid {uid} is not mapped in this user namespace; --setuid-user picks another"
         ));
     }
-    let Some(dir) = suid_capable_dir() else {
-        return Setuid::NotChecked(
-            "no temporary directory on a file system that honours setuid (all nosuid)".into(),
-        );
+    let Some(mount_point) = private_dir() else {
+        return Setuid::NotChecked("cannot create a private temporary directory".into());
     };
-    let result = run_in(&dir, uid, timeout);
-    let _ = std::fs::remove_dir_all(&dir);
+    let inside = mount_point.clone();
+    let result = std::thread::spawn(move || in_private_mount(&inside, uid, timeout))
+        .join()
+        .unwrap_or_else(|_| Setuid::NotChecked("the probe thread panicked".into()));
+    // The tmpfs went with the thread's namespace: the directory is empty.
+    let _ = std::fs::remove_dir(&mount_point);
     result
+}
+
+/// On this thread only: a mount namespace of its own, nothing in it
+/// propagating back, and a setuid-capable tmpfs over `dir`.
+fn in_private_mount(dir: &Path, uid: u32, timeout: Duration) -> Setuid {
+    use rustix::mount::{MountFlags, MountPropagationFlags};
+    // SAFETY: only NEWNS (and the FS it implies): no file descriptor
+    // table is unshared, so no other thread loses a descriptor.
+    let unshared = unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) };
+    if let Err(e) = unshared {
+        return Setuid::NotChecked(format!("cannot make a private mount namespace: {e}"));
+    }
+    if let Err(e) = rustix::mount::mount_change(
+        "/",
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+    ) {
+        return Setuid::NotChecked(format!("cannot make mounts private: {e}"));
+    }
+    if let Err(e) = rustix::mount::mount(
+        "qus-setuid",
+        dir,
+        "tmpfs",
+        MountFlags::NODEV,
+        c"mode=0711,size=1m",
+    ) {
+        return Setuid::NotChecked(format!("cannot mount a tmpfs on {}: {e}", dir.display()));
+    }
+    run_in(dir, uid, timeout)
 }
 
 fn run_in(dir: &Path, uid: u32, timeout: Duration) -> Setuid {
@@ -71,6 +110,7 @@ fn run_in(dir: &Path, uid: u32, timeout: Duration) -> Setuid {
     let mut cmd = Command::new(&program);
     cmd.uid(uid)
         .gid(uid)
+        .env_clear()
         .stdin(Stdio::null())
         .stderr(Stdio::null());
     match crate::child::output_within(&mut cmd, timeout) {
@@ -83,9 +123,9 @@ fn run_in(dir: &Path, uid: u32, timeout: Duration) -> Setuid {
     }
 }
 
-/// A fresh directory (mode 0711: others may run what is in it, not list
-/// it) on a file system mounted without `nosuid`.
-fn suid_capable_dir() -> Option<PathBuf> {
+/// A fresh, empty directory only root may enter (mode 0700): the mount
+/// point, all anyone else ever sees of the probe.
+fn private_dir() -> Option<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -98,14 +138,10 @@ fn suid_capable_dir() -> Option<PathBuf> {
         PathBuf::from("/tmp"),
     ]
     .into_iter()
-    .filter(|base| {
-        rustix::fs::statvfs(base)
-            .is_ok_and(|s| !s.f_flag.contains(rustix::fs::StatVfsMountFlags::NOSUID))
-    })
     .find_map(|base| {
         let dir = base.join(&name);
         std::fs::DirBuilder::new()
-            .mode(0o711)
+            .mode(0o700)
             .create(&dir)
             .ok()
             .map(|()| dir)

@@ -322,3 +322,63 @@ fn entries_from_the_distributions_binfmt_d_files_are_taken_over_others_are_not()
     let entry = sb.entry(&name).expect("entry");
     assert!(entry.contains("interpreter /bin/true"), "{entry}");
 }
+
+/// Every spelling users write for an arch (the table's name, Docker's
+/// platform with and without `linux/` and a variant, Debian's name, the
+/// entry name with either) means the same arch on every subcommand that
+/// takes one: register, test, disable, enable and unregister each act on
+/// `qemu-aarch64` or `qemu-arm`, and `enable all` undoes any `disable`.
+#[test]
+fn every_spelling_of_an_arch_means_the_same_arch_on_every_subcommand() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.install_emulator("arm");
+    sb.search_bin("");
+    let classes: &[(&str, &[&str])] = &[
+        (
+            "aarch64",
+            &[
+                "aarch64",
+                "arm64",
+                "linux/arm64",
+                "linux/arm64/v8",
+                "qemu-aarch64",
+                "qemu-arm64",
+            ],
+        ),
+        (
+            "arm",
+            &["arm", "linux/arm/v7", "arm/v6", "armhf", "qemu-armhf"],
+        ),
+    ];
+    for (arch, spellings) in classes {
+        let entry = format!("qemu-{arch}");
+        for name in *spellings {
+            sb.qus_ok(&["unregister", "--all"]);
+            let out = sb.qus_ok(&["register", name]);
+            assert!(sb.has_entry(&entry), "register {name}: no {entry}\n{out}");
+            let report: serde_json::Value =
+                serde_json::from_str(&sb.qus_ok(&["test", name, "--json"])).expect("json");
+            assert_eq!(report["results"][0]["arch"], *arch, "test {name}: {report}");
+            assert_eq!(report["results"][0]["result"], "pass", "test {name}");
+            let out = sb.qus_ok(&["disable", name]);
+            assert!(
+                out.contains(&format!("disabled {arch} in")),
+                "disable {name}: {out}"
+            );
+            assert!(!sb.has_entry(&entry), "disable {name} left {entry}");
+            let out = sb.qus_ok(&["enable", name]);
+            assert!(sb.has_entry(&entry), "enable {name}: no {entry}\n{out}");
+            sb.qus_ok(&["unregister", name]);
+            assert!(!sb.has_entry(&entry), "unregister {name} left {entry}");
+        }
+    }
+    sb.qus_ok(&["disable", "arm64", "linux/arm/v7"]);
+    assert!(!sb.has_entry("qemu-aarch64") && !sb.has_entry("qemu-arm"));
+    let out = sb.qus_ok(&["enable", "all"]);
+    assert!(
+        sb.has_entry("qemu-aarch64") && sb.has_entry("qemu-arm"),
+        "enable all registered nothing:\n{out}"
+    );
+    assert!(!sb.etc().join("90-qus-cli.toml").exists());
+}

@@ -765,3 +765,68 @@ fn config_dir_paths_are_checked_past_every_link() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(sb.entries(), ["qemu-aarch64"]);
 }
+
+/// `qus test`'s setuid probe is a setuid-root aarch64 program: under `C`,
+/// whoever runs it runs foreign code as root with their own environment
+/// (`QEMU_LOG_FILENAME`, `QEMU_GDB`, …). A second user watching `$TMPDIR`
+/// for it, and running it the moment it appears, must never get to: the
+/// program lives on a tmpfs in a mount namespace of the probe's own, and
+/// all the host shows is an empty directory only root may enter. The
+/// watcher proves it watched during a probe (it saw that directory);
+/// each run proves the probe really ran as root under `C`.
+#[test]
+fn no_other_user_can_run_qus_tests_setuid_probe() {
+    let sb = Sandbox::with_host_ids();
+    sb.install_emulator("aarch64");
+    sb.search_bin("");
+    sb.qus_ok(&["register", "--flags", "PFC", "aarch64"]);
+    let shared = tempfile::Builder::new()
+        .prefix("qus-shared-tmp-")
+        .tempdir_in("/tmp")
+        .expect("shared tmp");
+    let t = shared.path();
+    chmod(t, 0o1777);
+    let watch = format!(
+        "T='{}'; while [ ! -e \"$T/stop\" ]; do for d in \"$T\"/qus-setuid-*; do \
+         [ -d \"$d\" ] && : > \"$T/saw\"; \
+         for f in \"$d\"/*; do [ -f \"$f\" ] && \"$f\" > \"$T/ran\" 2>&1; done; \
+         [ -x \"$d/setuid-aarch64\" ] && \"$d/setuid-aarch64\" >> \"$T/ran\" 2>&1; \
+         done; done",
+        t.display()
+    );
+    let mut watcher = as_user(&sb, &watch)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("watcher");
+    let mut runs = 0;
+    while !t.join("saw").exists() {
+        runs += 1;
+        assert!(
+            runs <= 50,
+            "the watcher never saw a probe directory in 50 runs of `qus test`"
+        );
+        let out = sb
+            .tool(&common::qus_bin())
+            .env("TMPDIR", t)
+            .args(["test", "aarch64", "--json"])
+            .output()
+            .expect("qus test");
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(r["setuid"]["result"], "works", "{r:#}");
+    }
+    fs::write(t.join("stop"), "").expect("stop");
+    let _ = watcher.wait();
+    let ran = fs::read_to_string(t.join("ran")).unwrap_or_default();
+    assert!(
+        !t.join("ran").exists(),
+        "uid {USER} ran qus's setuid probe (after {runs} runs): {ran:?}"
+    );
+    let left: Vec<_> = fs::read_dir(t)
+        .expect("shared tmp")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("qus-setuid-"))
+        .collect();
+    assert!(left.is_empty(), "probe directories left behind: {left:?}");
+}

@@ -351,6 +351,18 @@ fn setuid_programs_need_the_c_flag_and_qus_test_says_so() {
     let r = report(&sb);
     assert_eq!(r["setuid"]["result"], "works", "{r:#}");
     assert_eq!(r["setuid"]["c_flag"], true);
+    // And both reports say what C means, for qus's entry and another's.
+    sb.register_raw(":other-c:M::\\x7fELFqus-other::/bin/sh:OC");
+    for args in [&["test", "aarch64"][..], &["status"][..]] {
+        let err = stderr(&sb.qus(args));
+        for entry in ["qemu-aarch64", "other-c"] {
+            assert!(
+                err.contains(&format!("warning: {entry} has the C flag"))
+                    && err.contains("root shell"),
+                "qus {args:?} does not warn about {entry}: {err}"
+            );
+        }
+    }
 }
 
 #[test]

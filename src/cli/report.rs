@@ -251,3 +251,25 @@ pub fn clean(text: &str) -> String {
         text.to_string()
     }
 }
+
+/// Say, on stderr, what every `C` entry (qus's or another tool's) means:
+/// QEMU then runs a setuid program with its owner's credentials but
+/// reads its own settings from the caller's environment
+/// (`QEMU_LOG_FILENAME`, `QEMU_GDB`, `QEMU_LD_PREFIX`, …), so any foreign
+/// setuid program a user can reach is a root shell for that user.
+pub fn warn_credentials(world: &World) {
+    for name in &world.match_order {
+        let Some(e) = world.kernel.get(name) else {
+            continue;
+        };
+        if e.spec.flags.credentials {
+            eprintln!(
+                "qus: warning: {name} has the C flag: any foreign setuid program a user can \
+                 run through it runs as its owner (root), and QEMU takes its settings from \
+                 that user's environment (QEMU_LOG_FILENAME, QEMU_GDB, …): every such \
+                 program is a root shell for every local user. Keep C only where all \
+                 users are trusted (see \"The C flag\" in docs/ownership-and-safety.md)."
+            );
+        }
+    }
+}

@@ -73,6 +73,7 @@ pub fn run(common: &CommonArgs, args: &StatusArgs) -> Result<ExitCode> {
     } else {
         print!("{}", report::render(&report, args.verbose));
     }
+    report::warn_credentials(&world);
     if args.check && problems > 0 {
         eprintln!("qus: {problems} entries are not as wanted");
         return Ok(ExitCode::from(1));

@@ -149,6 +149,7 @@ pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
     } else {
         print!("{}", render(&report));
     }
+    super::report::warn_credentials(&world);
     Ok(if failed {
         ExitCode::from(1)
     } else {

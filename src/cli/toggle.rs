@@ -110,11 +110,7 @@ pub fn run(common: &CommonArgs, args: &ToggleArgs, disable: bool) -> Result<Exit
             path.display()
         ),
     };
-    let scope: BTreeSet<String> = args
-        .arches
-        .iter()
-        .map(|a| system.config.entry_name(a))
-        .collect();
+    let scope: BTreeSet<String> = arches.iter().map(|a| system.config.entry_name(a)).collect();
     let mode = Mode::Reconcile {
         takeover: system.config.takeover.value,
         scope: Some(scope),

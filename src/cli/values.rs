@@ -7,7 +7,7 @@ use clap::error::{Error, ErrorKind};
 
 /// An arch name as users write it: canonical (`aarch64`), an alias
 /// (`arm64`, `linux/arm/v7`), an entry name (`qemu-aarch64`), or `all`.
-/// The value stays as written; `arch_names` canonicalises.
+/// The value is the table's name (or `all`); `arch_names` expands `all`.
 #[derive(Debug, Clone, Copy)]
 pub struct ArchParser;
 
@@ -21,13 +21,15 @@ impl TypedValueParser for ArchParser {
         value: &std::ffi::OsStr,
     ) -> Result<String, Error> {
         let v = value.to_string_lossy();
-        let known = v == "all"
-            || crate::arch::find(&v).is_some()
-            || v.strip_prefix("qemu-")
-                .and_then(crate::arch::find)
-                .is_some();
-        if known {
-            Ok(v.into_owned())
+        if v == "all" {
+            return Ok(v.into_owned());
+        }
+        // Resolved here, once: every subcommand sees the table's name
+        // (`arm64`, `linux/arm64`, `qemu-arm64` and `qemu-aarch64` are all
+        // `aarch64`), so none can build an entry name from an alias.
+        let by_entry = || v.strip_prefix("qemu-").and_then(crate::arch::find);
+        if let Some(a) = crate::arch::find(&v).or_else(by_entry) {
+            Ok(a.name.to_string())
         } else {
             Err(Error::raw(
                 ErrorKind::InvalidValue,
