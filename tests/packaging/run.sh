@@ -129,6 +129,11 @@ echo "ok   qus.d(5) and the README cover the C flag, dynamic emulators, old kern
 readme_lines=$(wc -l < README.md)
 [ "$readme_lines" -le 300 ] && echo "ok   README.md has $readme_lines lines (at most 300)" ||
     bad "README.md has $readme_lines lines (at most 300)"
+# The contributors' layout names every source file.
+unlisted=""
+for f in $(find src -name '*.rs' | sort); do grep -q "^$f " docs/architecture.md || unlisted="$unlisted $f"; done
+[ -z "$unlisted" ] && echo "ok   docs/architecture.md's layout lists every file in src/" ||
+    bad "docs/architecture.md's layout lacks:$unlisted"
 absent=""
 for doc in README.md docs/*.md; do
     for path in $(grep -oE '`(dist|tests|packaging|man|etc|bench|benches|probes|examples|src)/[A-Za-z0-9_./-]+`' "$doc" | tr -d '`' | sort -u); do
