@@ -5,7 +5,7 @@
 use std::io;
 
 use crate::binfmt::{BinfmtMisc, KernelEntry, Registrar};
-use crate::model::{Owned, OwnedEntries};
+use crate::model::OwnedEntries;
 use crate::plan::{Action, Target};
 
 /// What applying a plan did.
@@ -201,15 +201,7 @@ impl Applier<'_> {
     }
 
     fn record(&mut self, t: &Target) {
-        self.owned.insert(
-            t.name.clone(),
-            Owned {
-                arch: t.arch.clone(),
-                spec: t.spec.clone(),
-                identity: Some(t.identity),
-                replaced: t.replaced.clone(),
-            },
-        );
+        self.owned.insert(t.name.clone(), t.owned());
         self.out.records_changed = true;
     }
 

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use crate::binfmt::{EntrySpec, KernelEntries, KernelEntry};
-use crate::model::Identity;
+use crate::model::{Identity, Owned};
 
 /// A registration to make, and what to record about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +16,18 @@ pub struct Target {
     pub identity: Identity,
     /// The other tool's entry this one replaced, to put back on unregister.
     pub replaced: Option<EntrySpec>,
+}
+
+impl Target {
+    /// The ownership record for this registration once it is made.
+    pub fn owned(&self) -> Owned {
+        Owned {
+            arch: self.arch.clone(),
+            spec: self.spec.clone(),
+            identity: Some(self.identity),
+            replaced: self.replaced.clone(),
+        }
+    }
 }
 
 /// One step of a plan. All but `Record` and `Forget` write to

@@ -334,15 +334,7 @@ fn simulate(p: &Plan, k: &mut KernelEntries, o: &mut BTreeMap<String, Owned>) {
     for a in &actions {
         match a {
             Action::Register(t) | Action::Replace { target: t, .. } | Action::Record(t) => {
-                o.insert(
-                    t.name.clone(),
-                    Owned {
-                        arch: t.arch.clone(),
-                        spec: t.spec.clone(),
-                        identity: Some(t.identity),
-                        replaced: t.replaced.clone(),
-                    },
-                );
+                o.insert(t.name.clone(), t.owned());
             }
             Action::Unregister { name, .. } | Action::Forget { name } => {
                 o.remove(name);
