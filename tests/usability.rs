@@ -365,28 +365,66 @@ fn setuid_programs_need_the_c_flag_and_qus_test_says_so() {
     }
 }
 
+/// A later drop-in's list replaces the earlier one, like every other key
+/// (containers.conf's rule): a host's file narrows the site's `targets`
+/// with one file, and the kernel gets just that. `{append = true}` as the
+/// last element adds instead, and `qus config` shows where each part came
+/// from; the marker anywhere else is an error at its line; `[]` empties.
 #[test]
-fn lists_add_up_across_drop_ins_and_an_empty_list_resets() {
+fn a_later_list_replaces_and_append_is_explicit() {
     let sb = Sandbox::new();
+    for arch in ["aarch64", "riscv64", "s390x"] {
+        sb.install_emulator(arch);
+    }
     sb.search_bin("");
-    sb.write_config("20-a.toml", "[qemu]\nexclude = [\"mips64\"]\n");
-    sb.write_config("30-b.toml", "[qemu]\nexclude = [\"s390x\"]\n");
+    sb.write_config(
+        "20-site.toml",
+        "[qemu]\ntargets = [\"aarch64\", \"riscv64\", \"s390x\"]\nexclude = [\"mips64\"]\n",
+    );
+    sb.write_config("30-thishost.toml", "[qemu]\ntargets = [\"arm64\"]\n");
+    sb.qus_ok(&["register"]);
+    assert_eq!(sb.entries(), ["qemu-aarch64"], "the host's list narrows");
+    let out = sb.qus_ok(&["config"]);
+    let line = line_starting(&out, "targets = ");
+    assert!(
+        line.starts_with("targets = [\"aarch64\"]") && line.contains("30-thishost.toml:2"),
+        "{line}"
+    );
+    sb.write_config(
+        "30-thishost.toml",
+        "[qemu]\ntargets = [\"arm64\"]\nexclude = [\"s390x\", {append = true}]\n",
+    );
     let out = sb.qus_ok(&["config"]);
     let line = line_starting(&out, "exclude = ");
     assert!(
-        line.starts_with("exclude = [\"mips64\", \"s390x\"]"),
+        line.starts_with("exclude = [\"mips64\", \"s390x\"]")
+            && line.contains("20-site.toml:3 + ")
+            && line.contains("30-thishost.toml:3"),
         "{line}"
     );
+    sb.write_config(
+        "30-thishost.toml",
+        "[qemu]\ntargets = [\n  \"arm64\",\n  {append = true},\n  \"s390x\",\n]\n",
+    );
+    let out = sb.qus(&["config"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
     assert!(
-        line.contains("20-a.toml:2 + ") && line.contains("30-b.toml:2"),
-        "{line}"
+        err.contains("30-thishost.toml:4") && err.contains("must be the last element"),
+        "{err}"
     );
-    sb.write_config("40-c.toml", "[qemu]\nexclude = []\n");
+    sb.write_config("30-thishost.toml", "[qemu]\nexclude = []\n");
     let out = sb.qus_ok(&["config"]);
     let line = line_starting(&out, "exclude = ");
     assert!(
-        line.starts_with("exclude = []") && line.contains("40-c.toml:2"),
+        line.starts_with("exclude = []") && line.contains("30-thishost.toml:2"),
         "{line}"
+    );
+    sb.qus_ok(&["register"]);
+    assert_eq!(
+        sb.entries(),
+        ["qemu-aarch64", "qemu-riscv64", "qemu-s390x"],
+        "the site's targets again"
     );
 }
 

@@ -3,8 +3,52 @@
 
 use std::collections::BTreeMap;
 
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
+
+/// A list key as written: its elements, each with its span.
+pub type List = Spanned<Vec<Spanned<ListItem>>>;
+
+/// One element of a list key: a value, or containers.conf's marker
+/// `{append = true}` (allowed only as the last element), which makes the
+/// list add to the earlier files' value instead of replacing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListItem {
+    Value(String),
+    Append(bool),
+}
+
+impl<'de> Deserialize<'de> for ListItem {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ListItem, D::Error> {
+        struct Item;
+        impl<'de> Visitor<'de> for Item {
+            type Value = ListItem;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string, or {append = true} as the last element")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ListItem, E> {
+                Ok(ListItem::Value(v.to_string()))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ListItem, A::Error> {
+                let mut append = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key != "append" {
+                        return Err(de::Error::unknown_field(&key, &["append"]));
+                    }
+                    append = Some(map.next_value::<bool>()?);
+                }
+                append
+                    .map(ListItem::Append)
+                    .ok_or_else(|| de::Error::missing_field("append"))
+            }
+        }
+        d.deserialize_any(Item)
+    }
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,10 +71,10 @@ pub struct BinfmtFragment {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QemuFragment {
-    pub search_path: Option<Spanned<Vec<String>>>,
-    pub binary_names: Option<Spanned<Vec<String>>>,
-    pub targets: Option<Spanned<Vec<Spanned<String>>>>,
-    pub exclude: Option<Spanned<Vec<Spanned<String>>>>,
+    pub search_path: Option<List>,
+    pub binary_names: Option<List>,
+    pub targets: Option<List>,
+    pub exclude: Option<List>,
     pub flags: Option<Spanned<String>>,
     pub name_prefix: Option<Spanned<String>>,
     pub takeover: Option<Spanned<TakeoverFragment>>,

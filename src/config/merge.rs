@@ -1,4 +1,5 @@
-//! Merging drop-ins in order, later wins, each value keeping its source.
+//! Merging drop-ins in order, later wins (lists too, unless they end with
+//! `{append = true}`), each value keeping its source.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,13 +16,13 @@ use super::{Config, ConfigError, Others, Source, Sourced, Takeover};
 use crate::arch;
 use crate::binfmt::entry::{validate_interpreter, validate_name};
 
-/// Lists across drop-ins follow systemd's convention: the first file that
-/// sets a list replaces the built-in default, every later file adds to it
-/// (duplicates dropped), and an empty list clears it. So `exclude =
-/// ["mips64"]` in one drop-in and `exclude = ["s390x"]` in a later one
-/// exclude both.
-fn add_to_list<T: PartialEq>(list: &mut Sourced<Vec<T>>, new: Sourced<Vec<T>>) {
-    if new.value.is_empty() || list.source == Source::Default {
+/// Lists across drop-ins follow containers.conf's convention: a later
+/// file's list replaces the earlier value, like every other key, so a
+/// host's drop-in (or a mounted ConfigMap) narrows `targets` with one
+/// file; a last element `{append = true}` adds to it instead (duplicates
+/// dropped), and `[]` empties it.
+fn set_list<T: PartialEq>(list: &mut Sourced<Vec<T>>, new: Sourced<Vec<T>>, append: bool) {
+    if !append {
         *list = new;
         return;
     }
@@ -94,41 +95,65 @@ impl Merger {
 
     fn apply_qemu(c: &mut Config, ctx: &FileCtx, q: QemuFragment) -> Result<(), ConfigError> {
         if let Some(sp) = q.search_path {
-            let span = sp.span();
-            if let Some(bad) = sp.get_ref().iter().find(|d| !d.starts_with('/')) {
+            let (dirs, append) = ctx.list(sp, "search_path")?;
+            if let Some(bad) = dirs
+                .get_ref()
+                .iter()
+                .find(|d| !d.get_ref().starts_with('/'))
+            {
                 return Err(ctx.error(
-                    Some(span),
-                    format!("qemu.search_path: {bad:?} is not an absolute path"),
+                    Some(bad.span()),
+                    format!(
+                        "qemu.search_path: {:?} is not an absolute path",
+                        bad.get_ref()
+                    ),
                 ));
             }
-            let s = ctx.sourced(sp);
-            add_to_list(
+            let s = ctx.sourced(dirs);
+            let dirs = s.value.into_iter().map(|d| PathBuf::from(d.into_inner()));
+            let value = dirs.collect();
+            set_list(
                 &mut c.search_path,
                 Sourced {
-                    value: s.value.into_iter().map(PathBuf::from).collect(),
+                    value,
                     source: s.source,
                 },
+                append,
             );
         }
         if let Some(names) = q.binary_names {
-            let span = names.span();
+            let (names, append) = ctx.list(names, "binary_names")?;
             if let Some(bad) = names
                 .get_ref()
                 .iter()
-                .find(|n| !n.contains("{arch}") || n.contains('/'))
+                .find(|n| !n.get_ref().contains("{arch}") || n.get_ref().contains('/'))
             {
                 return Err(ctx.error(
-                    Some(span),
-                    format!("qemu.binary_names: {bad:?} must contain {{arch}} and no '/'"),
+                    Some(bad.span()),
+                    format!(
+                        "qemu.binary_names: {:?} must contain {{arch}} and no '/'",
+                        bad.get_ref()
+                    ),
                 ));
             }
-            add_to_list(&mut c.binary_names, ctx.sourced(names));
+            let s = ctx.sourced(names);
+            let value = s.value.into_iter().map(Spanned::into_inner).collect();
+            set_list(
+                &mut c.binary_names,
+                Sourced {
+                    value,
+                    source: s.source,
+                },
+                append,
+            );
         }
         if let Some(t) = q.targets {
-            add_to_list(&mut c.targets, ctx.arch_names(t, "targets", true)?);
+            let (t, append) = ctx.list(t, "targets")?;
+            set_list(&mut c.targets, ctx.arch_names(t, "targets", true)?, append);
         }
         if let Some(x) = q.exclude {
-            add_to_list(&mut c.exclude, ctx.arch_names(x, "exclude", false)?);
+            let (x, append) = ctx.list(x, "exclude")?;
+            set_list(&mut c.exclude, ctx.arch_names(x, "exclude", false)?, append);
         }
         if let Some(f) = q.flags {
             c.flags = ctx.flags(f, "qemu.flags")?;

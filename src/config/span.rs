@@ -6,9 +6,13 @@ use std::path::Path;
 
 use toml::Spanned;
 
+use super::fragment::{List, ListItem};
 use super::{ConfigError, Source, Sourced};
 use crate::arch;
 use crate::binfmt::entry::Flags;
+
+/// A list's values, each with its span.
+pub(super) type Values = Spanned<Vec<Spanned<String>>>;
 
 /// One file being applied: turns spans into lines.
 pub(super) struct FileCtx<'a> {
@@ -77,6 +81,31 @@ impl<'a> FileCtx<'a> {
             value: flags,
             source: self.source(span),
         })
+    }
+
+    /// A list key's values, each with its span, and whether the list
+    /// appends to the earlier files' value (a last element `{append =
+    /// true}`) or, like every other key, replaces it.
+    pub(super) fn list(&self, v: List, key: &str) -> Result<(Values, bool), ConfigError> {
+        let span = v.span();
+        let items = v.into_inner();
+        let last = items.len().saturating_sub(1);
+        let mut values = Vec::with_capacity(items.len());
+        let mut append = false;
+        for (i, item) in items.into_iter().enumerate() {
+            let at = item.span();
+            match item.into_inner() {
+                ListItem::Value(text) => values.push(Spanned::new(at, text)),
+                ListItem::Append(a) if i == last => append = a,
+                ListItem::Append(_) => {
+                    return Err(self.error(
+                        Some(at),
+                        format!("qemu.{key}: {{append = …}} must be the last element of the list"),
+                    ))
+                }
+            }
+        }
+        Ok((Spanned::new(span, values), append))
     }
 
     pub(super) fn arch_names(

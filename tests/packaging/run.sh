@@ -115,7 +115,7 @@ if [ "$readme_help" = "$($qus_bin --help)" ]; then echo "ok   README's qus --hel
 else bad "README's qus --help differs:"; diff <(echo "$readme_help") <($qus_bin --help) || true; fi
 # The docs users look for: the C-flag decision, the rootless flows, and
 # the "Coming from" equivalents of every peer tool.
-for phrase in "Why C is not the default" "allow_dynamic" "P on kernels before 5.12"; do
+for phrase in "Why C is not the default" "allow_dynamic" "P on kernels before 5.12" "append = true"; do
     zcat "$stage/usr/share/man/man5/qus.d.5.gz" | grep -q "$phrase" || bad "qus.d(5) lacks \"$phrase\""
 done
 for phrase in "tonistiigi/binfmt --install arm64" "multiarch/qemu-user-static --reset -p yes" \
