@@ -109,6 +109,10 @@ pub enum State {
     /// Another entry, under another name, already handles the arch and
     /// `others = "yield"`.
     HandledBy,
+    /// Another tool's entry qus has no opinion about (not qus's, not
+    /// configured): the planner never makes one; reports list them so the
+    /// kernel's whole table is visible.
+    Foreign,
 }
 
 impl State {
@@ -125,6 +129,7 @@ impl State {
             State::Native => "native",
             State::Orphaned => "orphaned",
             State::HandledBy => "handled-by",
+            State::Foreign => "foreign",
         }
     }
 }

@@ -382,3 +382,57 @@ fn every_spelling_of_an_arch_means_the_same_arch_on_every_subcommand() {
     );
     assert!(!sb.etc().join("90-qus-cli.toml").exists());
 }
+
+/// `qus status` shows the kernel's whole table, as `update-binfmts
+/// --display` does: other tools' entries (not QEMU, not configured) are
+/// listed with their interpreter, flags, whether enabled and what they
+/// run, and left alone; they never count as problems.
+#[test]
+fn status_lists_other_tools_entries_too() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.search_bin("");
+    sb.qus_ok(&["register"]);
+    sb.register_raw(":python3.11:M::\\xa7\\x0d\\x0d\\x0a::/usr/bin/python3.11:");
+    sb.register_raw(":jar:E::jar::/usr/bin/jexec:");
+    sb.write_inside(&sb.binfmt().join("jar"), "0");
+    let status = sb.status();
+    let row = |name: &str| -> serde_json::Value {
+        status["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .find(|e| e["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no row for {name}: {status:#}"))
+    };
+    let py = row("python3.11");
+    assert_eq!(py["state"], "foreign", "{py}");
+    assert_eq!(py["owned"], false);
+    assert_eq!(py["interpreter"], "/usr/bin/python3.11");
+    assert_eq!(py["kernel"]["enabled"], true);
+    let jar = row("jar");
+    assert_eq!(jar["kernel"]["enabled"], false, "{jar}");
+    assert!(
+        jar["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("disabled")),
+        "{jar}"
+    );
+    assert_eq!(row("qemu-aarch64")["state"], "registered");
+    assert_eq!(status["summary"]["foreign"], 2, "{status:#}");
+    let table = sb.qus_ok(&["status"]);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("python3.11 "))
+        .unwrap_or_else(|| panic!("no python3.11 row:\n{table}"));
+    assert!(
+        line.contains("foreign") && line.contains("/usr/bin/python3.11"),
+        "{line}"
+    );
+    let out = sb.qus(&["status", "--check"]);
+    assert!(out.status.success(), "foreign entries are no problem");
+    // And they are left alone by everything qus does.
+    sb.qus_ok(&["unregister", "--all"]);
+    assert_eq!(sb.entries(), ["jar", "python3.11"]);
+}

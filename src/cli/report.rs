@@ -95,6 +95,8 @@ pub fn build(system: &System, world: &World, plan: &Plan) -> Report {
         })
         .collect();
     versions.save();
+    let mut entries = entries;
+    entries.extend(foreign_rows(world, plan));
     let mut summary = std::collections::BTreeMap::new();
     for e in &entries {
         *summary.entry(e.state.as_str()).or_insert(0) += 1;
@@ -115,6 +117,59 @@ pub fn build(system: &System, world: &World, plan: &Plan) -> Report {
         entries,
         summary,
     }
+}
+
+/// Every kernel entry the plan has no row for (another tool's, not
+/// configured in qus), in the kernel's match order: `qus status` shows the
+/// kernel's whole table, as `update-binfmts --display` does.
+fn foreign_rows(world: &World, plan: &Plan) -> Vec<EntryReport> {
+    let planned: std::collections::BTreeSet<&str> =
+        plan.items.iter().map(|i| i.name.as_str()).collect();
+    world
+        .match_order
+        .iter()
+        .filter(|name| !planned.contains(name.as_str()))
+        .filter_map(|name| {
+            let k = world.kernel.get(name)?;
+            // The arches whose programs it catches, if any.
+            let catches: Vec<&str> = world
+                .handlers
+                .iter()
+                .filter(|(_, hs)| hs.contains(name))
+                .map(|(a, _)| a.as_str())
+                .collect();
+            let who = if world.distro.contains(name) {
+                "the distribution's entry"
+            } else {
+                "another tool's entry"
+            };
+            let off = if k.enabled { "" } else { ", disabled" };
+            let detail = match catches.as_slice() {
+                [] => format!("{who}{off}; left alone"),
+                arches => format!(
+                    "{who}{off}, runs {} programs; left alone",
+                    arches.join(", ")
+                ),
+            };
+            Some(EntryReport {
+                name: name.clone(),
+                arch: catches.first().map(|a| a.to_string()),
+                state: State::Foreign,
+                owned: false,
+                interpreter: Some(k.spec.interpreter.display().to_string()),
+                flags: Some(k.spec.flags.normalized().to_string()),
+                detail: Some(detail),
+                kernel: Some(KernelReport {
+                    enabled: k.enabled,
+                    interpreter: k.spec.interpreter.display().to_string(),
+                    flags: k.spec.flags.to_string(),
+                }),
+                handlers: Vec::new(),
+                used: None,
+                emulator_version: None,
+            })
+        })
+        .collect()
 }
 
 /// Does this row need someone's attention? (What `status --check` counts.)
@@ -156,7 +211,6 @@ fn entry_report(item: &Item) -> EntryReport {
     }
 }
 
-/// The table for people.
 /// The table for people; `verbose` adds each emulator's QEMU version.
 pub fn render(report: &Report, verbose: bool) -> String {
     let mut s = String::new();
@@ -187,7 +241,11 @@ pub fn render(report: &Report, verbose: bool) -> String {
     );
     for e in &report.entries {
         let shown = match e.state {
-            State::Registered | State::Missing | State::Disabled | State::Stale => e
+            State::Registered
+            | State::Missing
+            | State::Disabled
+            | State::Stale
+            | State::Foreign => e
                 .interpreter
                 .clone()
                 .map(|i| match &e.detail {
@@ -206,7 +264,8 @@ pub fn render(report: &Report, verbose: bool) -> String {
             | State::Missing
             | State::Disabled
             | State::Stale
-            | State::Conflict => e
+            | State::Conflict
+            | State::Foreign => e
                 .flags
                 .clone()
                 .filter(|f| !f.is_empty())
