@@ -196,6 +196,38 @@ pub fn find(name: &str) -> Option<&'static Arch> {
     ARCHES.iter().find(|a| a.name == name)
 }
 
+/// The names a user most likely meant by an unknown arch name (a typo
+/// of a table name or an alias: `aarch46`, `amr64`), closest first; all of
+/// them when several are equally close (`amr64`: `amd64` or `arm64`).
+pub fn suggest(name: &str) -> Vec<&'static str> {
+    let name = name.strip_prefix("linux/").unwrap_or(name);
+    let scored: Vec<(usize, &'static str)> = ARCHES
+        .iter()
+        .map(|a| a.name)
+        .chain(ALIASES.iter().map(|(alias, _)| *alias))
+        .map(|known| (strsim::damerau_levenshtein(name, known), known))
+        .filter(|(d, known)| *d <= 2.min(known.len() / 3).max(1))
+        .collect();
+    let best = scored.iter().map(|(d, _)| *d).min();
+    let mut names: Vec<&'static str> = scored
+        .into_iter()
+        .filter(|(d, _)| Some(*d) == best)
+        .map(|(_, known)| known)
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// " (did you mean aarch64?)" for an unknown arch name, or "".
+pub fn did_you_mean(name: &str) -> String {
+    let names = suggest(name);
+    if names.is_empty() {
+        return String::new();
+    }
+    format!(" (did you mean {}?)", names.join(" or "))
+}
+
 /// The aliases of a canonical arch name.
 pub fn aliases_of(name: &str) -> impl Iterator<Item = &'static str> + '_ {
     ALIASES

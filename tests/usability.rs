@@ -571,3 +571,44 @@ fn qusd_says_what_it_leaves_behind() {
         d.log_text()
     );
 }
+
+/// Arch names where users type them: comma lists wherever several
+/// arches are taken, a suggestion for a typo, and the qus command for a
+/// line pasted from a peer's README (exit 2, as every usage error).
+#[test]
+fn comma_lists_typos_and_peer_commands_get_an_answer() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.install_emulator("riscv64");
+    sb.search_bin("");
+    sb.qus_ok(&["register", "arm64,riscv64"]);
+    assert_eq!(sb.entries(), ["qemu-aarch64", "qemu-riscv64"]);
+    let t: serde_json::Value =
+        serde_json::from_str(&sb.qus_ok(&["test", "arm64,riscv64", "--json"])).expect("json");
+    assert_eq!(t["summary"]["pass"], 2, "{t:#}");
+    sb.qus_ok(&["disable", "linux/arm64,riscv64"]);
+    assert!(sb.entries().is_empty(), "{:?}", sb.entries());
+    sb.qus_ok(&["enable", "arm64,riscv64"]);
+    sb.qus_ok(&["unregister", "aarch64,riscv64"]);
+    assert!(sb.entries().is_empty());
+    for (args, hint) in [
+        (&["register", "aarch46"][..], "did you mean aarch64?"),
+        (&["disable", "amr64"], "did you mean amd64 or arm64?"),
+        (&["--install", "arm64"], "qus register arm64"),
+        (
+            &["register", "--reset", "-p", "yes"],
+            "qus unregister --all && qus register",
+        ),
+        (&["--uninstall", "qemu-*"], "qus unregister --all"),
+        (
+            &["--qemu-path", "/opt/qemu"],
+            "search_path = [\"/opt/qemu\"]",
+        ),
+    ] {
+        let out = sb.qus(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "qus {args:?}: {err}");
+        assert!(err.contains(hint), "qus {args:?}: {err}");
+        assert!(!err.contains("to pass '--"), "clap's tip misleads: {err}");
+    }
+}

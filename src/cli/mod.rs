@@ -4,6 +4,7 @@ mod arches;
 mod config;
 mod dry_run;
 mod export;
+mod peers;
 mod register;
 mod report;
 mod rootless;
@@ -130,6 +131,13 @@ pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
+            let args: Vec<String> = std::env::args().skip(1).collect();
+            if e.exit_code() == 2 {
+                if let Some(answer) = peers::equivalent(&args) {
+                    eprint!("{answer}");
+                    return ExitCode::from(2);
+                }
+            }
             // clap: 0 for --help/--version, 2 for usage errors.
             let _ = e.print();
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));

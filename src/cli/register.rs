@@ -18,7 +18,7 @@ pub struct RegisterArgs {
     /// Only these arches (default: all that the configuration targets).
     /// Naming an arch registers it even if `qemu.targets` leaves it out;
     /// `exclude` and native arches still win.
-    #[arg(value_name = "ARCH", value_parser = super::values::ArchParser, hide_possible_values = true)]
+    #[arg(value_name = "ARCH", value_delimiter = ',', value_parser = super::values::ArchParser, hide_possible_values = true)]
     pub arches: Vec<String>,
     /// Flags for the qemu entries of this run (any of P O C F).
     #[arg(long, value_name = "FLAGS", value_parser = super::values::FlagsParser)]

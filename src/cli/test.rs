@@ -19,7 +19,7 @@ use crate::{arch, probe};
 pub struct TestArgs {
     /// Arches to test (default: every arch the kernel can run now,
     /// through an entry or natively).
-    #[arg(value_name = "ARCH", value_parser = super::values::ArchParser, hide_possible_values = true)]
+    #[arg(value_name = "ARCH", value_delimiter = ',', value_parser = super::values::ArchParser, hide_possible_values = true)]
     pub arches: Vec<String>,
     /// One JSON object (schema in docs/json.md) instead of the table.
     #[arg(long)]

@@ -24,7 +24,7 @@ const MANAGED_RUNTIME: &str = "90-qus-cli-runtime.toml";
 #[derive(Debug, Args)]
 pub struct ToggleArgs {
     /// Arches to disable or enable again.
-    #[arg(value_name = "ARCH", required = true, value_parser = super::values::ArchParser, hide_possible_values = true)]
+    #[arg(value_name = "ARCH", required = true, value_delimiter = ',', value_parser = super::values::ArchParser, hide_possible_values = true)]
     pub arches: Vec<String>,
     /// Only until reboot: write to the /run/qus.d drop-in, not /etc/qus.d.
     #[arg(long)]

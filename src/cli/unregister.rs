@@ -15,7 +15,7 @@ use crate::plan::{Action, Mode};
 #[command(group(clap::ArgGroup::new("which").required(true).args(["arches", "all"])))]
 pub struct UnregisterArgs {
     /// Arches whose entries to remove.
-    #[arg(value_name = "ARCH", value_parser = super::values::ArchParser, hide_possible_values = true)]
+    #[arg(value_name = "ARCH", value_delimiter = ',', value_parser = super::values::ArchParser, hide_possible_values = true)]
     pub arches: Vec<String>,
     /// Remove every entry qus owns (qemu and custom ones).
     #[arg(long)]

@@ -33,7 +33,10 @@ impl TypedValueParser for ArchParser {
         } else {
             Err(Error::raw(
                 ErrorKind::InvalidValue,
-                format!("unknown arch {v:?} (see `qus arches` for names and aliases)\n"),
+                format!(
+                    "unknown arch {v:?}{} (see `qus arches` for names and aliases)\n",
+                    crate::arch::did_you_mean(&v)
+                ),
             ))
         }
     }

@@ -220,8 +220,9 @@ impl Merger {
             return Err(ctx.error(
                 Some(name.span()),
                 format!(
-                    "[qemu.arch.{}]: unknown arch (see `qus arches`)",
-                    name.get_ref()
+                    "[qemu.arch.{}]: unknown arch{} (see `qus arches`)",
+                    name.get_ref(),
+                    arch::did_you_mean(name.get_ref())
                 ),
             ));
         };

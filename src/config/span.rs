@@ -126,8 +126,9 @@ impl<'a> FileCtx<'a> {
                 return Err(self.error(
                     Some(name.span()),
                     format!(
-                        "qemu.{key}: unknown arch {:?} (see `qus arches`)",
-                        name.get_ref()
+                        "qemu.{key}: unknown arch {:?}{} (see `qus arches`)",
+                        name.get_ref(),
+                        arch::did_you_mean(name.get_ref())
                     ),
                 ));
             };
