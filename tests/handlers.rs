@@ -436,3 +436,48 @@ fn status_lists_other_tools_entries_too() {
     sb.qus_ok(&["unregister", "--all"]);
     assert_eq!(sb.entries(), ["jar", "python3.11"]);
 }
+
+/// With qusd running, `qus register ARCH` for an arch the configuration
+/// leaves out says that qusd will remove it and how to keep it; `qus
+/// enable ARCH` then keeps it (the managed drop-in says `enabled = true`),
+/// and says "now registered", not the state before the pass.
+#[test]
+fn a_named_registration_qusd_would_undo_is_announced_and_enable_keeps_it() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.install_emulator("ppc64le");
+    sb.search_bin("targets = [\"aarch64\"]\n");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    assert_eq!(sb.entries(), ["qemu-aarch64"]);
+    let out = sb.qus(&["register", "ppc64le"]);
+    assert!(out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("qusd (pid {}) is running", d.pid()))
+            && err.contains("will remove ppc64le again")
+            && err.contains("`qus enable ppc64le`"),
+        "{err}"
+    );
+    wait_for(WAIT, "qusd removed ppc64le as announced", || {
+        !sb.has_entry("qemu-ppc64le")
+    });
+    let out = sb.qus_ok(&["enable", "ppc64le"]);
+    assert!(
+        out.contains("enabled ppc64le in") && out.contains("now registered"),
+        "{out}"
+    );
+    assert!(sb.has_entry("qemu-ppc64le"));
+    let managed = fs::read_to_string(sb.etc().join("90-qus-cli.toml")).expect("managed drop-in");
+    assert!(
+        managed.contains("[qemu.arch.ppc64le]\nenabled = true"),
+        "{managed}"
+    );
+    d.settle(&sb);
+    assert!(sb.has_entry("qemu-ppc64le"), "qusd removed it after enable");
+    // An arch the configuration targets needs nothing kept.
+    sb.qus_ok(&["disable", "aarch64"]);
+    sb.qus_ok(&["enable", "aarch64"]);
+    let managed = fs::read_to_string(sb.etc().join("90-qus-cli.toml")).expect("managed drop-in");
+    assert!(!managed.contains("aarch64"), "{managed}");
+}

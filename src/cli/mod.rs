@@ -58,7 +58,7 @@ pub enum Command {
     Arches(arches::ArchesArgs),
     /// Disable arches in the configuration (qusd keeps it), and unregister them.
     Disable(toggle::ToggleArgs),
-    /// Undo `qus disable` for these arches, and register them again.
+    /// Keep arches registered in the configuration (qusd keeps it), and register them.
     Enable(toggle::ToggleArgs),
     /// Tell which binfmt_misc entry the kernel uses for a file.
     Which(which::WhichArgs),

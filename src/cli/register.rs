@@ -77,6 +77,9 @@ pub fn run(common: &CommonArgs, args: &RegisterArgs) -> Result<ExitCode> {
             );
         }
     }
+    if named {
+        warn_daemon_removes(common, &system.config, &arches);
+    }
     if !args.quiet {
         println!(
             "qus: {}, {} writes to binfmt_misc",
@@ -128,4 +131,27 @@ fn report_items(plan: &Plan, mode: &Mode, named: bool) -> (usize, usize) {
         }
     }
     (refused, missing)
+}
+
+/// With qusd running, a named arch its configuration leaves out is
+/// removed again at its next pass: say so, and how to keep it.
+fn warn_daemon_removes(common: &CommonArgs, config: &crate::config::Config, arches: &[String]) {
+    let left_out: Vec<&String> = arches
+        .iter()
+        .filter(|a| super::toggle::left_out_by_config(config, a))
+        .collect();
+    if left_out.is_empty() {
+        return;
+    }
+    if let Some(note) = super::daemon_note(common) {
+        let names: Vec<&str> = left_out.iter().map(|a| a.as_str()).collect();
+        eprintln!(
+            "qus: note: {note} will remove {} again: its configuration leaves {} out \
+             (qemu.targets / qemu.exclude); `qus enable {}` keeps {} registered",
+            names.join(", "),
+            if names.len() == 1 { "it" } else { "them" },
+            names.join(" "),
+            if names.len() == 1 { "it" } else { "them" },
+        );
+    }
 }

@@ -4,17 +4,17 @@
 //! (or, with `--runtime`, in `/run/qus.d`, gone at reboot), then run a
 //! pass for those arches so the change takes effect at once.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use clap::Args;
 
 use super::{arch_names, daemon_note, CommonArgs};
 use crate::engine;
 use crate::observe::Request;
-use crate::plan::Mode;
+use crate::plan::{Mode, State};
 
 /// The drop-ins `qus disable`/`enable` manage: two names, so the runtime
 /// one is not masked by the persistent one (masking goes by file name).
@@ -46,25 +46,24 @@ fn target_dir(common: &CommonArgs, runtime: bool) -> Result<PathBuf> {
     dirs.last().cloned().context("no config directory")
 }
 
-/// The arches the managed drop-in disables now.
-fn disabled_in(path: &Path) -> Result<BTreeSet<String>> {
+/// What the managed drop-in says now: per arch, kept on or kept off.
+fn settings_in(path: &Path) -> Result<BTreeMap<String, bool>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     let config = crate::config::load_str(path, &text)?;
     Ok(config
         .arch
         .iter()
-        .filter(|(_, o)| o.enabled.as_ref().is_some_and(|e| !e.value))
-        .map(|(a, _)| a.clone())
+        .filter_map(|(a, o)| o.enabled.as_ref().map(|e| (a.clone(), e.value)))
         .collect())
 }
 
-fn write_managed(dir: &Path, file: &str, disabled: &BTreeSet<String>) -> Result<PathBuf> {
+fn write_managed(dir: &Path, file: &str, settings: &BTreeMap<String, bool>) -> Result<PathBuf> {
     let path = dir.join(file);
-    if disabled.is_empty() {
+    if settings.is_empty() {
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(e).with_context(|| format!("removing {}", path.display()))
@@ -76,13 +75,24 @@ fn write_managed(dir: &Path, file: &str, disabled: &BTreeSet<String>) -> Result<
         "# Managed by `qus disable` / `qus enable`: edits here are kept, but\n\
          # the commands rewrite this file.\n",
     );
-    for a in disabled {
-        text.push_str(&format!("\n[qemu.arch.{a}]\nenabled = false\n"));
+    for (a, on) in settings {
+        text.push_str(&format!("\n[qemu.arch.{a}]\nenabled = {on}\n"));
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     crate::fsutil::write_atomic(dir, file, text.as_bytes(), 0o644)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
+}
+
+/// The configuration after a change of the managed drop-in, or why it
+/// no longer loads.
+fn system_after(common: &CommonArgs, path: &Path) -> Result<crate::observe::System> {
+    common.system().map_err(|e| {
+        anyhow::anyhow!(
+            "{} written, but the configuration is now invalid: {e:#}",
+            path.display()
+        )
+    })
 }
 
 pub fn run(common: &CommonArgs, args: &ToggleArgs, disable: bool) -> Result<ExitCode> {
@@ -93,23 +103,32 @@ pub fn run(common: &CommonArgs, args: &ToggleArgs, disable: bool) -> Result<Exit
     } else {
         MANAGED
     };
-    let mut disabled = disabled_in(&dir.join(file))?;
+    let mut settings = settings_in(&dir.join(file))?;
     for a in &arches {
         if disable {
-            disabled.insert(a.clone());
+            settings.insert(a.clone(), false);
         } else {
-            disabled.remove(a);
+            settings.remove(a);
         }
     }
-    let path = write_managed(&dir, file, &disabled)?;
-    // The new configuration must load (the drop-in is checked like any).
-    let system = match common.system() {
-        Ok(s) => s,
-        Err(e) => bail!(
-            "{} written, but the configuration is now invalid: {e:#}",
-            path.display()
-        ),
-    };
+    let mut path = write_managed(&dir, file, &settings)?;
+    let mut system = system_after(common, &path)?;
+    // Enabling a named arch means "keep it registered": one the rest of
+    // the configuration leaves out (targets, exclude) is kept on here, so
+    // qusd agrees. `enable all` only undoes every `disable`.
+    if !disable && !args.arches.iter().any(|a| a == "all") {
+        let left_out: Vec<&String> = arches
+            .iter()
+            .filter(|a| left_out_by_config(&system.config, a))
+            .collect();
+        if !left_out.is_empty() {
+            for a in left_out {
+                settings.insert(a.clone(), true);
+            }
+            path = write_managed(&dir, file, &settings)?;
+            system = system_after(common, &path)?;
+        }
+    }
     let scope: BTreeSet<String> = arches.iter().map(|a| system.config.entry_name(a)).collect();
     let mode = Mode::Reconcile {
         takeover: system.config.takeover.value,
@@ -124,11 +143,21 @@ pub fn run(common: &CommonArgs, args: &ToggleArgs, disable: bool) -> Result<Exit
         .iter()
         .filter(|i| pass.mode.in_scope(&i.name))
     {
+        // The plan's state is the kernel's before this pass: say what it
+        // is after (a registration just made is no longer "missing").
+        let failed = pass
+            .outcome
+            .failed
+            .iter()
+            .any(|(a, _)| a.entry() == item.name);
+        let now = match item.state {
+            State::Missing | State::Stale | State::Disabled if !failed => "registered",
+            state => state.as_str(),
+        };
         println!(
-            "qus: {word} {} in {}: now {}{}",
+            "qus: {word} {} in {}: now {now}{}",
             item.arch.as_deref().unwrap_or(&item.name),
             path.display(),
-            item.state.as_str(),
             item.detail
                 .as_deref()
                 .map(|d| format!(" ({d})"))
@@ -143,4 +172,17 @@ pub fn run(common: &CommonArgs, args: &ToggleArgs, disable: bool) -> Result<Exit
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Does the configuration leave this arch out (not targeted, or
+/// excluded), so that qusd would remove an entry for it?
+pub(crate) fn left_out_by_config(config: &crate::config::Config, arch: &str) -> bool {
+    let Some(a) = crate::arch::find(arch) else {
+        return false;
+    };
+    let none = crate::model::NativeVerdicts::new();
+    matches!(
+        crate::plan::want::arch_skip(config, &none, &crate::plan::Overrides::default(), a),
+        Some(crate::model::Skip::Excluded(_))
+    )
 }
