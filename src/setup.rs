@@ -111,7 +111,43 @@ impl CommonArgs {
     /// [`Self::load_config`] with extra files applied last, as if dropped
     /// in (`qus config --check FILE…`).
     pub fn load_config_with(&self, extra: &[PathBuf]) -> Result<Config> {
-        let mut config = cfg::load_with(&self.config_dirs(), extra)?;
+        let config = cfg::load_with(&self.config_dirs(), extra)?;
+        self.with_overrides(config)
+    }
+
+    /// A system for commands that only read: when the configuration does
+    /// not load, say why (file:line) on stderr and go on without the
+    /// broken drop-ins (or with the built-in configuration), so the
+    /// kernel's entries still show. `true` with it: the configuration is
+    /// broken (the command then exits 1). Commands that write refuse.
+    pub fn system_for_reading(&self) -> Result<(System, bool)> {
+        match self.load_config() {
+            Ok(config) => Ok((self.system_with(config), false)),
+            Err(e) if e.downcast_ref::<cfg::ConfigError>().is_some() => {
+                let (config, errors) = cfg::load_without_broken(&self.config_dirs());
+                let mut skipped = Vec::new();
+                for err in &errors {
+                    eprintln!("error: {err}");
+                    skipped.extend(err.path.as_ref().map(|p| p.display().to_string()));
+                }
+                let with = if errors.iter().any(|e| e.path.is_none()) {
+                    "the built-in configuration".to_string()
+                } else {
+                    format!("the configuration without {}", skipped.join(", "))
+                };
+                eprintln!(
+                    "qus: warning: showing what the kernel has with {with}; commands that \
+                     change anything refuse until the configuration is fixed"
+                );
+                Ok((self.system_with(self.with_overrides(config)?), true))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The command line's and the namespace's say over the configuration:
+    /// `--binfmt-misc`, and a user namespace's own binfmt_misc.
+    fn with_overrides(&self, mut config: Config) -> Result<Config> {
         if let Some(p) = self
             .binfmt_misc
             .as_ref()

@@ -529,3 +529,56 @@ fn mounts_binfmt_misc_when_allowed_and_says_so_when_not() {
     assert_eq!(sb.entries(), ["qemu-aarch64"]);
     assert_eq!(sb.status()["binfmt_misc"]["mounted"], true);
 }
+
+/// One broken drop-in does not blind the commands that only read:
+/// `status`, `test` and `which` show the kernel's entries (with every
+/// drop-in but the broken one, and say so) and the error at its file and
+/// line, and exit 1; commands that write still refuse and change nothing.
+#[test]
+fn a_broken_drop_in_does_not_blind_read_only_commands() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.search_bin("");
+    sb.qus_ok(&["register"]);
+    let bad = sb.write_config("99-bad.toml", "[qemu]\nflags = \"PX\"\n");
+    let bad = bad.display().to_string();
+    let check = |out: &std::process::Output, what: &str| {
+        let err = stderr(out);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert!(
+            err.contains(&format!("{bad}:2")),
+            "{what} lacks file:line: {err}"
+        );
+        assert!(
+            err.contains(&format!("the configuration without {bad}")),
+            "{what} does not say which configuration it used: {err}"
+        );
+    };
+    let out = sb.qus(&["status"]);
+    check(&out, "status");
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("qemu-aarch64 ") && l.contains("registered")),
+        "{table}"
+    );
+    let out = sb.qus(&["test", "aarch64", "--json"]);
+    check(&out, "test");
+    let t: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(t["results"][0]["result"], "pass", "{t:#}");
+    let probe = sb.path().join("probe-aarch64");
+    fs::write(&probe, qus::probe::find("aarch64").expect("probe").program).expect("probe");
+    let out = sb.qus(&["which", &probe.display().to_string()]);
+    check(&out, "which");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("qemu-aarch64"));
+    for args in [&["unregister", "--all"][..], &["register"][..]] {
+        let out = sb.qus(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?} must refuse");
+        assert!(
+            !stderr(&out).contains("showing what the kernel has"),
+            "{args:?}"
+        );
+    }
+    assert_eq!(sb.entries(), ["qemu-aarch64"], "a write got through");
+}

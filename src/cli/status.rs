@@ -57,7 +57,7 @@ pub fn run(common: &CommonArgs, args: &StatusArgs) -> Result<ExitCode> {
             }
         });
     }
-    let system = common.system()?;
+    let (system, config_broken) = common.system_for_reading()?;
     let (world, plan) = engine::survey(&system, &Request::default())?;
     let mut report = report::build(&system, &world, &plan);
     let problems = report
@@ -78,5 +78,9 @@ pub fn run(common: &CommonArgs, args: &StatusArgs) -> Result<ExitCode> {
         eprintln!("qus: {problems} entries are not as wanted");
         return Ok(ExitCode::from(1));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if config_broken {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

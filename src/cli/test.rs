@@ -98,7 +98,7 @@ pub struct SetuidReport {
 
 pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
     let arches = arch_names(&args.arches)?;
-    let system = common.system()?;
+    let (system, config_broken) = common.system_for_reading()?;
     let world = observe::observe(&system, &Request::default())?;
     crate::engine::save_native(&system, &world);
     let timeout = Duration::from_secs(args.timeout.max(1));
@@ -150,7 +150,7 @@ pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
         print!("{}", render(&report));
     }
     super::report::warn_credentials(&world);
-    Ok(if failed {
+    Ok(if failed || config_broken {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

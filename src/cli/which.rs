@@ -31,7 +31,7 @@ pub fn run(common: &CommonArgs, args: &WhichArgs) -> Result<ExitCode> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let system = common.system()?;
+    let (system, config_broken) = common.system_for_reading()?;
     let world = observe::observe(&system, &Request::default())?;
     crate::engine::save_native(&system, &world);
     let catching: Vec<&String> = if world.binfmt_live() {
@@ -82,5 +82,9 @@ pub fn run(common: &CommonArgs, args: &WhichArgs) -> Result<ExitCode> {
             owner(other)
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if config_broken {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -209,9 +209,38 @@ pub fn load(dirs: &[PathBuf]) -> Result<Config, ConfigError> {
 /// Load as [`load`] would after dropping `extra` files in (applied after
 /// the directories' files): `qus config --check FILE…`.
 pub fn load_with(dirs: &[PathBuf], extra: &[PathBuf]) -> Result<Config, ConfigError> {
+    load_files(dirs, extra, &[])
+}
+
+/// What read-only commands go on with when the configuration does not
+/// load: every drop-in but the broken ones (each error kept, file:line),
+/// or the built-in configuration when the error is not one file's.
+pub fn load_without_broken(dirs: &[PathBuf]) -> (Config, Vec<ConfigError>) {
+    let mut errors: Vec<ConfigError> = Vec::new();
+    let mut broken: Vec<PathBuf> = Vec::new();
+    loop {
+        match load_files(dirs, &[], &broken) {
+            Ok(config) => return (config, errors),
+            Err(e) => {
+                let file = e.path.clone().filter(|p| !broken.contains(p));
+                errors.push(e);
+                match file {
+                    Some(p) => broken.push(p),
+                    None => return (Config::default(), errors),
+                }
+            }
+        }
+    }
+}
+
+fn load_files(
+    dirs: &[PathBuf],
+    extra: &[PathBuf],
+    broken: &[PathBuf],
+) -> Result<Config, ConfigError> {
     let mut merger = Merger::default();
     let (files, skipped) = scan::fragment_scan(dirs)?;
-    for path in files.iter().chain(extra) {
+    for path in files.iter().chain(extra).filter(|p| !broken.contains(p)) {
         let text = if extra.contains(path) {
             std::fs::read_to_string(path).map_err(|e| ConfigError {
                 path: Some(path.clone()),
