@@ -435,7 +435,8 @@ impl StateDir {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
                     format!(
-                        "another qusd (pid {}) is already running on state dir {};                          stop it first, or give this one another --state-dir",
+                        "another qusd (pid {}) is already running on state dir {}; \
+                         stop it first, or give this one another --state-dir",
                         pid.trim(),
                         self.dir.display()
                     ),

@@ -532,6 +532,11 @@ fn a_second_qusd_on_one_state_dir_exits_at_once() {
         "{}",
         b.log_text()
     );
+    assert!(
+        b.log_text().contains("; stop it first") && !b.log_text().contains("   stop"),
+        "one sentence, no stray spaces: {}",
+        b.log_text()
+    );
     let out = sb.qus(&["status", "--daemon"]);
     assert!(out.status.success(), "the first one still serves");
     drop(a);

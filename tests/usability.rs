@@ -612,3 +612,29 @@ fn comma_lists_typos_and_peer_commands_get_an_answer() {
         assert!(!err.contains("to pass '--"), "clap's tip misleads: {err}");
     }
 }
+
+/// Small things users met: `qus arches` keeps its columns for the
+/// longest names, and a bad `--flags` says the allowed letters once.
+#[test]
+fn arches_columns_hold_and_flag_errors_say_it_once() {
+    let sb = Sandbox::new();
+    let table = sb.qus_ok(&["arches"]);
+    let mut lines = table.lines();
+    let header = lines.next().expect("header");
+    for column in ["EMULATOR", "FAMILY", "NATIVE"] {
+        let at = header.find(column).expect(column);
+        for row in table.lines().skip(1) {
+            let before = row.as_bytes().get(at - 1).copied();
+            let here = row.as_bytes().get(at).copied();
+            assert!(
+                before == Some(b' ') && here.is_some_and(|c| c != b' '),
+                "column {column} broken in {row:?}\n{table}"
+            );
+        }
+    }
+    assert!(table.contains("qemu-sparc32plus") && table.contains("qemu-microblazeel"));
+    let out = sb.qus(&["register", "--flags", "pf"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.matches("P, O, C, F").count(), 1, "{err}");
+}

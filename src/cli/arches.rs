@@ -17,13 +17,26 @@ pub struct ArchesArgs {
 
 pub fn run(common: &CommonArgs, args: &ArchesArgs) -> Result<ExitCode> {
     let host = common.host();
+    // Columns as wide as their longest value (qemu-sparc32plus,
+    // qemu-microblazeel), never broken.
+    let width = |f: &dyn Fn(&arch::Arch) -> usize, title: &str| {
+        arch::ARCHES
+            .iter()
+            .map(f)
+            .max()
+            .unwrap_or(0)
+            .max(title.len())
+    };
+    let w_arch = width(&|a| a.name.len(), "ARCH");
+    let w_emu = width(&|a| a.emulator.len() + "qemu-".len(), "EMULATOR");
+    let w_family = width(&|a| a.family.len(), "FAMILY");
     println!(
-        "{:<13} {:<13} {:<13} {:<6} ALIASES",
+        "{:<w_arch$} {:<w_emu$} {:<w_family$} {:<6} ALIASES",
         "ARCH", "EMULATOR", "FAMILY", "NATIVE"
     );
     for a in arch::ARCHES {
         let line = format!(
-            "{:<13} {:<13} {:<13} {:<6} {}",
+            "{:<w_arch$} {:<w_emu$} {:<w_family$} {:<6} {}",
             a.name,
             format!("qemu-{}", a.emulator),
             a.family,

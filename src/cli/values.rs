@@ -74,12 +74,8 @@ impl TypedValueParser for FlagsParser {
         value: &std::ffi::OsStr,
     ) -> Result<crate::binfmt::Flags, Error> {
         let v = value.to_string_lossy();
-        crate::binfmt::Flags::parse(&v).map_err(|e| {
-            Error::raw(
-                ErrorKind::InvalidValue,
-                format!("--flags {v:?}: {e} (any of P, O, C, F)\n"),
-            )
-        })
+        crate::binfmt::Flags::parse(&v)
+            .map_err(|e| Error::raw(ErrorKind::InvalidValue, format!("--flags {v:?}: {e}\n")))
     }
 
     fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {

@@ -53,6 +53,22 @@ pub fn run(common: &CommonArgs, args: &WhichArgs) -> Result<ExitCode> {
     };
     let file = clean(&args.file.display().to_string());
     let Some(first) = catching.first() else {
+        // No entry: an ELF program of a native arch simply runs.
+        let native = crate::arch::ARCHES.iter().find(|a| {
+            crate::arch::pattern_matches(a.magic, a.mask, &header)
+                && matches!(world.native.get(a.name), Some(crate::model::Native::Yes(_)))
+        });
+        if let Some(a) = native {
+            println!(
+                "{file}: a {} program; the host runs it natively (no binfmt_misc entry is used)",
+                a.name
+            );
+            return Ok(if config_broken {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
         println!(
             "{file}: no enabled binfmt_misc entry catches it; the kernel runs it natively \
              or refuses it (exec format error)"

@@ -45,9 +45,10 @@ pub fn arch_skip(
             "in qemu.exclude ({})",
             config.exclude.source
         ))),
-        None if !targeted => Some(Skip::Excluded("not in qemu.targets".into())),
+        // Native says more than "not targeted": the host runs it itself.
         None => match native.get(arch.name) {
             Some(Native::Yes(why)) => Some(Skip::Native(why.clone())),
+            _ if !targeted => Some(Skip::Excluded("not in qemu.targets".into())),
             _ => None,
         },
     }

@@ -138,6 +138,14 @@ fn a_native_arch_is_skipped_with_the_reason() {
         arch_skip(&c, &foreign, &Overrides::default(), aarch64()),
         None
     );
+    // Native is said even where targets leaves the arch out; an explicit
+    // exclude still says exclude.
+    let narrow = config("[qemu]\ntargets = [\"riscv64\"]\n");
+    let skip = arch_skip(&narrow, &native, &Overrides::default(), aarch64());
+    assert_eq!(skip, Some(Skip::Native("own arch".into())));
+    let excluded = config("[qemu]\nexclude = [\"aarch64\"]\n");
+    let skip = arch_skip(&excluded, &native, &Overrides::default(), aarch64());
+    assert!(matches!(skip, Some(Skip::Excluded(_))), "{skip:?}");
 }
 
 #[test]
