@@ -121,6 +121,7 @@ impl CommonArgs {
     /// kernel's entries still show. `true` with it: the configuration is
     /// broken (the command then exits 1). Commands that write refuse.
     pub fn system_for_reading(&self) -> Result<(System, bool)> {
+        self.namespace_defaults_exist()?;
         match self.load_config() {
             Ok(config) => Ok((self.system_with(config), false)),
             Err(e) if e.downcast_ref::<cfg::ConfigError>().is_some() => {
@@ -227,7 +228,29 @@ impl CommonArgs {
 
     /// Configuration + paths, ready for a pass.
     pub fn system(&self) -> Result<System> {
+        self.namespace_defaults_exist()?;
         Ok(self.system_with(self.load_config()?))
+    }
+
+    /// In a child user namespace qus's defaults live under
+    /// `$XDG_RUNTIME_DIR/qus` (state, and the namespace's own
+    /// binfmt_misc). Without a runtime dir there is no such default, and
+    /// falling back to the host's `/run/qusd` and binfmt_misc would write
+    /// where the namespace has no business: say what is missing instead.
+    pub fn namespace_defaults_exist(&self) -> Result<()> {
+        let given = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| !p.as_os_str().is_empty());
+        if userns::here().initial
+            || userns::runtime_dir().is_some()
+            || (given(&self.state_dir) && given(&self.binfmt_misc))
+        {
+            return Ok(());
+        }
+        bail!(
+            "in a user namespace qus keeps its state and its binfmt_misc under \
+             $XDG_RUNTIME_DIR/qus, and XDG_RUNTIME_DIR is not set (nor is there a \
+             /run/user/{}): set it, or give --state-dir and --binfmt-misc",
+            userns::here().user
+        )
     }
 
     /// A system for a configuration loaded earlier.
@@ -247,7 +270,8 @@ pub fn print_error(e: &anyhow::Error) {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
     });
-    if denied && userns::here().rootless() {
+    // (Host root in a namespace of its own is denied for other reasons.)
+    if denied && userns::here().rootless() && userns::here().user != 0 {
         eprintln!(
             "  hint: this needs root: run it with sudo. Without root, point --state-dir / \
              QUS_STATE_DIR and --config-dir / QUS_CONFIG_DIRS at directories of your own, or \

@@ -291,20 +291,27 @@ pub fn enter_new() -> anyhow::Result<()> {
         _ => None,
     };
 
-    let mut helper = match subordinate {
-        Some(((su, sc), (sg, gc))) => {
-            let pid = std::process::id();
-            let script = format!(
-                "read _ && newuidmap {pid} 0 {uid} 1 1 {su} {sc} && newgidmap {pid} 0 {gid} 1 1 {sg} {gc}"
-            );
-            Some(
-                Command::new("/bin/sh")
-                    .args(["-c", &script])
-                    .stdin(Stdio::piped())
-                    .spawn()
-                    .context("starting the id-mapping helper (/bin/sh)")?,
-            )
-        }
+    // Maps that are more than the caller's own id must be written from
+    // the parent namespace: by newuidmap for a user with subordinate ids,
+    // and for root by root itself, outside (inside, the write is refused).
+    let pid = std::process::id();
+    let script = match subordinate {
+        Some(((su, sc), (sg, gc))) => Some(format!(
+            "read _ && newuidmap {pid} 0 {uid} 1 1 {su} {sc} && newgidmap {pid} 0 {gid} 1 1 {sg} {gc}"
+        )),
+        None if uid == 0 => Some(format!(
+            "read _ && echo '0 0 65536' > /proc/{pid}/uid_map && echo '0 0 65536' > /proc/{pid}/gid_map"
+        )),
+        None => None,
+    };
+    let mut helper = match script {
+        Some(script) => Some(
+            Command::new("/bin/sh")
+                .args(["-c", &script])
+                .stdin(Stdio::piped())
+                .spawn()
+                .context("starting the id-mapping helper (/bin/sh)")?,
+        ),
         None => None,
     };
 
@@ -332,27 +339,23 @@ pub fn enter_new() -> anyhow::Result<()> {
             if let Some(mut stdin) = h.stdin.take() {
                 let _ = stdin.write_all(b"go\n");
             }
-            let status = h.wait().context("waiting for newuidmap/newgidmap")?;
+            let status = h.wait().context("waiting for the id-mapping helper")?;
+            if !status.success() && uid == 0 {
+                bail!("mapping ids 0-65535 into the new user namespace failed ({status})");
+            }
             if !status.success() {
                 bail!("newuidmap/newgidmap failed ({status}): check /etc/subuid and /etc/subgid");
             }
         }
         None => {
-            // Root may map a range onto itself; anyone else only itself.
-            let (umap, gmap) = if uid == 0 {
-                ("0 0 65536".to_string(), "0 0 65536".to_string())
-            } else {
-                (format!("0 {uid} 1"), format!("0 {gid} 1"))
-            };
+            // Anyone else may map only their own id, from inside.
             let write = |file: &str, text: &str| {
                 std::fs::write(format!("/proc/self/{file}"), text)
                     .with_context(|| format!("writing /proc/self/{file}"))
             };
-            if uid != 0 {
-                write("setgroups", "deny")?;
-            }
-            write("uid_map", &umap)?;
-            write("gid_map", &gmap)?;
+            write("setgroups", "deny")?;
+            write("uid_map", &format!("0 {uid} 1"))?;
+            write("gid_map", &format!("0 {gid} 1"))?;
         }
     }
     Ok(())

@@ -638,3 +638,80 @@ fn arches_columns_hold_and_flag_errors_say_it_once() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert_eq!(err.matches("P, O, C, F").count(), 1, "{err}");
 }
+
+/// `qus run` works for root: the id maps of its namespace (0-65535) are
+/// written from outside, as only the parent namespace may; without a
+/// login session's runtime dir it uses `/run/user/0` (an empty
+/// directory on the host; its contents live in the namespace).
+#[test]
+fn qus_run_works_for_root() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test runs qus as host root: run the tests as root (CI does)"
+    );
+    let dir = tempfile::tempdir().expect("probe dir");
+    let probe = dir.path().join("probe-aarch64");
+    fs::write(&probe, qus::probe::find("aarch64").expect("probe").program).expect("probe");
+    fs::set_permissions(&probe, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let empty = tempfile::tempdir().expect("config dir");
+    let out = std::process::Command::new(qus_bin())
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("QUS_CONFIG_DIRS", empty.path())
+        .args(["run", "--arch", "aarch64", "--"])
+        .arg(&probe)
+        .output()
+        .expect("qus run");
+    let err = stderr(&out);
+    assert!(out.status.success(), "qus run as root failed: {err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "qus-probe aarch64\n",
+        "{err}"
+    );
+    assert!(!err.contains("sudo"), "a hint that cannot help root: {err}");
+}
+
+/// In a user namespace without `XDG_RUNTIME_DIR` (and no /run/user/UID), a
+/// real unprivileged user's `qus status` says what is missing instead of
+/// falling back to the host's `/run/qusd` and binfmt_misc, and writes
+/// nothing there.
+#[test]
+fn a_user_namespace_without_a_runtime_dir_is_told_so() {
+    require_tool("setpriv", "util-linux");
+    require_tool("unshare", "util-linux");
+    let uid = 65533;
+    assert!(
+        !std::path::Path::new(&format!("/run/user/{uid}")).exists(),
+        "/run/user/{uid} exists: this test needs a user without a runtime dir"
+    );
+    let before: Vec<_> = std::fs::read_dir("/run/qusd")
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    let out = std::process::Command::new("setpriv")
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            "--clear-groups",
+            "--",
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "env",
+            "-u",
+            "XDG_RUNTIME_DIR",
+        ])
+        .arg(qus_bin())
+        .arg("status")
+        .output()
+        .expect("qus status");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("XDG_RUNTIME_DIR is not set") && err.contains("--state-dir"),
+        "{err}"
+    );
+    let after: Vec<_> = std::fs::read_dir("/run/qusd")
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert_eq!(before, after, "qus status wrote into the host's /run/qusd");
+}

@@ -147,6 +147,18 @@ fn exec_plain(program: &OsString, args: &[OsString]) -> std::io::Error {
 /// `$XDG_RUNTIME_DIR/qus`: the mount point and records live and die with
 /// the namespace, and the user's real directory is never touched.
 fn private_runtime_dir() -> Result<()> {
+    // Root rarely has a login session's runtime dir: make the one logind
+    // would (`/run/user/0`). Only the empty directory shows on the host;
+    // what qus puts in it lives on the tmpfs below, in this namespace.
+    if userns::runtime_dir().is_none() && userns::here().user == 0 {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = Path::new("/run/user/0");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
     let Some(run) = userns::runtime_dir() else {
         bail!(
             "no runtime directory: set XDG_RUNTIME_DIR (or create /run/user/{}), \

@@ -220,6 +220,7 @@ impl Daemon {
     /// saying why; one qusd per state dir: a second one exits at once,
     /// naming the first.
     fn new(common: CommonArgs, watch: WatchSet) -> Result<Daemon> {
+        common.namespace_defaults_exist()?;
         let config = common.load_config()?;
         let system = common.system_with(config);
         crate::engine::may_change(&system)?;
