@@ -20,7 +20,7 @@ ASSETS := target/assets
 # build's own proc-macros, which must stay dynamic.)
 STATIC ?= 1
 DIST := target/dist
-build: TRIPLE = $(shell rustc -vV | sed -n 's/^host: //p')
+TRIPLE = $(shell rustc -vV | sed -n 's/^host: //p')
 
 .PHONY: all build assets install check deb rpm image images clean
 
@@ -36,9 +36,16 @@ else
 	install -Dm755 -t $(DIST) target/release/qus target/release/qusd
 endif
 
-# Man pages and shell completions generated from the CLI definitions.
+# Man pages and shell completions generated from the CLI definitions,
+# by an example built with the same profile, target and flags as the
+# binaries: it reuses their build instead of a second (debug) one.
 assets:
-	$(CARGO) run --quiet --example assets --locked -- $(ASSETS)
+ifeq ($(STATIC),1)
+	RUSTFLAGS="-C target-feature=+crt-static $(RUSTFLAGS)" \
+	  $(CARGO) run --release --quiet --example assets --locked --target $(TRIPLE) -- $(ASSETS)
+else
+	$(CARGO) run --release --quiet --example assets --locked -- $(ASSETS)
+endif
 	cp man/qus.d.5 $(ASSETS)/man/qus.d.5
 	gzip -9nf $(ASSETS)/man/qus.1 $(ASSETS)/man/qusd.8 $(ASSETS)/man/qus.d.5
 
@@ -57,7 +64,11 @@ install:
 	done
 	chmod 644 $(DESTDIR)$(UNITDIR)/qusd.service $(DESTDIR)$(USERUNITDIR)/*.service
 	install -Dm644 etc/qus.d/50-example.toml $(DESTDIR)$(SYSCONFDIR)/qus.d/50-example.toml
-	install -dm755 $(DESTDIR)$(PREFIX)/lib/qus.d
+ifeq ($(PREFIX),/usr)
+	# Where packages drop vendor defaults; qus reads /usr/lib/qus.d
+	# whatever PREFIX is, so a /usr/local install makes no directory of it.
+	install -dm755 $(DESTDIR)/usr/lib/qus.d
+endif
 	install -Dm644 $(ASSETS)/man/qus.1.gz $(DESTDIR)$(MANDIR)/man1/qus.1.gz
 	install -Dm644 $(ASSETS)/man/qusd.8.gz $(DESTDIR)$(MANDIR)/man8/qusd.8.gz
 	install -Dm644 $(ASSETS)/man/qus.d.5.gz $(DESTDIR)$(MANDIR)/man5/qus.d.5.gz

@@ -49,6 +49,9 @@ grep -qx "ExecStart=/usr/local/bin/qusd" "$local_stage/usr/local/lib/systemd/sys
     grep -q "ExecStart=/usr/bin/podman unshare /usr/local/bin/qusd" "$local_stage/usr/local/lib/systemd/user/qusd-podman.service" &&
     grep -qx "ExecStart=/usr/local/bin/qus podman register" "$local_stage/usr/local/lib/systemd/user/qus-podman.service" &&
     echo "ok   make install PREFIX=/usr/local: units run /usr/local/bin" || bad "units with PREFIX=/usr/local"
+[ ! -e "$local_stage/usr/local/lib/qus.d" ] && [ -d "$stage/usr/lib/qus.d" ] &&
+    echo "ok   make install makes /usr/lib/qus.d (which qus reads) for PREFIX=/usr only" ||
+    bad "make install: a qus.d directory qus never reads, or none where it reads"
 rm -rf "$local_stage"
 clean_copy=$(mktemp -d)
 git ls-files -z | xargs -0 cp --parents -t "$clean_copy"
@@ -173,6 +176,8 @@ done
 lintian --info "$deb" > target/lintian.txt 2>&1 || true
 cat target/lintian.txt
 if grep -q "^E:" target/lintian.txt; then bad "lintian errors"; else echo "ok   lintian: no errors"; fi
+if dpkg-deb -f "$deb" Homepage | grep -q invalid; then bad "deb Homepage points nowhere"
+else echo "ok   deb has no made-up Homepage"; fi
 if grep -qE "shared-library-lacks-prerequisites|empty-field" target/lintian.txt; then bad "lintian: static binaries taken for libraries, or an empty field"
 else echo "ok   lintian: the static binaries are not taken for libraries, no empty field"; fi
 
