@@ -237,10 +237,14 @@ impl CommonArgs {
     /// binfmt_misc). Without a runtime dir there is no such default, and
     /// falling back to the host's `/run/qusd` and binfmt_misc would write
     /// where the namespace has no business: say what is missing instead.
+    /// A container whose init shares the namespace (rootless podman, a
+    /// pod with user namespaces) keeps the plain defaults: its `/run` and
+    /// binfmt_misc are its own.
     pub fn namespace_defaults_exist(&self) -> Result<()> {
         let given = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| !p.as_os_str().is_empty());
         if userns::here().initial
             || userns::runtime_dir().is_some()
+            || userns::own_container()
             || (given(&self.state_dir) && given(&self.binfmt_misc))
         {
             return Ok(());

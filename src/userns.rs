@@ -154,6 +154,15 @@ fn place_from(euid: u32, uid_map: Vec<IdRange>) -> Place {
     }
 }
 
+/// Is PID 1 in this very user namespace? Then this is a container of its
+/// own (its init shares the namespace; from `unshare --user` on a host,
+/// PID 1 is the host's init, whose namespace is not even readable), and
+/// its `/run` and binfmt_misc mount point are its own too.
+pub fn own_container() -> bool {
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+    matches!((ns("1"), ns("self")), (Some(a), Some(b)) if a == b)
+}
+
 /// The user's runtime directory: `$XDG_RUNTIME_DIR` when it is an absolute
 /// path, else `/run/user/UID` (UID being the host user) when it exists.
 pub fn runtime_dir() -> Option<PathBuf> {

@@ -835,3 +835,54 @@ fn no_other_user_can_run_qus_tests_setuid_probe() {
         .collect();
     assert!(left.is_empty(), "probe directories left behind: {left:?}");
 }
+
+/// A state dir whose parent another user may write is refused: that user
+/// could swap the state dir (`renameat2(RENAME_EXCHANGE)`) for one holding
+/// forged records, which decide what qus removes. Nothing is written
+/// there: no lock, no records, no temporary file; a root-owned parent
+/// works.
+#[test]
+fn a_state_dir_under_another_users_directory_is_refused() {
+    let sb = Sandbox::with_host_ids();
+    sb.install_emulator("aarch64");
+    sb.search_bin("");
+    let parent = sb.path().join("users-dir");
+    fs::create_dir(&parent).expect("parent");
+    chown(&parent, USER);
+    chmod(&parent, 0o755);
+    // The user's directory must be reachable for the attack to matter.
+    chmod(sb.path(), 0o755);
+    let state = parent.join("state");
+    fs::create_dir(&state).expect("state");
+    chmod(&state, 0o700);
+    let run = |args: &[&str]| {
+        sb.command(common::qus_bin())
+            .args(["--binfmt-misc", &sb.binfmt().display().to_string()])
+            .args(["--state-dir", &state.display().to_string()])
+            .args(["--config-dir", &sb.etc().display().to_string()])
+            .args(["--host-arch", "x86_64"])
+            .args(args)
+            .output()
+            .expect("qus")
+    };
+    let out = run(&["register"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{} (above state dir", parent.display()))
+            && err.contains(&format!("owned by uid {USER}")),
+        "{err}"
+    );
+    let left: Vec<_> = fs::read_dir(&state)
+        .expect("state")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "root wrote into it: {left:?}");
+    assert!(sb.entries().is_empty(), "registered with untrusted records");
+    // The same layout with the parent root's again: works.
+    chown(&parent, 0);
+    let out = run(&["register"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sb.entries(), ["qemu-aarch64"]);
+}
