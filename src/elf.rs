@@ -53,7 +53,7 @@ impl Head {
 
 /// Open `path` (symlinks followed) and take one look.
 pub fn read_head(path: &Path) -> std::io::Result<Head> {
-    let f = std::fs::File::open(path)?;
+    let f = crate::fsutil::open_regular(path)?;
     let mut bytes = [0u8; HEAD_SIZE];
     let mut filled = 0;
     while filled < HEAD_SIZE {

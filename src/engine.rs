@@ -162,8 +162,13 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
             records_note = Some(format!("cannot save ownership records: {e}"));
         }
     }
+    // The global switch as this pass means to leave it: on, where qus
+    // keeps it on (`binfmt.enable`). Read from the kernel instead, a
+    // switch-off that lands between the preparation and the observation
+    // would pass for qusd's own echo and never be repaired.
+    let keeps_on = reconciling && system.config.binfmt_enable.value && world.mounted;
     let kernel_after = (
-        world.enabled.unwrap_or(false),
+        world.enabled.unwrap_or(false) || keeps_on,
         plan::kernel_after(&world.kernel, &outcome.done),
     );
     drop(lock);

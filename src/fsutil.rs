@@ -7,6 +7,24 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+/// Open a file to read that anyone may have put there (an emulator
+/// candidate, a drop-in), without blocking: a FIFO or a device named like
+/// one would stop `open` (and qusd's whole loop) until someone writes to
+/// it. Opened non-blocking, then anything but a regular file is refused.
+pub fn open_regular(path: &Path) -> io::Result<fs::File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    Ok(file)
+}
+
 /// Read a small file the kernel generates (procfs, binfmt_misc). They
 /// report size 0, so `fs::read_to_string` asks for the size, then reads
 /// 32 bytes at a time and grows: seven system calls for a binfmt_misc

@@ -886,3 +886,66 @@ fn a_state_dir_under_another_users_directory_is_refused() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(sb.entries(), ["qemu-aarch64"]);
 }
+
+/// A FIFO named like an emulator (or a drop-in) blocks nobody: qus
+/// never opens a file it has not seen is a regular one without
+/// `O_NONBLOCK`, so qusd keeps repairing, and `qus status` answers (the
+/// emulator-named FIFO refused as "not a regular file", the drop-in one
+/// skipped) instead of hanging in `open`.
+#[test]
+fn a_fifo_named_like_an_emulator_or_a_drop_in_freezes_nothing() {
+    require_tool("mkfifo", "coreutils");
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.search_bin("");
+    let mut n = NotifySocket::new(sb.path());
+    let _d = sb.qusd_ready(&mut n);
+    for fifo in [
+        sb.bin().join("qemu-sparc-static"),
+        sb.etc().join("60-fifo.toml"),
+    ] {
+        let st = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+        assert!(st.success(), "mkfifo {}", fifo.display());
+    }
+    sb.write_config("70-touch.toml", "");
+    sb.write_inside(&sb.binfmt().join("qemu-aarch64"), "-1");
+    wait_for(WAIT, "qusd repaired the entry despite the FIFOs", || {
+        sb.has_entry("qemu-aarch64")
+    });
+    let mut child = sb
+        .tool(&common::qus_bin())
+        .args(["status", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("qus status");
+    // Waited for with a deadline, and killed if it hangs (never left
+    // blocked behind the test).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(WAIT);
+    while child.try_wait().ok().flatten().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("qus status hung on a FIFO for {WAIT} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().expect("output");
+    // (The FIFO drop-in is skipped like any file that is not a regular
+    // one; the emulator-named FIFO is refused with the reason.)
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let sparc = status["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|e| e["arch"] == "sparc")
+        .cloned()
+        .expect("a sparc row");
+    assert_eq!(sparc["state"], "refused", "{sparc}");
+    assert!(
+        sparc["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("not a regular file")),
+        "{sparc}"
+    );
+}

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 use super::custom::{error_at, finish_entry, RawEntry};
-use super::fragment::TakeoverFragment;
 use super::fragment::{
     ArchFragment, BinfmtFragment, DaemonFragment, EntryFragment, Fragment, QemuFragment,
 };
+use super::fragment::{List, TakeoverFragment};
 use super::span::FileCtx;
 use super::{Config, ConfigError, Others, Source, Sourced, Takeover};
 use crate::arch;
@@ -37,6 +37,33 @@ fn set_list<T: PartialEq>(list: &mut Sourced<Vec<T>>, new: Sourced<Vec<T>>, appe
     };
     parts.push(new.source);
     list.source = Source::Merged(parts);
+}
+
+/// A list of plain strings, each checked by `bad` (an error at the
+/// element's own line), and whether it appends.
+fn plain_list(
+    ctx: &FileCtx,
+    list: List,
+    key: &str,
+    bad: impl Fn(&str) -> Option<String>,
+) -> Result<(Sourced<Vec<String>>, bool), ConfigError> {
+    let (values, append) = ctx.list(list, key)?;
+    if let Some((v, why)) = values
+        .get_ref()
+        .iter()
+        .find_map(|v| bad(v.get_ref()).map(|why| (v, why)))
+    {
+        return Err(ctx.error(Some(v.span()), format!("qemu.{key}: {why}")));
+    }
+    let s = ctx.sourced(values);
+    let value = s.value.into_iter().map(Spanned::into_inner).collect();
+    Ok((
+        Sourced {
+            value,
+            source: s.source,
+        },
+        append,
+    ))
 }
 
 #[derive(Default)]
@@ -95,57 +122,21 @@ impl Merger {
 
     fn apply_qemu(c: &mut Config, ctx: &FileCtx, q: QemuFragment) -> Result<(), ConfigError> {
         if let Some(sp) = q.search_path {
-            let (dirs, append) = ctx.list(sp, "search_path")?;
-            if let Some(bad) = dirs
-                .get_ref()
-                .iter()
-                .find(|d| !d.get_ref().starts_with('/'))
-            {
-                return Err(ctx.error(
-                    Some(bad.span()),
-                    format!(
-                        "qemu.search_path: {:?} is not an absolute path",
-                        bad.get_ref()
-                    ),
-                ));
-            }
-            let s = ctx.sourced(dirs);
-            let dirs = s.value.into_iter().map(|d| PathBuf::from(d.into_inner()));
-            let value = dirs.collect();
-            set_list(
-                &mut c.search_path,
-                Sourced {
-                    value,
-                    source: s.source,
-                },
-                append,
-            );
+            let (dirs, append) = plain_list(ctx, sp, "search_path", |d| {
+                (!d.starts_with('/')).then(|| format!("{d:?} is not an absolute path"))
+            })?;
+            let dirs = Sourced {
+                value: dirs.value.into_iter().map(PathBuf::from).collect(),
+                source: dirs.source,
+            };
+            set_list(&mut c.search_path, dirs, append);
         }
         if let Some(names) = q.binary_names {
-            let (names, append) = ctx.list(names, "binary_names")?;
-            if let Some(bad) = names
-                .get_ref()
-                .iter()
-                .find(|n| !n.get_ref().contains("{arch}") || n.get_ref().contains('/'))
-            {
-                return Err(ctx.error(
-                    Some(bad.span()),
-                    format!(
-                        "qemu.binary_names: {:?} must contain {{arch}} and no '/'",
-                        bad.get_ref()
-                    ),
-                ));
-            }
-            let s = ctx.sourced(names);
-            let value = s.value.into_iter().map(Spanned::into_inner).collect();
-            set_list(
-                &mut c.binary_names,
-                Sourced {
-                    value,
-                    source: s.source,
-                },
-                append,
-            );
+            let (names, append) = plain_list(ctx, names, "binary_names", |n| {
+                (!n.contains("{arch}") || n.contains('/'))
+                    .then(|| format!("{n:?} must contain {{arch}} and no '/'"))
+            })?;
+            set_list(&mut c.binary_names, names, append);
         }
         if let Some(t) = q.targets {
             let (t, append) = ctx.list(t, "targets")?;

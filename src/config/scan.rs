@@ -151,7 +151,13 @@ pub(super) fn read_fragment(path: &Path) -> Result<String, ConfigError> {
         line: None,
         message,
     };
-    let mut file = std::fs::File::open(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let mut file = match crate::fsutil::open_regular(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            return Err(fail("refused: not a regular file".into()))
+        }
+        Err(e) => return Err(fail(format!("cannot read: {e}"))),
+    };
     let meta = file
         .metadata()
         .map_err(|e| fail(format!("cannot stat: {e}")))?;

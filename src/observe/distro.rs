@@ -88,3 +88,82 @@ fn shipped_entries(dirs: &[PathBuf]) -> BTreeMap<String, PathBuf> {
     }
     shipped
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binfmt::entry::parse_register_line;
+    use crate::model::{Desired, Identity, Others, Want};
+
+    fn entry(line: &str) -> (String, KernelEntry) {
+        let (name, spec) = parse_register_line(line).expect("register line");
+        (
+            name,
+            KernelEntry {
+                enabled: true,
+                spec,
+            },
+        )
+    }
+
+    fn wanting(name: &str, line: &str) -> Wanted {
+        let (_, spec) = parse_register_line(line).expect("register line");
+        Wanted {
+            items: vec![Want {
+                name: name.into(),
+                arch: Some("aarch64".into()),
+                want: Ok(Desired {
+                    spec,
+                    identity: Identity {
+                        dev: 0,
+                        ino: 0,
+                        size: 0,
+                        mtime_ns: 0,
+                    },
+                }),
+                others: Others::Yield,
+            }],
+        }
+    }
+
+    /// Roots point at a fixture tree: an entry is the distribution's when
+    /// its interpreter is one of the distribution's wrappers, or when a
+    /// binfmt.d file there registers that name with that interpreter.
+    #[test]
+    fn distribution_entries_are_found_under_the_given_roots() {
+        let tree = tempfile::tempdir().expect("fixture tree");
+        let binfmt_d = tree.path().join("usr/lib/binfmt.d");
+        std::fs::create_dir_all(&binfmt_d).expect("binfmt.d");
+        let shipped = ":qemu-aarch64:M::\\x7fELF::/usr/bin/qemu-aarch64-static:F";
+        std::fs::write(binfmt_d.join("qemu-aarch64.conf"), format!("{shipped}\n")).expect("conf");
+        let wrappers = tree.path().join("usr/libexec/qemu-binfmt");
+        let roots = Roots {
+            distro_binfmt_d: vec![binfmt_d.clone(), tree.path().join("lib/binfmt.d")],
+            distro_interpreter_dirs: vec![wrappers.clone()],
+            ..Roots::host()
+        };
+        let wrapper_line = format!(
+            ":qemu-arm:M::\\x7fELF::{}/arm-binfmt-P:P",
+            wrappers.display()
+        );
+        let kernel: KernelEntries = [
+            entry(shipped),
+            entry(&wrapper_line),
+            entry(":qemu-riscv64:M::\\x7fELF::/opt/other/qemu-riscv64:F"),
+        ]
+        .into_iter()
+        .collect();
+        let ours = ":qemu-aarch64:M::\\x7fELF::/usr/local/bin/qemu-aarch64-static:F";
+        let found = distro_entries(
+            &kernel,
+            &OwnedEntries::new(),
+            &wanting("qemu-aarch64", ours),
+            &roots,
+        );
+        let found: Vec<&str> = found.iter().map(String::as_str).collect();
+        assert_eq!(found, ["qemu-aarch64", "qemu-arm"]);
+        // Nothing in question: the binfmt.d files are not read at all.
+        let found = distro_entries(&kernel, &OwnedEntries::new(), &Wanted::default(), &roots);
+        assert_eq!(found.into_iter().collect::<Vec<_>>(), ["qemu-arm"]);
+    }
+}
