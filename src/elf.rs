@@ -71,6 +71,31 @@ pub fn read_head(path: &Path) -> std::io::Result<Head> {
     })
 }
 
+/// The same ELF header with another `e_type` (`ET_EXEC` = 2, `ET_DYN` =
+/// 3), in the file's byte order; `None` for what is not ELF.
+pub fn with_type(head: &[u8], e_type: u16) -> Option<Vec<u8>> {
+    if head.len() < 18 || &head[..4] != b"\x7fELF" {
+        return None;
+    }
+    let mut out = head.to_vec();
+    let bytes = if head[5] == 2 {
+        e_type.to_be_bytes()
+    } else {
+        e_type.to_le_bytes()
+    };
+    out[16..18].copy_from_slice(&bytes);
+    Some(out)
+}
+
+/// Both ELF types of a header: what a non-PIE and a PIE program of its
+/// kind start with.
+pub fn both_types(head: &[u8]) -> Vec<Vec<u8>> {
+    [2u16, 3]
+        .iter()
+        .filter_map(|t| with_type(head, *t))
+        .collect()
+}
+
 /// Static or dynamic, from the head; the program headers or the loader's
 /// name are read from the file only when they lie beyond it.
 fn linking(f: &std::fs::File, head: &[u8]) -> Option<Linking> {

@@ -143,9 +143,11 @@ pub enum InterpreterCheck {
 pub struct HostView<'a> {
     /// Does the kernel tell interpreters about `P` (Linux 5.12+)?
     pub kernel_has_p_bit: bool,
-    /// The first bytes of this very executable, standing for the host's
-    /// own programs (`None`: unreadable).
-    pub own_head: Option<&'a [u8]>,
+    /// Headers of the programs the host's own loader runs: this very
+    /// executable's first bytes as both ELF types (`ET_EXEC` and
+    /// `ET_DYN`: non-PIE and PIE programs), and for custom entries also
+    /// those of every native arch (its probe's header, both types).
+    pub host_heads: &'a [Vec<u8>],
 }
 
 /// Why an entry is not wanted.

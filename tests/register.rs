@@ -582,3 +582,43 @@ fn a_broken_drop_in_does_not_blind_read_only_commands() {
     }
     assert_eq!(sb.entries(), ["qemu-aarch64"], "a write got through");
 }
+
+/// A custom entry whose magic matches the host's non-PIE programs
+/// (`ET_EXEC` with the host's own ELF class, byte order and machine) is
+/// refused, though qus's own executable (a static PIE, `ET_DYN`) does not
+/// match it: registered, every such native program would go to the
+/// interpreter ("Invalid ELF image"). `catch_host_programs` still lets it
+/// through on purpose.
+#[test]
+fn a_custom_entry_catching_non_pie_host_programs_is_refused() {
+    let sb = Sandbox::new();
+    sb.search_bin("");
+    let me = fs::read(std::env::current_exe().expect("test binary")).expect("read");
+    let mut head = me[..20].to_vec();
+    let big = head[5] == 2;
+    head[16..18].copy_from_slice(&if big {
+        2u16.to_be_bytes()
+    } else {
+        2u16.to_le_bytes()
+    });
+    let magic: String = head.iter().map(|b| format!("\\x{b:02x}")).collect();
+    let entry = |extra: &str| {
+        format!("[entry.exec-host]\ninterpreter = \"/bin/sh\"\nmagic = '{magic}'\n{extra}")
+    };
+    sb.write_config("60-exec.toml", &entry(""));
+    let out = sb.qus(&["register"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("refused exec-host") && err.contains("host's own programs"),
+        "{err}"
+    );
+    assert!(!sb.has_entry("exec-host"));
+    sb.write_config("60-exec.toml", &entry("catch_host_programs = true\n"));
+    sb.qus_ok(&["register"]);
+    assert!(
+        sb.has_entry("exec-host"),
+        "catch_host_programs lets it through"
+    );
+    sb.qus_ok(&["unregister", "--all"]);
+}

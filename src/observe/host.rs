@@ -1,6 +1,6 @@
 //! The running host: where its files are ([`Roots`]) and the facts qus
 //! reads from them at most once per [`System`](super::System) (this very
-//! executable's first bytes, whether the kernel passes `P` on). They live
+//! executable's header, whether the kernel passes `P` on). They live
 //! in the system value, not in globals, so one process can observe two
 //! hosts (tests, a chroot) and nothing is decided behind a caller's back.
 
@@ -48,7 +48,7 @@ impl Default for Roots {
 /// Facts read from the host when first needed, then kept.
 #[derive(Debug, Clone, Default)]
 pub struct HostFacts {
-    own_head: OnceLock<Option<Vec<u8>>>,
+    own_heads: OnceLock<Vec<Vec<u8>>>,
     p_bit: OnceLock<bool>,
 }
 
@@ -57,11 +57,18 @@ impl HostFacts {
     pub fn view(&self, roots: &Roots) -> HostView<'_> {
         HostView {
             kernel_has_p_bit: self.kernel_has_p_bit(),
-            own_head: self
-                .own_head
-                .get_or_init(|| crate::elf::read_head(&roots.own_exe).ok().map(|h| h.bytes))
-                .as_deref(),
+            host_heads: self.own_heads(roots),
         }
+    }
+
+    /// This executable's header as both ELF types (non-PIE and PIE
+    /// programs of the host); empty when unreadable.
+    pub fn own_heads(&self, roots: &Roots) -> &[Vec<u8>] {
+        self.own_heads.get_or_init(|| {
+            crate::elf::read_head(&roots.own_exe)
+                .map(|h| crate::elf::both_types(&h.bytes))
+                .unwrap_or_default()
+        })
     }
 
     /// Does this kernel tell interpreters about `P` (Linux 5.12+)? Said

@@ -152,11 +152,21 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
         .iter()
         .map(|a| (!deciding.undecided.contains(&a.name)).then(|| arch_want(a, &deciding.verdicts)))
         .collect();
-    let custom = custom_wants(&system.config, &dirs, host);
     let (native, native_provisional, native_cache_key) = deciding.finish(&system.host);
     for (slot, a) in arch_wants.iter_mut().zip(arch::ARCHES) {
         slot.get_or_insert_with(|| arch_want(a, &native));
     }
+    // A custom entry may catch any program the host runs itself: every
+    // native arch's header, non-PIE and PIE, not only this executable's.
+    let native_heads = native_heads(host.host_heads, &native);
+    let custom = custom_wants(
+        &system.config,
+        &dirs,
+        crate::model::HostView {
+            host_heads: &native_heads,
+            ..host
+        },
+    );
     let wanted = Wanted {
         items: arch_wants.into_iter().flatten().chain(custom).collect(),
     };
@@ -183,6 +193,20 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
         native_provisional,
         native_cache_key,
     })
+}
+
+/// The headers of every program the host runs itself: its own, and each
+/// native arch's probe as both ELF types.
+fn native_heads(own: &[Vec<u8>], native: &NativeVerdicts) -> Vec<Vec<u8>> {
+    let mut heads = own.to_vec();
+    for a in arch::ARCHES {
+        if matches!(native.get(a.name), Some(crate::model::Native::Yes(_))) {
+            if let Some(p) = probe::find(a.name) {
+                heads.extend(crate::elf::both_types(p.program));
+            }
+        }
+    }
+    heads
 }
 
 /// The custom entries' wants, in configuration order.

@@ -194,7 +194,7 @@ fn checked(
                 &spec.matcher,
                 resolved,
                 own_interpreter,
-                host.own_head,
+                host.host_heads,
                 catch_host_programs,
             ) {
                 return Err(Skip::Refused(why));
@@ -209,14 +209,14 @@ fn checked(
 
 /// Would this entry break the host? One that catches its own interpreter
 /// makes every run recurse until the kernel gives up ("Too many levels of
-/// symbolic links"); one that catches the host's own programs (qus's own
-/// executable stands for them) sends every native program, `qus
+/// symbolic links"); one that catches the host's own programs (non-PIE
+/// or PIE, of any native arch) sends every native program, `qus
 /// unregister` included, to the emulator.
 fn breaks_host(
     matcher: &Matcher,
     interpreter: &std::path::Path,
     interpreter_head: Option<&[u8]>,
-    own_head: Option<&[u8]>,
+    host_heads: &[Vec<u8>],
     catch_host_programs: bool,
 ) -> Option<String> {
     if interpreter_head.is_some_and(|h| matcher.catches(h)) {
@@ -225,7 +225,7 @@ fn breaks_host(
             interpreter.display()
         ));
     }
-    if !catch_host_programs && own_head.is_some_and(|h| matcher.catches(h)) {
+    if !catch_host_programs && host_heads.iter().any(|h| matcher.catches(h)) {
         return Some(
             "it would catch the host's own programs (qus itself is one): \
              nothing native would run any more (set catch_host_programs = true \

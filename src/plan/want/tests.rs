@@ -53,15 +53,15 @@ fn static_emulator() -> Candidate {
     safe("/usr/bin/qemu-aarch64-static", x86_64_head(), None)
 }
 
-fn host(own: &[u8]) -> HostView<'_> {
+fn host(heads: &[Vec<u8>]) -> HostView<'_> {
     HostView {
         kernel_has_p_bit: true,
-        own_head: Some(own),
+        host_heads: heads,
     }
 }
 
 fn want(config: &Config, overrides: &Overrides, candidate: Option<&Candidate>) -> Want {
-    let own = x86_64_head();
+    let own = vec![x86_64_head()];
     arch_want(
         config,
         &NativeVerdicts::new(),
@@ -210,7 +210,7 @@ fn an_entry_catching_its_own_interpreter_is_refused_even_when_host_programs_may_
 
 #[test]
 fn an_entry_catching_the_host_programs_needs_catch_host_programs() {
-    let own = aarch64_head(); // an aarch64 host
+    let own = vec![aarch64_head()]; // an aarch64 host
     let c = config("");
     let w = arch_want(
         &c,
@@ -274,7 +274,7 @@ fn custom_entries_never_yield_and_a_disabled_one_says_where() {
         "[entry.wine]\ninterpreter = \"/usr/bin/wine\"\nmagic = \"MZ\"\n\
          [entry.off]\ninterpreter = \"/usr/bin/off\"\nmagic = \"XY\"\nenabled = false\n",
     );
-    let own = x86_64_head();
+    let own = vec![x86_64_head()];
     let wine = c.entries.get("wine").expect("wine");
     let found = safe("/usr/bin/wine", x86_64_head(), None);
     let w = custom_want("wine", wine, Some(&found), host(&own));
@@ -282,4 +282,29 @@ fn custom_entries_never_yield_and_a_disabled_one_says_where() {
     let off = c.entries.get("off").expect("off");
     let w = custom_want("off", off, None, host(&own));
     assert!(skip_reason(&w).contains("disabled in") && skip_reason(&w).contains("50-test.toml"));
+}
+
+/// A custom entry whose magic matches non-PIE (`ET_EXEC`) x86-64 programs
+/// breaks every such native program although this executable (a static
+/// PIE) does not match it: both ELF types of the host's header count.
+#[test]
+fn a_custom_entry_catching_non_pie_host_programs_is_refused() {
+    let c = config(
+        "[entry.exec64]\ninterpreter = \"/usr/bin/wine\"\n\
+         magic = '\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\x3e\\x00'\n",
+    );
+    let entry = c.entries.get("exec64").expect("entry");
+    let mut pie = x86_64_head();
+    pie[16] = 3; // ET_DYN: this executable, a static PIE
+    let found = safe("/usr/bin/wine", aarch64_head(), None);
+    let only_pie = vec![pie.clone()];
+    let w = custom_want("exec64", entry, Some(&found), host(&only_pie));
+    assert!(w.want.is_ok(), "the old check saw only the PIE header");
+    let both = crate::elf::both_types(&pie);
+    let w = custom_want("exec64", entry, Some(&found), host(&both));
+    assert!(
+        skip_reason(&w).contains("host's own programs"),
+        "{:?}",
+        w.want
+    );
 }
