@@ -486,3 +486,71 @@ fn a_named_registration_qusd_would_undo_is_announced_and_enable_keeps_it() {
     let managed = fs::read_to_string(sb.etc().join("90-qus-cli.toml")).expect("managed drop-in");
     assert!(!managed.contains("aarch64"), "{managed}");
 }
+
+/// Three `qus disable` at once keep all three arches disabled (the edits
+/// of the managed drop-in are serialized), and one under `umask 000`
+/// still makes a config directory nobody else may write.
+#[test]
+fn concurrent_disables_lose_nothing_and_umask_000_opens_nothing() {
+    let sb = Sandbox::new();
+    let arches = ["aarch64", "riscv64", "s390x"];
+    for arch in arches {
+        sb.install_emulator(arch);
+    }
+    sb.search_bin("");
+    sb.qus_ok(&["register"]);
+    for round in 0..5 {
+        let children: Vec<_> = arches
+            .iter()
+            .map(|a| {
+                sb.tool(&common::qus_bin())
+                    .args(["disable", a])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("qus disable")
+            })
+            .collect();
+        for mut c in children {
+            assert!(c.wait().expect("wait").success(), "round {round}");
+        }
+        let managed = fs::read_to_string(sb.etc().join("90-qus-cli.toml")).expect("managed");
+        for a in arches {
+            assert!(
+                managed.contains(&format!("[qemu.arch.{a}]\nenabled = false")),
+                "round {round}: {a} lost:\n{managed}"
+            );
+        }
+        assert!(sb.entries().is_empty(), "round {round}: {:?}", sb.entries());
+        sb.qus_ok(&["enable", "all"]);
+        assert_eq!(sb.entries().len(), 3);
+    }
+    // A config dir qus has to make, under umask 000: in the sandbox's user
+    // namespace the last default one is $HOME/.config/qus.d.
+    let home = sb.path().join("home");
+    fs::create_dir(&home).expect("home");
+    let st = sb
+        .command("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 000; HOME='{}'; export HOME; unset XDG_CONFIG_HOME; exec '{}' --binfmt-misc '{}' --state-dir '{}' --host-arch x86_64 disable s390x",
+            home.display(),
+            common::qus_bin(),
+            sb.binfmt().display(),
+            sb.state().display()
+        ))
+        .status()
+        .expect("qus");
+    assert!(st.success());
+    let made = home.join(".config/qus.d");
+    for dir in [home.join(".config"), made.clone()] {
+        let mode = fs::metadata(&dir).expect("dir").permissions().mode() & 0o777;
+        assert_eq!(
+            mode,
+            0o755,
+            "{} made {mode:o} under umask 000",
+            dir.display()
+        );
+    }
+    assert!(made.join("90-qus-cli.toml").is_file());
+}

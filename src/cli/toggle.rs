@@ -78,10 +78,29 @@ fn write_managed(dir: &Path, file: &str, settings: &BTreeMap<String, bool>) -> R
     for (a, on) in settings {
         text.push_str(&format!("\n[qemu.arch.{a}]\nenabled = {on}\n"));
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     crate::fsutil::write_atomic(dir, file, text.as_bytes(), 0o644)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
+}
+
+/// Make the config directory if needed, 0755 whatever the umask (a
+/// directory others may write would make the whole configuration
+/// refused), and lock it for one edit (released when dropped).
+fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .with_context(|| format!("setting the mode of {}", dir.display()))?;
+    }
+    let handle = std::fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    rustix::fs::flock(&handle, rustix::fs::FlockOperation::LockExclusive)
+        .with_context(|| format!("locking {}", dir.display()))?;
+    Ok(handle)
 }
 
 /// The configuration after a change of the managed drop-in, or why it
@@ -103,6 +122,9 @@ pub fn run(common: &CommonArgs, args: &ToggleArgs, disable: bool) -> Result<Exit
     } else {
         MANAGED
     };
+    // One edit at a time: three `qus disable` at once must not lose two
+    // of the three (read, change and write under a lock on the directory).
+    let _edit = lock_dir(&dir)?;
     let mut settings = settings_in(&dir.join(file))?;
     for a in &arches {
         if disable {
