@@ -54,9 +54,19 @@ pub fn wait_until_exit(child: &mut Child, timeout: Duration) -> io::Result<Optio
 /// Run `cmd` with stdout captured; kill it after `timeout`. Returns its
 /// stdout (whatever the exit status). For programs that print a line or
 /// two: the output is read after the exit.
+///
+/// Bounded with its descendants: it runs in a process group of its own,
+/// which is killed once it exits (or times out), so a background child
+/// left holding stdout (an emulator's `--version` that forks) cannot
+/// keep the read waiting; and the read itself stops at the deadline.
 pub fn output_within(cmd: &mut Command, timeout: Duration) -> io::Result<String> {
-    let mut child = cmd.stdout(Stdio::piped()).spawn()?;
-    if wait_until_exit(&mut child, timeout)?.is_none() {
+    use std::os::unix::process::CommandExt;
+    let start = Instant::now();
+    let mut child = cmd.stdout(Stdio::piped()).process_group(0).spawn()?;
+    let group = rustix::process::Pid::from_child(&child);
+    let exited = wait_until_exit(&mut child, timeout)?;
+    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    if exited.is_none() {
         let _ = child.kill();
         let _ = child.wait();
         return Err(io::Error::new(
@@ -64,9 +74,43 @@ pub fn output_within(cmd: &mut Command, timeout: Duration) -> io::Result<String>
             format!("no answer within {} ms", timeout.as_millis()),
         ));
     }
-    let mut out = String::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        stdout.read_to_string(&mut out)?;
+    let mut out = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        read_until(stdout, start + timeout, &mut out)?;
     }
-    Ok(out)
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Read a pipe to its end, or until `deadline` (a writer that escaped the
+/// process group may hold it open): what was read by then counts.
+fn read_until(
+    mut pipe: std::process::ChildStdout,
+    deadline: Instant,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut chunk = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        let ts = Timespec {
+            tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut fds = [PollFd::new(&pipe, PollFlags::IN)];
+        match poll(&mut fds, Some(&ts)) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        match pipe.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }

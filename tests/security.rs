@@ -949,3 +949,49 @@ fn a_fifo_named_like_an_emulator_or_a_drop_in_freezes_nothing() {
         "{sparc}"
     );
 }
+
+/// An emulator whose `--version` exits but leaves a background child
+/// holding stdout hangs nothing: `qus status -v` answers (children run in
+/// a process group of their own, killed with them, and reads have a
+/// deadline), and the background child is gone with its group.
+#[test]
+fn a_version_child_left_holding_stdout_hangs_nothing() {
+    require_tool("pgrep", "procps");
+    let sb = Sandbox::new();
+    sb.search_bin("allow_dynamic = true\n");
+    let fake = sb.bin().join("qemu-riscv64-static");
+    fs::write(
+        &fake,
+        "#!/bin/sh\nsleep 1000 &\necho 'qemu-riscv64 version 9.9.9'\n",
+    )
+    .expect("fake emulator");
+    chmod(&fake, 0o755);
+    sb.qus_ok(&["register", "riscv64"]);
+    let mut child = sb
+        .tool(&common::qus_bin())
+        .args(["status", "-v"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("qus status -v");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(WAIT);
+    while child.try_wait().ok().flatten().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("qus status -v hung on a --version child holding stdout");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().expect("output");
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(table.contains("[QEMU 9.9.9]"), "{table}");
+    let left = Command::new("pgrep")
+        .args(["-f", "^sleep 1000$"])
+        .output()
+        .expect("pgrep");
+    assert!(
+        String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        "the background child outlived its group"
+    );
+}
