@@ -146,6 +146,7 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
         // as with none. qus then adopts identical entries and removes none.
         world.owned.clear();
         world.restorable.clear();
+        world.restore_refused.clear();
     } else {
         save_native(system, &world);
     }

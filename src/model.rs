@@ -211,6 +211,10 @@ pub struct World {
     /// Owned entries whose replaced entry can be put back (its
     /// interpreter still exists).
     pub restorable: std::collections::BTreeSet<String>,
+    /// Owned entries whose replaced entry would go back with an
+    /// interpreter that now fails the safety rules, and why: not put back
+    /// (and qus's entry not removed) until that is fixed.
+    pub restore_refused: BTreeMap<String, String>,
     /// Another tool's entry kept a native probe from telling: the native
     /// verdicts hold for now only and must not be kept.
     pub native_provisional: bool,

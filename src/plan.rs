@@ -273,7 +273,16 @@ fn unregister(world: &World, reconciled: Plan, mode: &Mode) -> Plan {
             Some(k) => {
                 let recorded = record.is_some_and(|o| o.spec.equivalent(&k.spec));
                 let configured_same = item.wanted.as_ref().is_some_and(|w| w.equivalent(&k.spec));
-                if recorded || configured_same {
+                if let Some(why) = world.restore_refused.get(&item.name) {
+                    // What would go back fails the safety rules now: keep
+                    // qus's entry and the record until that is fixed.
+                    item.detail = Some(format!(
+                        "{} not removed: the entry it replaced would go back with an \
+                         interpreter that fails the safety rules now ({why}); fix that and \
+                         unregister again",
+                        item.name
+                    ));
+                } else if recorded || configured_same {
                     // Put back what qus took the name over from, too.
                     item.actions = withdraw(&item.name, "qus unregister".into(), world);
                 } else if named {

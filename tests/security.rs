@@ -995,3 +995,51 @@ fn a_version_child_left_holding_stdout_hangs_nothing() {
         "the background child outlived its group"
     );
 }
+
+/// What qus took over goes back only through the same safety rules as a
+/// registration: once a second user can write the directory of the
+/// replaced entry's interpreter, `qus unregister` keeps qus's entry and
+/// the record and says why (exit 1), instead of handing the name to a
+/// file that user may have swapped; fixed, the entry goes back byte for
+/// byte.
+#[test]
+fn restores_pass_the_safety_rules_too() {
+    let sb = Sandbox::with_host_ids();
+    sb.install_emulator("aarch64");
+    sb.search_bin("takeover = true\n");
+    let theirs = sb.path().join("theirs");
+    fs::create_dir(&theirs).expect("their dir");
+    chmod(sb.path(), 0o755);
+    let their_emu = theirs.join("qemu-aarch64-static");
+    fs::copy(require_qemu("aarch64"), &their_emu).expect("copy");
+    sb.register_raw(&format!(
+        ":qemu-aarch64:M::\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\xb7\\x00::{}:F",
+        their_emu.display()
+    ));
+    let before = sb.entry("qemu-aarch64").expect("their entry");
+    sb.qus_ok(&["register"]);
+    assert_ne!(
+        sb.entry("qemu-aarch64").as_deref(),
+        Some(before.as_str()),
+        "taken over"
+    );
+    let ours = sb.entry("qemu-aarch64").expect("ours");
+    // The second user may now write where their interpreter lives.
+    chown(&theirs, USER);
+    let out = sb.qus(&["unregister", "--all"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("qemu-aarch64 not removed") && err.contains("fails the safety rules"),
+        "{err}"
+    );
+    assert_eq!(
+        sb.entry("qemu-aarch64").as_deref(),
+        Some(ours.as_str()),
+        "ours kept"
+    );
+    // Fixed: it goes back as it was.
+    chown(&theirs, 0);
+    sb.qus_ok(&["unregister", "--all"]);
+    assert_eq!(sb.entry("qemu-aarch64").as_deref(), Some(before.as_str()));
+}

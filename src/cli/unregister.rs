@@ -59,6 +59,12 @@ pub fn run(common: &CommonArgs, args: &UnregisterArgs) -> Result<ExitCode> {
              use `qus disable ARCH` (or a drop-in) to keep an arch unregistered"
         );
     }
+    let kept = pass
+        .plan
+        .items
+        .iter()
+        .filter(|i| i.actions.is_empty() && i.owned && i.kernel.is_some() && i.detail.is_some())
+        .count();
     let outcome = &pass.outcome;
     let count = |f: fn(&Action) -> bool| outcome.done.iter().filter(|a| f(a)).count();
     let removed = count(|a| matches!(a, Action::Unregister { .. }));
@@ -70,7 +76,7 @@ pub fn run(common: &CommonArgs, args: &UnregisterArgs) -> Result<ExitCode> {
         ));
     }
     println!("{line}, {} errors", outcome.failed.len());
-    Ok(if outcome.failed.is_empty() {
+    Ok(if outcome.failed.is_empty() && kept == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -173,11 +173,7 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
     warn_unusable(&system.config, &wanted);
     let handlers = handlers(&kernel.entries, &kernel.match_order, kernel.live());
     let distro = distro::distro_entries(&kernel.entries, &owned, &wanted, &system.roots);
-    let restorable = owned
-        .iter()
-        .filter(|(_, o)| o.replaced.as_ref().is_some_and(|r| r.interpreter.exists()))
-        .map(|(name, _)| name.clone())
-        .collect();
+    let (restorable, restore_refused) = restorable(&owned, &dirs);
     Ok(World {
         mounted: kernel.mounted,
         enabled: kernel.enabled,
@@ -190,6 +186,7 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
         handlers,
         distro,
         restorable,
+        restore_refused,
         native_provisional,
         native_cache_key,
     })
@@ -207,6 +204,33 @@ fn native_heads(own: &[Vec<u8>], native: &NativeVerdicts) -> Vec<Vec<u8>> {
         }
     }
     heads
+}
+
+/// Which entries qus took over can go back: their interpreter exists and
+/// passes the same safety rules as any qus registers (a directory on its
+/// way may have become writable since). Those it fails, with why.
+fn restorable(
+    owned: &crate::model::OwnedEntries,
+    dirs: &safety::DirCache,
+) -> (
+    std::collections::BTreeSet<String>,
+    std::collections::BTreeMap<String, String>,
+) {
+    let mut ok = std::collections::BTreeSet::new();
+    let mut refused = std::collections::BTreeMap::new();
+    for (name, o) in owned {
+        let Some(r) = &o.replaced else { continue };
+        match safety::check_interpreter(&r.interpreter, dirs) {
+            Ok(_) => {
+                ok.insert(name.clone());
+            }
+            Err(_) if !r.interpreter.exists() => {}
+            Err(why) => {
+                refused.insert(name.clone(), why.to_string());
+            }
+        }
+    }
+    (ok, refused)
 }
 
 /// The custom entries' wants, in configuration order.

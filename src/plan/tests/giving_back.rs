@@ -228,4 +228,14 @@ fn unregister_puts_back_what_was_taken_over_if_it_can() {
     w.restorable.clear();
     let p = crate::plan::plan(&w, &unregister(None));
     assert!(matches!(&only(&p).actions[..], [Action::Unregister { .. }]));
+    // Its interpreter fails the safety rules now: nothing is removed, and
+    // the item says why.
+    w.restore_refused = [("qemu-a".to_string(), "group-writable".to_string())].into();
+    let p = crate::plan::plan(&w, &unregister(None));
+    let item = only(&p);
+    assert!(item.actions.is_empty(), "{:?}", item.actions);
+    assert!(item
+        .detail
+        .as_deref()
+        .is_some_and(|d| d.contains("not removed") && d.contains("group-writable")));
 }
