@@ -147,6 +147,7 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
         world.owned.clear();
         world.restorable.clear();
         world.restore_refused.clear();
+        world.records_unwritable = Some("the state dir is read-only".into());
     } else {
         save_native(system, &world);
     }
@@ -156,7 +157,8 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
     }
     warn_conflicts(&plan, &mode);
     let mut owned = world.owned.clone();
-    let outcome = apply::apply(plan.actions(), &system.binfmt, &mut owned);
+    let actions = write_ahead(system, &owned, plan.actions());
+    let outcome = apply::apply(actions, &system.binfmt, &mut owned);
     if outcome.records_changed && records_note.is_none() {
         if let Err(e) = system.state.save(&owned) {
             tracing::warn!("cannot save ownership records: {e}; the kernel's view still holds");
@@ -182,6 +184,51 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
         owned_after: owned,
         kernel_after,
     })
+}
+
+/// Record what each takeover replaces before replacing it (write-ahead):
+/// killed between the two, the record still holds the other tool's entry,
+/// so `qus unregister` can put it back. A takeover whose record cannot be
+/// written is dropped (and said): never replace what cannot be recorded.
+fn write_ahead(
+    system: &System,
+    owned: &crate::model::OwnedEntries,
+    actions: Vec<Action>,
+) -> Vec<Action> {
+    let is_new_takeover = |a: &Action| match a {
+        Action::Replace { target, .. } => {
+            target.replaced.is_some()
+                && owned.get(&target.name).and_then(|o| o.replaced.as_ref())
+                    != target.replaced.as_ref()
+        }
+        _ => false,
+    };
+    if !actions.iter().any(is_new_takeover) {
+        return actions;
+    }
+    let mut ahead = owned.clone();
+    for a in actions.iter().filter(|a| is_new_takeover(a)) {
+        if let Action::Replace { target, .. } = a {
+            ahead.insert(target.name.clone(), target.owned());
+        }
+    }
+    match system.state.save(&ahead) {
+        Ok(()) => actions,
+        Err(e) => {
+            let (dropped, kept): (Vec<Action>, Vec<Action>) =
+                actions.into_iter().partition(|a| is_new_takeover(a));
+            for a in &dropped {
+                tracing::warn!(
+                    entry = a.entry(),
+                    action = "not-taken-over",
+                    "not taking over {}: what it replaces could not be recorded first ({e}); \
+                     left as it is",
+                    a.entry()
+                );
+            }
+            kept
+        }
+    }
 }
 
 /// Keep native verdicts that took a child or a probe, for the rest of the

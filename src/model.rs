@@ -215,6 +215,9 @@ pub struct World {
     /// interpreter that now fails the safety rules, and why: not put back
     /// (and qus's entry not removed) until that is fixed.
     pub restore_refused: BTreeMap<String, String>,
+    /// Why ownership records cannot be written in this pass, if so: then
+    /// nothing is taken over, as what it replaces could not be recorded.
+    pub records_unwritable: Option<String>,
     /// Another tool's entry kept a native probe from telling: the native
     /// verdicts hold for now only and must not be kept.
     pub native_provisional: bool,

@@ -375,7 +375,22 @@ fn judge(want: &Want, world: &World, takeover: Takeover) -> Item {
                 Takeover::Never => false,
                 Takeover::Distro => world.distro.contains(name),
             };
-            judge_different(&mut item, k, target, takeover, may_take, &facts);
+            // Never replace what cannot be recorded first.
+            let unrecordable = world.records_unwritable.as_deref().filter(|_| may_take);
+            judge_different(
+                &mut item,
+                k,
+                target,
+                takeover,
+                may_take && unrecordable.is_none(),
+                &facts,
+            );
+            if let Some(why) = unrecordable.filter(|_| item.state == State::Conflict) {
+                item.detail = Some(format!(
+                    "another tool's entry named {name}; not taken over: what it replaces \
+                     could not be recorded ({why})"
+                ));
+            }
         }
     }
     item

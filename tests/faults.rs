@@ -267,3 +267,48 @@ fn control_characters_never_corrupt_output() {
         "the foreign entry stays"
     );
 }
+
+/// A takeover never replaces what it cannot record first: with the state
+/// dir read-only the other tool's entry is a conflict that says why; with
+/// the state dir full the write-ahead record fails and the takeover is
+/// dropped. Either way the other tool's entry stays exactly as it was,
+/// and `qus unregister --all` loses nothing.
+#[test]
+fn takeovers_never_replace_what_cannot_be_recorded() {
+    for full in [false, true] {
+        let sb = Sandbox::new();
+        sb.install_emulator("aarch64");
+        sb.search_bin("takeover = true\n");
+        sb.register_raw(
+            ":qemu-aarch64:M::\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\xb7\\x00::/bin/true:F",
+        );
+        let theirs = sb.entry("qemu-aarch64").expect("their entry");
+        if full {
+            sh(&sb, &format!(
+                "mount -t tmpfs -o size=4k,mode=0700 tmpfs '{0}' && (dd if=/dev/zero of='{0}/fill' bs=1k count=64 2>/dev/null; true)",
+                sb.state().display()
+            ));
+        } else {
+            sh(
+                &sb,
+                &format!(
+                    "mount --bind '{0}' '{0}' && mount -o remount,bind,ro '{0}'",
+                    sb.state().display()
+                ),
+            );
+        }
+        let out = sb.qus(&["register"]);
+        let err = stderr(&out);
+        assert!(
+            err.contains("could not be recorded"),
+            "full={full}: no word on the refused takeover: {err}"
+        );
+        assert_eq!(
+            sb.entry("qemu-aarch64").as_deref(),
+            Some(theirs.as_str()),
+            "full={full}: their entry was replaced without a record: {err}"
+        );
+        sb.qus(&["unregister", "--all"]);
+        assert_eq!(sb.entry("qemu-aarch64").as_deref(), Some(theirs.as_str()));
+    }
+}

@@ -187,6 +187,7 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
         distro,
         restorable,
         restore_refused,
+        records_unwritable: None,
         native_provisional,
         native_cache_key,
     })
