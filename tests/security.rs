@@ -912,25 +912,11 @@ fn a_fifo_named_like_an_emulator_or_a_drop_in_freezes_nothing() {
     wait_for(WAIT, "qusd repaired the entry despite the FIFOs", || {
         sb.has_entry("qemu-aarch64")
     });
-    let mut child = sb
-        .tool(&common::qus_bin())
-        .args(["status", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("qus status");
-    // Waited for with a deadline, and killed if it hangs (never left
-    // blocked behind the test).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(WAIT);
-    while child.try_wait().ok().flatten().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("qus status hung on a FIFO for {WAIT} s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().expect("output");
+    let out = common::output_within(
+        sb.tool(&common::qus_bin()).args(["status", "--json"]),
+        WAIT,
+        "qus status on a FIFO",
+    );
     // (The FIFO drop-in is skipped like any file that is not a regular
     // one; the emulator-named FIFO is refused with the reason.)
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
@@ -967,23 +953,11 @@ fn a_version_child_left_holding_stdout_hangs_nothing() {
     .expect("fake emulator");
     chmod(&fake, 0o755);
     sb.qus_ok(&["register", "riscv64"]);
-    let mut child = sb
-        .tool(&common::qus_bin())
-        .args(["status", "-v"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("qus status -v");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(WAIT);
-    while child.try_wait().ok().flatten().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("qus status -v hung on a --version child holding stdout");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().expect("output");
+    let out = common::output_within(
+        sb.tool(&common::qus_bin()).args(["status", "-v"]),
+        WAIT,
+        "qus status -v on a --version child holding stdout",
+    );
     let table = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(table.contains("[QEMU 9.9.9]"), "{table}");
     let left = Command::new("pgrep")

@@ -688,3 +688,25 @@ impl Sandbox {
         self.entry(name).is_some()
     }
 }
+
+/// Run `cmd` with its output captured, at most `secs`: killed (never left
+/// blocked behind the test) and a failure naming `what` when it hangs.
+pub fn output_within(cmd: &mut Command, secs: u64, what: &str) -> Output {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().ok().flatten().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} hung for {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
