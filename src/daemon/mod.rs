@@ -16,6 +16,7 @@
 //! binfmt_misc is exactly as the last pass left it, those are recognised
 //! and cost no pass, so qusd never loops.
 
+mod lifecycle;
 mod notify;
 mod pass;
 mod rules;
@@ -33,11 +34,9 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::binfmt::KernelEntries;
-use crate::engine;
 use crate::model::NativeVerdicts;
 use crate::observe::{self, System};
 use crate::setup::{print_error, CommonArgs};
-use crate::state::DaemonStatus;
 use pass::{Ended, Job};
 use rules::{RepairCounter, Settle};
 use watch::{Targets, Trigger, WatchSet};
@@ -288,6 +287,9 @@ impl Daemon {
         if let Some(delay) = self.finish(done, announce) {
             tracing::info!("retrying in {delay:?}");
             settle.retry(delay, std::time::Instant::now());
+        } else if self.changed_while_unwatched() {
+            tracing::info!("binfmt_misc changed during the pass; another pass");
+            settle.retry(Duration::ZERO, std::time::Instant::now());
         }
         if std::mem::take(&mut settle.reload) {
             return Some((self.reload(), Announce::Ready));
@@ -295,24 +297,20 @@ impl Daemon {
         None
     }
 
-    /// Stopping: tell systemd, kill a running pass's probes, and either
-    /// remove what qus owns (`daemon.unregister_on_stop`) or say what
-    /// stays behind (entries outlive qusd by design).
-    fn stop(&self, pass_running: bool) {
-        notify::stopping();
-        if pass_running {
-            tracing::info!("stopping the running pass and its probes");
-            crate::probe::kill_running();
-        }
-        self.system.state.clear_daemon_status(std::process::id());
-        if self.system.config.unregister_on_stop.value && !pass_running {
-            self.unregister_all();
-        } else {
-            let owned = self.system.state.load().0.len();
-            tracing::info!(
-                "qusd stopped; {owned} entries it registered stay registered (`qus unregister --all` \
-                 removes them; daemon.unregister_on_stop = true makes qusd do it)"
-            );
+    /// Does binfmt_misc differ from what the pass left? A change made
+    /// while the pass ran is normally an event handled next; but a pass
+    /// that mounted binfmt_misc watched the new mount only from its end,
+    /// and an entry removed in between would never be repaired.
+    fn changed_while_unwatched(&self) -> bool {
+        match (self.kernel_now(), self.last_kernel.as_ref()) {
+            (Some(now), Some(last)) => {
+                let kernel = Trigger {
+                    kernel: true,
+                    ..Trigger::default()
+                };
+                !rules::is_echo(&kernel, Some(&now), Some(last))
+            }
+            _ => false,
         }
     }
 
@@ -545,56 +543,5 @@ impl Daemon {
         self.publish();
         self.announce(announce);
         self.backoff
-    }
-
-    fn announce(&self, announce: Announce) {
-        match announce {
-            Announce::Ready => {
-                notify::ready(&self.status);
-                if self.passes == 1 {
-                    tracing::info!(
-                        "qusd ready: {}; watching {} directories, settling at most {} ms",
-                        self.status,
-                        self.watch.len(),
-                        self.system.config.debounce_ms.value
-                    );
-                }
-            }
-            Announce::Status => notify::status(&self.status),
-        }
-    }
-
-    /// Publish readiness and status for `qus status --daemon` (before
-    /// READY=1: whoever reacts to it may ask at once).
-    fn publish(&self) {
-        let pid = std::process::id();
-        let st = DaemonStatus {
-            pid,
-            start_time: crate::state::process_start_time(pid).unwrap_or(0),
-            ready: true,
-            status: self.status.clone(),
-        };
-        if let Err(e) = self.system.state.write_daemon_status(&st) {
-            tracing::warn!("cannot publish the daemon status: {e}");
-        }
-    }
-
-    /// `daemon.unregister_on_stop`: remove every owned entry.
-    fn unregister_all(&self) {
-        let request = observe::Request {
-            native: self.native.clone(),
-            ..observe::Request::default()
-        };
-        match engine::run(
-            &self.system,
-            &request,
-            crate::plan::Mode::Unregister { names: None },
-        ) {
-            Ok(p) => tracing::info!(
-                "removed {} owned entries (daemon.unregister_on_stop = true)",
-                p.outcome.done.len()
-            ),
-            Err(e) => tracing::error!("removing owned entries at stop: {e:#}"),
-        }
     }
 }
