@@ -154,13 +154,19 @@ fn place_from(euid: u32, uid_map: Vec<IdRange>) -> Place {
     }
 }
 
-/// Is PID 1 in this very user namespace? Then this is a container of its
-/// own (its init shares the namespace; from `unshare --user` on a host,
-/// PID 1 is the host's init, whose namespace is not even readable), and
-/// its `/run` and binfmt_misc mount point are its own too.
+/// Is this a container of its own, whose `/run` and binfmt_misc mount
+/// point are its own too? Either PID 1 is in this very user namespace
+/// (from `unshare --user` on a host, PID 1 is the host's init, whose
+/// namespace is not even readable), or the namespace maps a range of ids
+/// as containers do (systemd-nspawn `-U`, rootless podman, pods with user
+/// namespaces: 65536 each), where an ad-hoc `unshare --map-root-user`
+/// maps one. (PID 1 may be out of reach: a hardened service cannot read
+/// its namespace without CAP_SYS_PTRACE.)
 pub fn own_container() -> bool {
     let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
-    matches!((ns("1"), ns("self")), (Some(a), Some(b)) if a == b)
+    let shares_init = matches!((ns("1"), ns("self")), (Some(a), Some(b)) if a == b);
+    let mapped: u64 = here().uid_map.iter().map(|r| r.count).sum();
+    shares_init || (!here().initial && mapped > 1)
 }
 
 /// The user's runtime directory: `$XDG_RUNTIME_DIR` when it is an absolute
