@@ -369,29 +369,7 @@ fn judge(want: &Want, world: &World, takeover: Takeover) -> Item {
         Some(k) if k.spec.equivalent(&desired.spec) => {
             judge_same(&mut item, k, desired, target, &facts)
         }
-        Some(k) => {
-            let may_take = match takeover {
-                Takeover::All => true,
-                Takeover::Never => false,
-                Takeover::Distro => world.distro.contains(name),
-            };
-            // Never replace what cannot be recorded first.
-            let unrecordable = world.records_unwritable.as_deref().filter(|_| may_take);
-            judge_different(
-                &mut item,
-                k,
-                target,
-                takeover,
-                may_take && unrecordable.is_none(),
-                &facts,
-            );
-            if let Some(why) = unrecordable.filter(|_| item.state == State::Conflict) {
-                item.detail = Some(format!(
-                    "another tool's entry named {name}; not taken over: what it replaces \
-                     could not be recorded ({why})"
-                ));
-            }
-        }
+        Some(k) => judge_takeover(&mut item, k, target, world, takeover, &facts),
     }
     item
 }
@@ -482,6 +460,39 @@ fn judge_same(
         item.actions.push(Action::Record(target));
     }
     item.owned = true;
+}
+
+/// Same name, different registration: may qus take it over? Only what
+/// `takeover` allows, and never what it could not record first.
+fn judge_takeover(
+    item: &mut Item,
+    k: &KernelEntry,
+    target: Target,
+    world: &World,
+    takeover: Takeover,
+    facts: &Facts<'_>,
+) {
+    let may_take = match takeover {
+        Takeover::All => true,
+        Takeover::Never => false,
+        Takeover::Distro => world.distro.contains(&item.name),
+    };
+    let unrecordable = world.records_unwritable.as_deref().filter(|_| may_take);
+    judge_different(
+        item,
+        k,
+        target,
+        takeover,
+        may_take && unrecordable.is_none(),
+        facts,
+    );
+    if let Some(why) = unrecordable.filter(|_| item.state == State::Conflict) {
+        item.detail = Some(format!(
+            "another tool's entry named {}; not taken over: what it replaces could not be \
+             recorded ({why})",
+            item.name
+        ));
+    }
 }
 
 /// Same name, different registration: replace qus's own or what
