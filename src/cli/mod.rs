@@ -113,6 +113,15 @@ pub(crate) fn arch_names(names: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Exit 0, or 1 when anything failed (the usual status of a command).
+pub(crate) fn exit_status(failed: bool) -> ExitCode {
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 /// "qusd (pid N) is running for this state dir", when a ready qusd is: it
 /// will put its configuration back over what a one-off command changes.
 pub(crate) fn daemon_note(common: &CommonArgs) -> Option<String> {

@@ -138,7 +138,7 @@ fn report_items(plan: &Plan, mode: &Mode, named: bool) -> (usize, usize) {
 fn warn_daemon_removes(common: &CommonArgs, config: &crate::config::Config, arches: &[String]) {
     let left_out: Vec<&String> = arches
         .iter()
-        .filter(|a| super::toggle::left_out_by_config(config, a))
+        .filter(|a| crate::plan::want::left_out(config, a))
         .collect();
     if left_out.is_empty() {
         return;

@@ -78,9 +78,5 @@ pub fn run(common: &CommonArgs, args: &StatusArgs) -> Result<ExitCode> {
         eprintln!("qus: {problems} entries are not as wanted");
         return Ok(ExitCode::from(1));
     }
-    Ok(if config_broken {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(super::exit_status(config_broken))
 }

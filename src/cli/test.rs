@@ -150,11 +150,7 @@ pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
         print!("{}", render(&report));
     }
     super::report::warn_credentials(&world);
-    Ok(if failed || config_broken {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(super::exit_status(failed || config_broken))
 }
 
 /// Run one arch's probe the way the kernel would pick its entry.

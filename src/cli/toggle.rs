@@ -141,7 +141,7 @@ pub fn run(common: &CommonArgs, args: &ToggleArgs, disable: bool) -> Result<Exit
     if !disable && !args.arches.iter().any(|a| a == "all") {
         let left_out: Vec<&String> = arches
             .iter()
-            .filter(|a| left_out_by_config(&system.config, a))
+            .filter(|a| crate::plan::want::left_out(&system.config, a))
             .collect();
         if !left_out.is_empty() {
             for a in left_out {
@@ -194,17 +194,4 @@ pub fn run(common: &CommonArgs, args: &ToggleArgs, disable: bool) -> Result<Exit
     } else {
         ExitCode::from(1)
     })
-}
-
-/// Does the configuration leave this arch out (not targeted, or
-/// excluded), so that qusd would remove an entry for it?
-pub(crate) fn left_out_by_config(config: &crate::config::Config, arch: &str) -> bool {
-    let Some(a) = crate::arch::find(arch) else {
-        return false;
-    };
-    let none = crate::model::NativeVerdicts::new();
-    matches!(
-        crate::plan::want::arch_skip(config, &none, &crate::plan::Overrides::default(), a),
-        Some(crate::model::Skip::Excluded(_))
-    )
 }

@@ -63,11 +63,7 @@ pub fn run(common: &CommonArgs, args: &WhichArgs) -> Result<ExitCode> {
                 "{file}: a {} program; the host runs it natively (no binfmt_misc entry is used)",
                 a.name
             );
-            return Ok(if config_broken {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            });
+            return Ok(super::exit_status(config_broken));
         }
         println!(
             "{file}: no enabled binfmt_misc entry catches it; the kernel runs it natively \
@@ -98,9 +94,5 @@ pub fn run(common: &CommonArgs, args: &WhichArgs) -> Result<ExitCode> {
             owner(other)
         );
     }
-    Ok(if config_broken {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(super::exit_status(config_broken))
 }

@@ -54,6 +54,19 @@ pub fn arch_skip(
     }
 }
 
+/// Does the configuration alone leave this arch out (not targeted, or
+/// excluded), so that qusd removes an entry for it however it got there?
+/// (What `qus register ARCH` warns about and `qus enable ARCH` undoes.)
+pub fn left_out(config: &Config, arch: &str) -> bool {
+    let Some(a) = crate::arch::find(arch) else {
+        return false;
+    };
+    matches!(
+        arch_skip(config, &NativeVerdicts::new(), &Overrides::default(), a),
+        Some(Skip::Excluded(_))
+    )
+}
+
 /// The want for one table arch. `candidate`: the emulator observe found
 /// for it (`None`: none found, or not looked for because it is skipped).
 pub fn arch_want(
