@@ -287,7 +287,11 @@ fn judge(
         ))));
     }
     match status.code() {
-        Some(0) if stdout == probe.expected_output() => Ok(RunResult::Pass),
+        // QEMU 11's ppc emulators first print "Could not resolve
+        // /proc/self/fd/N" (to stdout) when the program's path has no
+        // real file behind it, as a memfd's has not: the program itself
+        // still ran, so its line at the end is what counts.
+        Some(0) if stdout.ends_with(&probe.expected_output()) => Ok(RunResult::Pass),
         Some(0) => Ok(RunResult::Fail(with_stderr(format!(
             "wrong output: {:?} instead of {:?}",
             stdout,

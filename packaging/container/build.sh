@@ -2,17 +2,21 @@
 # Build the qus image with buildah (no Docker engine, no registry pulls:
 # FROM scratch).
 #
-#   packaging/container/build.sh [TAG]                 this machine's arch only
-#   packaging/container/build.sh --arch arm64,s390x [--manifest NAME]
-#   packaging/container/build.sh --all [--manifest NAME]   (= make images)
+#   packaging/container/build.sh [--qemu CHANNEL] [TAG]      this machine's arch only
+#   packaging/container/build.sh [--qemu CHANNEL] --arch arm64,s390x [--manifest NAME]
+#   packaging/container/build.sh [--qemu CHANNEL] --all [--manifest NAME]   (= make images)
+#
+# The emulators come from a QEMU channel (packaging/qemu/channel.sh: 11,
+# the default; 10; 7.2), Debian's packages for that line, downloaded
+# (nothing installed), whatever this machine has installed.
 #
 # With --arch/--all, each image is cross-built: static qus/qusd for that
-# arch (rustup target + Debian's cross gcc), that arch's qemu-*-static from
-# Debian's qemu-user-static package for it (apt-get download, no install),
-# minus the emulator for the arch itself (an arm64 image has no
-# qemu-aarch64-static, as a real arm64 host needs none), FROM scratch with
+# arch (rustup target + Debian's cross gcc), that arch's emulators from the
+# channel, minus the emulator for the arch itself (an arm64 image has no
+# qemu-aarch64, as a real arm64 host needs none), FROM scratch with
 # --arch/--variant set, all joined in one manifest list tagged with the qus
-# and the QEMU version: localhost/qus:0.1.0-qemu7.2 (and :latest).
+# and the QEMU version: localhost/qus:0.1.0-qemu11.1 and
+# localhost/qus:qemu11.1, and :latest for the default channel.
 #
 # Anything missing (a rustup target, a cross compiler, a package) stops the
 # build with a message naming it: it never ships fewer arches than asked.
@@ -41,8 +45,8 @@ s390x   -   s390x-unknown-linux-gnu         s390x-linux-gnu-gcc         s390x   
 all=$(echo "$table" | awk '{print $1}' | paste -sd,)
 host_deb=$(dpkg --print-architecture)
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
-cache=/var/cache/qus-images
 
+channel=$(packaging/qemu/channel.sh --default)
 arches="" manifest="" tag=""
 while [ $# -gt 0 ]; do
     case $1 in
@@ -50,47 +54,24 @@ while [ $# -gt 0 ]; do
         --arch) arches=${2:?--arch needs a list}; shift ;;
         --arch=*) arches=${1#--arch=} ;;
         --manifest) manifest=${2:?--manifest needs a name}; shift ;;
+        --qemu) channel=${2:?--qemu needs a channel}; shift ;;
+        --qemu=*) channel=${1#--qemu=} ;;
         -*) die "unknown option $1" ;;
         *) tag=$1 ;;
     esac
     shift
 done
 
+packaging/qemu/channel.sh --list | grep -qxF "$channel" ||
+    die "unknown QEMU channel '$channel' (known: $(packaging/qemu/channel.sh --list | paste -sd' '))"
+default_channel=$(packaging/qemu/channel.sh --default)
+
 row() { echo "$table" | awk -v a="$1" '$1 == a'; }
 
-# The emulators for one Debian arch, in $2: this machine's own package when
-# it is that arch, else that arch's qemu-user-static extracted (cached).
+# The emulators for one Debian arch, in $2, from the QEMU channel asked
+# for (never this machine's own packages); prints their Debian version.
 emulators_for() {
-    local deb=$1 dest=$2
-    if [ "$deb" = "$host_deb" ]; then
-        ls /usr/bin/qemu-*-static >/dev/null 2>&1 ||
-            die "no /usr/bin/qemu-*-static: apt-get install -y qemu-user-static"
-        cp /usr/bin/qemu-*-static "$dest/"
-        dpkg-query -W -f '${Version}' qemu-user-static
-        return
-    fi
-    mkdir -p "$cache"
-    local pkg
-    pkg=$(ls "$cache"/qemu-user-static_*_"$deb".deb 2>/dev/null | head -1 || true)
-    if [ -z "$pkg" ]; then
-        if ! dpkg --print-foreign-architectures | grep -qx "$deb"; then
-            dpkg --add-architecture "$deb" || die "cannot add the Debian architecture $deb"
-            # A mirror mid-sync may fail one index (say bookworm-security's):
-            # what counts is whether the package can be downloaded below.
-            apt-get update -qq >&2 || echo "build.sh: apt-get update reported errors; trying anyway" >&2
-        fi
-        chmod 0755 "$cache"
-        (cd "$cache" && apt-get download -q "qemu-user-static:$deb" >/dev/null) ||
-            die "cannot download qemu-user-static:$deb from the package registry"
-        pkg=$(ls "$cache"/qemu-user-static_*_"$deb".deb | head -1)
-    fi
-    local x
-    x=$(mktemp -d -p "$scratch")
-    dpkg-deb -x "$pkg" "$x"
-    ls "$x"/usr/bin/qemu-*-static >/dev/null 2>&1 || die "$pkg holds no qemu-*-static"
-    cp "$x"/usr/bin/qemu-*-static "$dest/"
-    rm -rf "$x"
-    dpkg-deb -f "$pkg" Version
+    packaging/qemu/channel.sh "$channel" "$1" "$2"
 }
 
 # Build one arch's image; prints the QEMU version it carries.
@@ -122,7 +103,7 @@ build_one() {
     local qv
     qv=$(emulators_for "$deb" "$ctx/emulators")
     # No emulator for the image's own arch: its host runs those natively.
-    rm -f "$ctx/emulators/qemu-$qemu-static"
+    rm -f "$ctx/emulators/qemu-$qemu-static" "$ctx/emulators/qemu-$qemu"
     local vflag=()
     [ "$variant" != - ] && vflag=(--variant "$variant")
     # Rebuilding a tag leaves its previous image untagged (~350 MB each
@@ -131,6 +112,7 @@ build_one() {
     local old
     old=$(b images -q --no-trunc "$image" 2>/dev/null | head -1 || true)
     b bud --layers=false --arch "$arch" "${vflag[@]}" \
+        --label "org.qus.qemu.channel=$channel" --label "org.qus.qemu.version=$qv" \
         -f "$ctx/Containerfile" -t "$image" "$ctx" >&2
     local new
     new=$(b images -q --no-trunc "$image" 2>/dev/null | head -1 || true)
@@ -145,8 +127,8 @@ if [ -z "$arches" ]; then
     # This machine's arch only (what CI's container check and the .deb use).
     host_arch=$(echo "$table" | awk -v d="$host_deb" '$5 == d {print $1}')
     [ -n "$host_arch" ] || die "no image recipe for this machine ($host_deb)"
-    build_one "$host_arch" "${tag:-localhost/qus:latest}" >/dev/null
-    echo "built ${tag:-localhost/qus:latest}"
+    qv=$(build_one "$host_arch" "${tag:-localhost/qus:latest}")
+    echo "built ${tag:-localhost/qus:latest} (QEMU $qv, channel $channel)"
     exit 0
 fi
 
@@ -159,19 +141,27 @@ images=()
 for a in "${list[@]}"; do
     qv=$(build_one "$a" "localhost/qus-$a:$version") || exit 1
     short=$(echo "$qv" | sed -E 's/^[0-9]+://; s/^([0-9]+\.[0-9]+).*/\1/')
+    images+=("localhost/qus-$a:$version")
+    echo "built localhost/qus-$a:$version (QEMU $qv)"
+    # An arch Debian has no build of the channel for (channel.sh said so)
+    # does not name the channel's tag.
+    case $short in "$channel" | "$channel".*) ;; *) continue ;; esac
     if [ -n "$qemu_version" ] && [ "$short" != "$qemu_version" ]; then
         die "QEMU versions differ between arches ($qemu_version vs $short for $a)"
     fi
     qemu_version=$short
-    images+=("localhost/qus-$a:$version")
-    echo "built localhost/qus-$a:$version (QEMU $qv)"
 done
-final="$manifest_base:$version-qemu$qemu_version"
-for t in "$final" "$manifest_base:latest"; do
+[ -n "$qemu_version" ] || die "no arch asked for has a build of QEMU channel $channel"
+# VERSION-qemuX.Y and qemuX.Y pin a QEMU line; latest is the default
+# channel's (it moves to a new channel when the default does, which the
+# tests decide).
+tags=("$manifest_base:$version-qemu$qemu_version" "$manifest_base:qemu$qemu_version")
+[ "$channel" = "$default_channel" ] && tags+=("$manifest_base:latest")
+for t in "${tags[@]}"; do
     b manifest rm "$t" >/dev/null 2>&1 || b rmi "$t" >/dev/null 2>&1 || true
     b manifest create "$t" >/dev/null
     for i in "${images[@]}"; do
         b manifest add "$t" "containers-storage:$i" >/dev/null
     done
 done
-echo "manifest $final (also $manifest_base:latest): ${list[*]}"
+echo "manifest ${tags[*]}: ${list[*]}"

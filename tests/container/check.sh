@@ -5,6 +5,7 @@
 # mount namespace with its own binfmt_misc instance (no Docker engine here,
 # and the host's registrations must not be touched).
 set -euo pipefail
+cd "$(dirname "$0")/../.."
 tag=${1:-localhost/qus:latest}
 b() { buildah --storage-driver "${BUILDAH_STORAGE_DRIVER:-vfs}" "$@"; }
 fail=0
@@ -21,9 +22,17 @@ trap 'b umount "$ctr" >/dev/null 2>&1; b rm "$ctr" >/dev/null 2>&1' EXIT
 mnt=$(b mount "$ctr")
 files=$(cd "$mnt" && find . -type f | sort)
 check "qus and qusd present" '[ -x "$mnt/usr/bin/qus" ] && [ -x "$mnt/usr/bin/qusd" ]'
-n=$(ls "$mnt"/usr/bin/qemu-*-static | wc -l)
+n=$(find "$mnt/usr/bin" -name 'qemu-*' -type f | wc -l)
 check "$n QEMU emulators" '[ "$n" -ge 30 ]'
-check "nothing else in the image" '[ "$(echo "$files" | grep -vc -e "^./usr/bin/qemu-.*-static$" -e "^./usr/bin/qusd\?$")" = 0 ]'
+check "nothing else in the image" '[ "$(echo "$files" | grep -vc -e "^./usr/bin/qemu-[^/]*$" -e "^./usr/bin/qusd\?$")" = 0 ]'
+# The image carries the default QEMU channel, as its labels and the
+# emulators themselves say.
+channel=$(packaging/qemu/channel.sh --default)
+labels=$(b inspect --type image --format '{{index .ImageAnnotations "x"}}{{.OCIv1.Config.Labels}}' "$tag")
+emu=$(find "$mnt/usr/bin" -name 'qemu-*' -type f | sort | head -1)
+emu_version=$("$emu" -version | sed -n 's/.* version \([0-9.]*\).*/\1/p')
+check "the image carries QEMU channel $channel (labels: $labels; $(basename "$emu") $emu_version)" \
+    '[[ $labels == *"org.qus.qemu.channel:$channel "* ]] && [[ $emu_version == "$channel".* ]]'
 check "qus is static (no ELF interpreter)" '! readelf -l "$mnt/usr/bin/qus" | grep "program interpreter" >/dev/null'
 check "qusd is static (no ELF interpreter)" '! readelf -l "$mnt/usr/bin/qusd" | grep "program interpreter" >/dev/null'
 
@@ -38,8 +47,13 @@ out=$(unshare --user --map-root-user --mount --pid --fork sh -c '
     umount "$mnt/proc/sys/fs/binfmt_misc" "$mnt/proc"
 ' sh "$mnt") || { echo "$out"; fail=1; }
 echo "$out" | tail -4
-check "default command registered the emulators" 'echo "$out" | grep "32 registered, 0 errors" >/dev/null'
-check "qus test passes in the image" 'echo "$out" | grep "30 pass" >/dev/null'
+# Every emulator but those of arches this machine runs itself (i386 on
+# x86_64) is registered, and every registered one with a probe passes.
+registered=$(echo "$out" | sed -n 's/^qus: \([0-9]*\) registered, 0 errors.*/\1/p')
+check "default command registered the emulators ($registered of $n)" '[ -n "$registered" ] && [ "$registered" -ge $((n - 2)) ]'
+summary=$(echo "$out" | grep -E '^[0-9]+ [a-z-]+(, [0-9]+ [a-z-]+)*$' | tail -1)
+passed=$(echo "$summary" | grep -oE '[0-9]+ pass' | cut -d' ' -f1)
+check "qus test passes in the image ($summary)" '[[ $summary != *fail* ]] && [ "${passed:-0}" -ge $((registered - 2)) ]'
 echo "image size: $size"
 if [ $fail = 0 ]; then echo "container: 1 passed, 0 failed"; else echo "container: 0 passed, 1 failed"; fi
 exit $fail

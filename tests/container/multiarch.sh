@@ -49,12 +49,15 @@ for a in "${list[@]}"; do
     echo "== the $a image, run under emulation"
     ctr=$(b from "localhost/qus-$a:$version")
     mnt=$(b mount "$ctr")
-    own="$mnt/usr/bin/qemu-${qemu[$a]}-static"
-    [ ! -e "$own" ] && ok "$a image has no emulator for its own arch (qemu-${qemu[$a]}-static)" ||
-        bad "$a image carries qemu-${qemu[$a]}-static"
-    machine=$(readelf -h "$mnt/usr/bin/qemu-riscv64-static" 2>/dev/null | sed -n 's/ *Machine: *//p')
+    # Debian's names: qemu-ARCH from QEMU 9.1 on, qemu-ARCH-static before.
+    emu() { for n in "qemu-$1" "qemu-$1-static"; do [ -f "$mnt/usr/bin/$n" ] && echo "/usr/bin/$n"; done; true; }
+    own=$(emu "${qemu[$a]}")
+    [ -z "$own" ] && ok "$a image has no emulator for its own arch (qemu-${qemu[$a]})" ||
+        bad "$a image carries $own"
+    riscv=$(emu riscv64)
+    machine=$(readelf -h "$mnt$riscv" 2>/dev/null | sed -n 's/ *Machine: *//p')
     [[ $machine == *"${elf[$a]}"* ]] && ok "$a image's emulators are $a programs ($machine)" ||
-        bad "$a image's qemu-riscv64-static is '$machine'"
+        bad "$a image's ${riscv:-qemu-riscv64} is '$machine'"
     machine=$(readelf -h "$mnt/usr/bin/qus" 2>/dev/null | sed -n 's/ *Machine: *//p')
     [[ $machine == *"${elf[$a]}"* ]] && ! readelf -l "$mnt/usr/bin/qus" | grep -q "program interpreter" &&
         ok "$a image's qus is a static $a program" || bad "$a image's qus: '$machine'"
@@ -64,7 +67,6 @@ for a in "${list[@]}"; do
     cp probes/bin/riscv64 "$mnt/tmp/riscv64-program"
     other=s390x; [ "$a" = s390x ] && other=aarch64
     cp "probes/bin/$other" "$mnt/tmp/other-program"
-    host_emulator=$(command -v "qemu-${qemu[$a]}-static")
     out=$(timeout 600 unshare --user --map-root-user --mount --pid --fork sh -c '
         set -e
         mnt=$1 host_qus=$2 arch=$3 state=$(mktemp -d) conf=$(mktemp -d)
@@ -95,7 +97,7 @@ for a in "${list[@]}"; do
     grep -q "^qemu-x86_64 " <<<"$out" && bad "$a qus registered qemu-x86_64 over the host's own programs" ||
         ok "$a qus leaves x86_64 alone (no qemu-x86_64 entry)"
     entry=$(grep "^qemu-riscv64 " <<<"$out")
-    [ "$entry" = "qemu-riscv64 /usr/bin/qemu-riscv64-static" ] &&
+    [ "$entry" = "qemu-riscv64 $riscv" ] &&
         ok "qemu-riscv64 points at the $a image's emulator" || bad "riscv64 entry: '$entry'"
     grep -qx "qus-probe riscv64" <<<"$out" &&
         ok "a riscv64 program runs through the $a image's emulator (nested emulation)" ||

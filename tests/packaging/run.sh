@@ -157,7 +157,10 @@ for b in qus qusd; do
 done
 cargo deb --no-build --no-strip
 deb=$(ls -t target/debian/qus_*.deb | head -1)
-[ "$(dpkg-deb -f "$deb" Recommends)" = qemu-user-static ] && echo "ok   Recommends: qemu-user-static" || bad "Recommends"
+# Debian's static emulators moved to qemu-user in 1:9.1 (trixie, sid);
+# bookworm's qemu-user is dynamic, so there qemu-user-static is taken.
+[ "$(dpkg-deb -f "$deb" Recommends)" = "qemu-user (>= 1:9.1) | qemu-user-static" ] &&
+    echo "ok   Recommends: qemu-user (>= 1:9.1) | qemu-user-static" || bad "Recommends: $(dpkg-deb -f "$deb" Recommends)"
 [ "$(dpkg-deb -f "$deb" Depends)" = "init-system-helpers (>= 1.56)" ] && echo "ok   Depends: init-system-helpers (>= 1.56) alone (static binaries need no libraries)" || bad "Depends: $(dpkg-deb -f "$deb" Depends)"
 ctl=$(mktemp -d)
 dpkg-deb -e "$deb" "$ctl"
@@ -204,11 +207,15 @@ grep -q 'run: "\\"$GITHUB_ACTION_PATH/dist/ci/setup-qus.sh\\""' action.yml &&
 ci_out=$(unshare --user --map-root-user --mount sh -c '
     bm=$(mktemp -d) && mount -t binfmt_misc none "$bm" &&
     out=$(mktemp) &&
+    conf=$(mktemp -d) emu=$(mktemp -d)/qemu &&
     QUS_BINFMT_MISC=$bm QUS_STATE_DIR=$(mktemp -d)/state QUS_BIN=$PWD/target/dist/qus \
+    QUS_CONFIG_DIRS=$conf QUS_QEMU_DIR=$emu \
     QUS_PLATFORMS=arm64,linux/s390x QUS_FLAGS=PF GITHUB_OUTPUT=$out dist/ci/setup-qus.sh &&
-    cat "$out" && probes/bin/aarch64 && probes/bin/s390x' 2>&1)
-if [[ $ci_out == *"platforms=arm64 linux/s390x"* && $ci_out == *"qus-probe aarch64"* && $ci_out == *"qus-probe s390x"* ]]; then
-    echo "ok   setup-qus.sh registers and tests arm64 and linux/s390x; foreign programs run"
+    cat "$out" && probes/bin/aarch64 && probes/bin/s390x &&
+    echo "entry: $(sed -n "s/^interpreter //p" "$bm/qemu-aarch64")"' 2>&1)
+if [[ $ci_out == *"platforms=arm64 linux/s390x"* && $ci_out == *"qus-probe aarch64"* && $ci_out == *"qus-probe s390x"* &&
+      $ci_out == *"entry: /tmp/"*"/qemu/qemu-aarch64"* && $ci_out == *"QEMU 1:11."* ]]; then
+    echo "ok   setup-qus.sh takes QEMU channel 11, registers and tests arm64 and linux/s390x; foreign programs run"
 else bad "setup-qus.sh: $ci_out"; fi
 
 step "Kubernetes manifests"
@@ -246,10 +253,17 @@ elif [[ $out == *"unknown arch sparc (known: amd64,arm64,arm,ppc64le,s390x,386)"
 else bad "build.sh unknown arch: $out"; fi
 if packaging/container/build.sh --all --manifest localhost/qus-ci; then
     tests/container/multiarch.sh localhost/qus-ci:latest amd64,arm64,arm,ppc64le,s390x,386 || bad "multi-arch images"
-    qv=$(dpkg-query -W -f '${Version}' qemu-user-static | sed -E 's/^[0-9]+://; s/^([0-9]+\.[0-9]+).*/\1/')
     v=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
-    buildah --storage-driver vfs manifest inspect "localhost/qus-ci:$v-qemu$qv" >/dev/null &&
-        echo "ok   tagged localhost/qus-ci:$v-qemu$qv (qus and QEMU versions)" || bad "no $v-qemu$qv tag"
+    # The QEMU the images carry is the default channel's (11.x), not
+    # this machine's own qemu-user-static (bookworm's 7.2).
+    qv=$(buildah --storage-driver vfs inspect --type image --format '{{index .OCIv1.Config.Labels "org.qus.qemu.version"}}' \
+        "localhost/qus-arm64:$v" | sed -E 's/^[0-9]+://; s/^([0-9]+\.[0-9]+).*/\1/')
+    [[ $qv == "$(packaging/qemu/channel.sh --default)".* ]] &&
+        echo "ok   the images carry the default QEMU channel ($qv)" || bad "images carry QEMU '$qv'"
+    for t in "$v-qemu$qv" "qemu$qv" latest; do
+        buildah --storage-driver vfs manifest inspect "localhost/qus-ci:$t" >/dev/null &&
+            echo "ok   tagged localhost/qus-ci:$t" || bad "no localhost/qus-ci:$t tag"
+    done
 else
     bad "multi-arch build"
 fi
