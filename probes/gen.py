@@ -43,9 +43,19 @@ def msg(arch):
 
 
 # --- OpenRISC 1000 (big-endian, EM_OPENRISC 92); generic syscalls 64/93 ---
-def or1k(arch):
+def or1k(arch, sysno=None):
     def addi(d, a, imm):
         return (0x27 << 26) | (d << 21) | (a << 16) | (imm & 0xFFFF)
+
+    def sys_parts(at):
+        words = [addi(r, 0, 0) for r in range(3, 9)] + [
+            addi(11, 0, sysno),                                 # l.addi r11,r0,N
+            0x20000001,                                         # l.sys 1
+            (0x2A << 26) | (3 << 21) | (11 << 16),              # l.ori r3,r11,0: exit(result)
+            addi(11, 0, 93),
+            0x20000001,
+        ]
+        return struct.pack(">" + "I" * len(words), *words)
 
     def parts(at):
         m = msg(arch)
@@ -64,17 +74,27 @@ def or1k(arch):
         ]
         return struct.pack(">" + "I" * len(words), *words) + m
 
-    return build(92, parts, big=True)
+    return build(92, sys_parts if sysno is not None else parts, big=True)
 
 
 # --- MicroBlaze (EM 0xbaab as QEMU's binfmt patterns expect), big- or
 # little-endian (microblazeel);
 # syscall: number in r12, args r5..r7, `brki r14, 8`; write 4, exit 1 ---
-def microblaze(arch, big):
+def microblaze(arch, big, sysno=None):
     def addik(d, a, imm):
         return (0x0C << 26) | (d << 21) | (a << 16) | (imm & 0xFFFF)
 
     syscall = (0x2E << 26) | (14 << 21) | (0x0C << 16) | 8   # brki r14, 8
+
+    def sys_parts(at):
+        words = [addik(r, 0, 0) for r in range(5, 11)] + [
+            addik(12, 0, sysno),
+            syscall,
+            (0x04 << 26) | (5 << 21) | (3 << 16),   # addk r5, r3, r0: exit(result)
+            addik(12, 0, 1),
+            syscall,
+        ]
+        return struct.pack((">" if big else "<") + "I" * len(words), *words)
 
     def parts(at):
         m = msg(arch)
@@ -92,14 +112,23 @@ def microblaze(arch, big):
         ]
         return struct.pack((">" if big else "<") + "I" * len(words), *words) + m
 
-    return build(0xBAAB, parts, big=big)
+    return build(0xBAAB, sys_parts if sysno is not None else parts, big=big)
 
 
 # --- LoongArch64 (little-endian, EM_LOONGARCH 258); a7 = number, a0..a2;
 # generic syscalls 64/93 ---
-def loongarch64(arch):
+def loongarch64(arch, sysno=None):
     def addi_d(rd, rj, si12):
         return (0x0B << 22) | ((si12 & 0xFFF) << 10) | (rj << 5) | rd
+
+    def sys_parts(at):
+        words = [addi_d(r, 0, 0) for r in range(4, 10)] + [
+            addi_d(11, 0, sysno),                         # a7 = N
+            0x002B0000,                                   # syscall 0
+            addi_d(11, 0, 93),                            # exit(result, in a0)
+            0x002B0000,
+        ]
+        return struct.pack("<" + "I" * len(words), *words)
 
     def parts(at):
         m = msg(arch)
@@ -116,12 +145,12 @@ def loongarch64(arch):
         return struct.pack("<" + "I" * len(words), *words) + m
 
     # e_flags: LP64D ABI, object ABI v1 (what the toolchain emits).
-    return build(258, parts, bits=64, flags=0x43)
+    return build(258, sys_parts if sysno is not None else parts, bits=64, flags=0x43)
 
 
 # --- Xtensa (EM_XTENSA 94), little- or big-endian, windowed ABI as QEMU's
 # default core; syscall: number in a2, args a6, a3, a4; write 13, exit 118 ---
-def xtensa(arch, big):
+def xtensa(arch, big, sysno=None):
     def rri8(op0, t, s, r, imm8):
         if big:
             return bytes([(op0 << 4) | t, (s << 4) | r, imm8 & 0xFF])
@@ -137,6 +166,19 @@ def xtensa(arch, big):
         if big:
             return bytes([(0x1 << 4) | t, imm16 >> 8, imm16 & 0xFF])
         return bytes([(t << 4) | 0x1, imm16 & 0xFF, imm16 >> 8])
+
+    # or a6, a2, a2 (mov a6, a2): RRR, op0 0, op1 0, op2 2, r 6, s 2, t 2.
+    mov_a6_a2 = bytes([0x02, 0x26, 0x02]) if big else bytes([0x20, 0x62, 0x20])
+
+    def sys_parts(at):
+        code = b"".join([movi(r, 0) for r in (6, 3, 4, 5, 8, 9)] + [
+            movi(2, sysno),
+            syscall,
+            mov_a6_a2,                                    # exit(result)
+            movi(2, 118),
+            syscall,
+        ])
+        return code
 
     def parts(at):
         m = msg(arch)
@@ -158,24 +200,35 @@ def xtensa(arch, big):
         assert len(code) == code_len
         return struct.pack((">" if big else "<") + "I", msg_at) + code + m
 
+    if sysno is not None:
+        return build(94, sys_parts, big=big)
     return build(94, parts, big=big, entry_skip=4)
 
 
 PROBES = {
-    "or1k": lambda: or1k("or1k"),
-    "microblaze": lambda: microblaze("microblaze", big=True),
-    "microblazeel": lambda: microblaze("microblazeel", big=False),
-    "loongarch64": lambda: loongarch64("loongarch64"),
-    "xtensa": lambda: xtensa("xtensa", big=False),
-    "xtensaeb": lambda: xtensa("xtensaeb", big=True),
+    "or1k": lambda n=None: or1k("or1k", n),
+    "microblaze": lambda n=None: microblaze("microblaze", True, n),
+    "microblazeel": lambda n=None: microblaze("microblazeel", False, n),
+    "loongarch64": lambda n=None: loongarch64("loongarch64", n),
+    "xtensa": lambda n=None: xtensa("xtensa", False, n),
+    "xtensaeb": lambda n=None: xtensa("xtensaeb", True, n),
 }
+
+
+def write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chmod(path, 0o755)
+
 
 if __name__ == "__main__":
     out = sys.argv[1] if len(sys.argv) > 1 else "bin"
+    # "name:number …": the system call probes (see build.sh).
+    calls = [c.split(":") for c in (sys.argv[2] if len(sys.argv) > 2 else "").split()]
     for name, make in PROBES.items():
         data = make()
-        path = f"{out}/{name}"
-        with open(path, "wb") as f:
-            f.write(data)
-        os.chmod(path, 0o755)
+        write(f"{out}/{name}", data)
         print(f"{name}: {len(data)} bytes")
+        os.makedirs(f"{out}/sys/{name}", exist_ok=True)
+        for call, number in calls:
+            write(f"{out}/sys/{name}/{call}", make(int(number)))

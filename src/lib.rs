@@ -34,5 +34,6 @@ pub(crate) mod safety;
 pub(crate) mod setuid;
 pub(crate) mod setup;
 pub(crate) mod state;
+pub(crate) mod syscalls;
 pub(crate) mod userns;
 pub(crate) mod version;

@@ -3,7 +3,8 @@
 //! emulator really runs a binary of its arch. Sources and the script that
 //! rebuilds them are in `probes/` (`build.sh` with Debian's cross binutils,
 //! `gen.py` for arches without an assembler); the build of qus itself
-//! needs neither. hexagon and cris have no probe: no assembler in Debian
+//! needs neither. (The system call checks built beside them are in
+//! `syscalls`.) hexagon and cris have no probe: no assembler in Debian
 //! and an instruction encoding (hexagon packets) too error-prone to emit
 //! by hand.
 
@@ -143,6 +144,28 @@ impl Running {
             Err(e) => Err(e),
         };
         judged.unwrap_or_else(|e| RunResult::Fail(format!("could not run the probe: {e}")))
+    }
+}
+
+impl Running {
+    /// Wait for it at most `timeout` and return its exit status: for
+    /// programs whose answer is the status (the system call checks).
+    pub fn exit_code(mut self, timeout: std::time::Duration) -> Result<i32, String> {
+        use std::os::unix::process::ExitStatusExt;
+        let pgid = self.child.id() as i32;
+        let status = wait_bounded(&mut self.child, timeout);
+        track(pgid, false);
+        match status {
+            Ok(Some(s)) => match (s.code(), s.signal()) {
+                (Some(code), _) => Ok(code),
+                (None, Some(sig)) => {
+                    Err(format!("crashed with signal {sig} ({})", signal_name(sig)))
+                }
+                (None, None) => Err("ended without a status".into()),
+            },
+            Ok(None) => Err(format!("timed out after {:.1} s", timeout.as_secs_f64())),
+            Err(e) => Err(format!("could not run the check: {e}")),
+        }
     }
 }
 

@@ -6,6 +6,17 @@
     .set noat
     .global __start
 __start:
+    .ifdef SYS_probe
+    li      $4, 0
+    li      $5, 0
+    li      $6, 0
+    li      $7, 0
+    li      $2, SYS_probe
+    syscall
+    move    $4, $2              # exit(the call's result: errno with $7 set)
+    li      $2, SYS_exit
+    syscall
+    .endif
     li      $4, 1
     bal     1f                  # $31 = address of msg (after the delay slot)
     nop

@@ -2,6 +2,19 @@
     .text
     .global _start
 _start:
+    .ifdef SYS_probe
+    mov.l   9f, r3
+    mov     #0, r4
+    mov     #0, r5
+    mov     #0, r6
+    mov     #0, r7
+    trapa   #0x14
+    mov     r0, r4              ! exit(the call's result)
+    mov     #1, r3
+    trapa   #0x11
+    .balign 4
+9:  .long   SYS_probe
+    .endif
     mov     #4, r3
     mov     #1, r4
     mova    msg, r0

@@ -13,7 +13,7 @@ use super::{arch_names, CommonArgs};
 use crate::model::Native;
 use crate::observe::{self, Request};
 use crate::setuid::{self, Setuid};
-use crate::{arch, probe};
+use crate::{arch, probe, syscalls};
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
@@ -72,6 +72,11 @@ pub struct ArchResult {
     pub millis: Option<u64>,
     /// The QEMU version of the interpreter that ran it.
     pub emulator_version: Option<String>,
+    /// Per system call `qus test` checks (see `syscalls`): whether the
+    /// emulator has it. Only for arches that passed through an entry.
+    pub syscalls: Option<std::collections::BTreeMap<&'static str, syscalls::Found>>,
+    /// The checked calls it lacks that userlands do not cope without.
+    pub lacking: Vec<&'static str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -187,9 +192,19 @@ fn test_arch(
         (None, None) => ProbeResult::Native,
         (None, Some(_)) => ProbeResult::Pass,
     };
+    // The system calls, for what an emulator runs (natively, the kernel
+    // answers).
+    let answers = (result == ProbeResult::Pass)
+        .then(|| syscalls::check(a.name, timeout))
+        .flatten();
     ArchResult {
         arch: a.name.into(),
         result,
+        lacking: answers
+            .as_ref()
+            .map(|ans| syscalls::lacking(ans).iter().map(|c| c.name).collect())
+            .unwrap_or_default(),
+        syscalls: answers.map(|ans| ans.into_iter().map(|(c, f)| (c.name, f)).collect()),
         entry: catcher.map(|(n, _)| n.to_string()),
         interpreter: catcher.map(|(_, e)| e.spec.interpreter.display().to_string()),
         detail,
@@ -212,6 +227,8 @@ impl ArchResult {
             detail: Some(detail.into()),
             millis: None,
             emulator_version: None,
+            syscalls: None,
+            lacking: vec![],
         }
     }
 }
@@ -274,6 +291,8 @@ fn untested_entries(world: &crate::model::World, done: &[ArchResult]) -> Vec<Arc
                 }),
                 millis: None,
                 emulator_version: None,
+                syscalls: None,
+                lacking: vec![],
             })
         })
         .collect()
@@ -285,11 +304,14 @@ fn render(r: &TestReport) -> String {
         "ARCH", "RESULT", "ENTRY", "MS"
     );
     for a in &r.results {
-        let detail = match (&a.detail, &a.emulator_version) {
+        let mut detail = match (&a.detail, &a.emulator_version) {
             (Some(d), _) => d.clone(),
             (None, Some(v)) => format!("QEMU {v}"),
             (None, None) => String::new(),
         };
+        if !a.lacking.is_empty() {
+            detail.push_str(&format!("; lacks {}", a.lacking.join(", ")));
+        }
         s.push_str(&format!(
             "{:<13} {:<15} {:<18} {:>6}  {}\n",
             a.arch,
@@ -303,6 +325,7 @@ fn render(r: &TestReport) -> String {
     }
     let summary: Vec<String> = r.summary.iter().map(|(k, v)| format!("{v} {k}")).collect();
     s.push_str(&format!("\n{}\n", summary.join(", ")));
+    s.push_str(&lacking_notes(&r.results));
     if let Some(su) = &r.setuid {
         s.push_str(&match &su.found {
             Setuid::Works => format!(
@@ -322,6 +345,28 @@ fn render(r: &TestReport) -> String {
             ),
             Setuid::NotChecked(why) => format!("setuid: not checked ({why})\n"),
         });
+    }
+    s
+}
+
+/// One line per system call some emulator lacks: which arches, and what
+/// breaks without it.
+fn lacking_notes(results: &[ArchResult]) -> String {
+    let mut s = String::new();
+    for call in syscalls::CALLS {
+        let arches: Vec<&str> = results
+            .iter()
+            .filter(|r| r.lacking.contains(&call.name))
+            .map(|r| r.arch.as_str())
+            .collect();
+        if !arches.is_empty() {
+            s.push_str(&format!(
+                "{}: ENOSYS under {}: {}\n",
+                call.name,
+                arches.join(", "),
+                call.without
+            ));
+        }
     }
     s
 }

@@ -1,0 +1,165 @@
+//! QEMU channels (packaging/qemu/channel.sh): each channel's emulators,
+//! Debian's real builds, run a real foreign busybox through a private
+//! binfmt_misc instance registered by the real `qus`, and `qus test`'s
+//! system call checks tell the channels apart: the openat2 check runs
+//! under 11 and 10 and is reported missing under 7.2.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Mutex;
+
+use common::*;
+
+/// Fetching is done once per machine: the emulators stay in
+/// /var/cache/qus/emulators/CHANNEL (channel.sh keeps the packages).
+static FETCH: Mutex<()> = Mutex::new(());
+
+fn channel(name: &str) -> PathBuf {
+    let _one = FETCH.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = PathBuf::from(format!("/var/cache/qus/emulators/{name}"));
+    if dir.join(".version").is_file() {
+        return dir;
+    }
+    require_tool("apt-get", "apt");
+    let new = PathBuf::from(format!("/var/cache/qus/emulators/{name}.new"));
+    let _ = std::fs::remove_dir_all(&new);
+    std::fs::create_dir_all(&new).expect("mkdir /var/cache/qus/emulators (run the tests as root)");
+    let arch = Command::new("dpkg")
+        .arg("--print-architecture")
+        .output()
+        .expect("dpkg");
+    let out = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/qemu/channel.sh"
+    ))
+    .args([name, stdout(&arch).trim()])
+    .arg(&new)
+    .output()
+    .expect("run packaging/qemu/channel.sh");
+    assert!(
+        out.status.success(),
+        "packaging/qemu/channel.sh {name} could not fetch QEMU {name} from deb.debian.org: {}",
+        stderr(&out)
+    );
+    std::fs::write(new.join(".version"), stdout(&out)).expect("write .version");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&new, &dir).expect("rename");
+    dir
+}
+
+/// Debian's arm64 busybox, from the rootless tests' setup.
+fn busybox_arm64() -> PathBuf {
+    let p = PathBuf::from("/var/cache/qus-rootless/rootfs-arm64/bin/busybox");
+    assert!(
+        p.is_file(),
+        "this test needs Debian's arm64 busybox in {}: run tests/rootless/setup.sh as root",
+        p.display()
+    );
+    p
+}
+
+fn check_channel(name: &str, has_openat2: bool) {
+    let emulators = channel(name);
+    let sb = Sandbox::new();
+    sb.write_config(
+        "10-channel.toml",
+        &format!("[qemu]\nsearch_path = [\"{}\"]\n", emulators.display()),
+    );
+    sb.qus_ok(&["register", "aarch64", "s390x"]);
+    let entry = sb.entry("qemu-aarch64").expect("qemu-aarch64 registered");
+    assert!(
+        entry.contains(&format!("interpreter {}/qemu-aarch64", emulators.display())),
+        "channel {name}: {entry}"
+    );
+
+    // A real foreign program does real work through the channel's emulator.
+    let out = sb
+        .command(busybox_arm64())
+        .args(["sh", "-c", "echo qus | sha256sum; busybox | head -1"])
+        .output()
+        .expect("run busybox");
+    assert!(
+        stdout(&out).starts_with(&host_sha256("qus\n")),
+        "channel {name}: busybox sha256sum printed {:?} ({})",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("BusyBox v1."),
+        "channel {name}: {}",
+        stdout(&out)
+    );
+
+    let report: serde_json::Value =
+        serde_json::from_str(&sb.qus_ok(&["test", "--json", "aarch64", "s390x"])).expect("json");
+    for r in report["results"].as_array().expect("results") {
+        let arch = r["arch"].as_str().unwrap_or("?");
+        assert_eq!(r["result"], "pass", "channel {name} {arch}: {r}");
+        let version = r["emulator_version"].as_str().unwrap_or("");
+        assert!(
+            version.starts_with(&format!("{name}.")),
+            "channel {name} {arch}: QEMU {version}"
+        );
+        let openat2 = &r["syscalls"]["openat2"];
+        let lacking: Vec<&str> = r["lacking"]
+            .as_array()
+            .map(|l| l.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        if has_openat2 {
+            assert_eq!(openat2, "present", "channel {name} {arch}: {r}");
+            assert!(!lacking.contains(&"openat2"), "channel {name} {arch}: {r}");
+        } else {
+            assert_eq!(openat2, "missing", "channel {name} {arch}: {r}");
+            assert!(lacking.contains(&"openat2"), "channel {name} {arch}: {r}");
+        }
+        // Present under every QEMU qus ships: the checks are not all "missing".
+        assert_eq!(
+            r["syscalls"]["close_range"], "present",
+            "channel {name} {arch}: {r}"
+        );
+    }
+    let text = sb.qus_ok(&["test", "aarch64"]);
+    assert_eq!(
+        text.contains("openat2: ENOSYS under aarch64: tar"),
+        !has_openat2,
+        "channel {name}: {text}"
+    );
+}
+
+fn host_sha256(text: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("sha256sum");
+    stdout(&out)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn channel_11_runs_busybox_and_has_openat2() {
+    check_channel("11", true);
+}
+
+#[test]
+fn channel_10_runs_busybox_and_has_openat2() {
+    check_channel("10", true);
+}
+
+#[test]
+fn channel_7_2_runs_busybox_and_lacks_openat2() {
+    check_channel("7.2", false);
+}
