@@ -12,6 +12,7 @@
 #     binutils-powerpc64le-linux-gnu binutils-riscv64-linux-gnu \
 #     binutils-s390x-linux-gnu binutils-sh4-linux-gnu binutils-sparc64-linux-gnu \
 #     binutils-x86-64-linux-gnu
+# and, for hexagon, LLVM's assembler and linker: apt-get install llvm-14 lld-14
 # Arches without a Debian assembler (loongarch64, microblaze, or1k) are
 # emitted byte by byte by gen.py, run at the end.
 set -eu
@@ -51,6 +52,13 @@ build() {
 }
 
 link() {
+    if [ "$3" = llvm ]; then
+        # shellcheck disable=SC2086
+        llvm-mc -triple="$1" -filetype=obj $4 -I "$tmp" -o "$tmp/$1.o" "src/$2.S"
+        # shellcheck disable=SC2086
+        ld.lld-14 $5 -static -N -s --build-id=none -o "$6" "$tmp/$1.o"
+        return
+    fi
     # shellcheck disable=SC2086
     "$3-as" $4 -I "$tmp" -o "$tmp/$1.o" "src/$2.S"
     # -N: one segment, no page padding; no build-id; stripped.
@@ -64,6 +72,7 @@ build aarch64_be  aarch64 aarch64-linux-gnu       "-EB"       "-EB"
 build alpha       alpha   alpha-linux-gnu         ""          ""
 build arm         arm     arm-linux-gnueabihf     ""          ""
 build armeb       arm     arm-linux-gnueabihf     "-EB"       "-EB"
+build hexagon     hexagon llvm                    ""          ""
 build hppa        hppa    hppa-linux-gnu          ""          ""
 build i386        i386    i686-linux-gnu          ""          ""
 build m68k        m68k    m68k-linux-gnu          ""          ""

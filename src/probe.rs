@@ -4,9 +4,9 @@
 //! rebuilds them are in `probes/` (`build.sh` with Debian's cross binutils,
 //! `gen.py` for arches without an assembler); the build of qus itself
 //! needs neither. (The system call checks built beside them are in
-//! `syscalls`.) hexagon and cris have no probe: no assembler in Debian
-//! and an instruction encoding (hexagon packets) too error-prone to emit
-//! by hand.
+//! `syscalls`.) hexagon's is assembled by LLVM (Debian has no hexagon
+//! binutils). cris has none: no assembler anywhere in Debian, and only
+//! QEMU 7.2 still ships the emulator (upstream dropped it in 11).
 
 /// One probe program.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +37,7 @@ pub static PROBES: &[Probe] = &[
     probe!("alpha"),
     probe!("arm"),
     probe!("armeb"),
+    probe!("hexagon"),
     probe!("hppa"),
     probe!("i386"),
     probe!("i486"),

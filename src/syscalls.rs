@@ -106,6 +106,7 @@ static PROGRAMS: &[(&str, [&[u8]; 7])] = programs!(
     "alpha",
     "arm",
     "armeb",
+    "hexagon",
     "hppa",
     "i386",
     "i486",
@@ -220,5 +221,21 @@ mod tests {
             );
         }
         assert_eq!(CALLS.len() + 1, PROGRAMS[0].1.len());
+    }
+
+    /// The checks run through the entry that runs the arch's probe: each
+    /// program is caught by its own arch's entry and no other.
+    #[test]
+    fn each_check_matches_only_its_own_arch() {
+        for (arch, programs) in PROGRAMS {
+            for program in programs {
+                let matching: Vec<&str> = crate::arch::ARCHES
+                    .iter()
+                    .filter(|a| a.matches(program))
+                    .map(|a| a.name)
+                    .collect();
+                assert_eq!(matching, [*arch], "a system call check of {arch}");
+            }
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! Debian's real builds, run a real foreign busybox through a private
 //! binfmt_misc instance registered by the real `qus`, and `qus test`'s
 //! system call checks tell the channels apart: the openat2 check runs
-//! under 11 and 10 and is reported missing under 7.2.
+//! under 11 and 10 and is reported missing under 7.2. hexagon's probe
+//! (assembled by LLVM) runs under each.
 
 mod common;
 
@@ -67,7 +68,7 @@ fn check_channel(name: &str, has_openat2: bool) {
         "10-channel.toml",
         &format!("[qemu]\nsearch_path = [\"{}\"]\n", emulators.display()),
     );
-    sb.qus_ok(&["register", "aarch64", "s390x"]);
+    sb.qus_ok(&["register", "aarch64", "s390x", "hexagon"]);
     let entry = sb.entry("qemu-aarch64").expect("qemu-aarch64 registered");
     assert!(
         entry.contains(&format!("interpreter {}/qemu-aarch64", emulators.display())),
@@ -93,7 +94,8 @@ fn check_channel(name: &str, has_openat2: bool) {
     );
 
     let report: serde_json::Value =
-        serde_json::from_str(&sb.qus_ok(&["test", "--json", "aarch64", "s390x"])).expect("json");
+        serde_json::from_str(&sb.qus_ok(&["test", "--json", "aarch64", "s390x", "hexagon"]))
+            .expect("json");
     for r in report["results"].as_array().expect("results") {
         let arch = r["arch"].as_str().unwrap_or("?");
         assert_eq!(r["result"], "pass", "channel {name} {arch}: {r}");
