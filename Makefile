@@ -22,7 +22,7 @@ STATIC ?= 1
 DIST := target/dist
 TRIPLE = $(shell rustc -vV | sed -n 's/^host: //p')
 
-.PHONY: all build assets install check deb rpm image images clean
+.PHONY: all build assets install check deb rpm image images release clean
 
 all: build assets
 
@@ -89,13 +89,22 @@ deb: all
 rpm: all
 	$(CARGO) generate-rpm
 
+# QEMU=11|10|7.2 picks the QEMU channel (default: 11, which is :latest).
+QEMU ?=
+QEMU_OPT = $(if $(QEMU),--qemu $(QEMU))
+
 image:
-	packaging/container/build.sh
+	packaging/container/build.sh $(QEMU_OPT)
 
 # Every host arch (amd64, arm64, arm/v7, ppc64le, s390x, 386) in one
 # manifest list tagged with the qus and QEMU versions.
 images:
-	packaging/container/build.sh --all
+	packaging/container/build.sh $(QEMU_OPT) --all
+
+# Every release asset (tarballs, .deb and .rpm per host arch, the QEMU
+# channel's emulators, SHA256SUMS) in target/release-assets.
+release:
+	packaging/release.sh
 
 clean:
 	$(CARGO) clean

@@ -35,15 +35,9 @@ die() { echo "build.sh: $*" >&2; exit 1; }
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 
-# docker-arch  variant  rust-target                     cross-gcc                   debian-arch  qemu-name
-table="amd64   -   x86_64-unknown-linux-gnu        x86_64-linux-gnu-gcc        amd64    x86_64
-arm64   v8  aarch64-unknown-linux-gnu       aarch64-linux-gnu-gcc       arm64    aarch64
-arm     v7  armv7-unknown-linux-gnueabihf   arm-linux-gnueabihf-gcc     armhf    arm
-ppc64le -   powerpc64le-unknown-linux-gnu   powerpc64le-linux-gnu-gcc   ppc64el  ppc64le
-s390x   -   s390x-unknown-linux-gnu         s390x-linux-gnu-gcc         s390x    s390x
-386     -   i686-unknown-linux-gnu          i686-linux-gnu-gcc          i386     i386"
-all=$(echo "$table" | awk '{print $1}' | paste -sd,)
-host_deb=$(dpkg --print-architecture)
+# shellcheck source=packaging/cross.sh
+. packaging/cross.sh
+table=$cross_table all=$cross_all host_deb=$cross_host_deb
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 
 channel=$(packaging/qemu/channel.sh --default)
@@ -66,7 +60,7 @@ packaging/qemu/channel.sh --list | grep -qxF "$channel" ||
     die "unknown QEMU channel '$channel' (known: $(packaging/qemu/channel.sh --list | paste -sd' '))"
 default_channel=$(packaging/qemu/channel.sh --default)
 
-row() { echo "$table" | awk -v a="$1" '$1 == a'; }
+row() { cross_row "$1"; }
 
 # The emulators for one Debian arch, in $2, from the QEMU channel asked
 # for (never this machine's own packages); prints their Debian version.
@@ -80,21 +74,8 @@ build_one() {
     local r variant target linker deb qemu
     r=$(row "$arch")
     [ -n "$r" ] || die "unknown arch $arch (known: $all)"
-    read -r _ variant target linker deb qemu <<<"$r"
-    rustup target list --installed 2>/dev/null | grep -qx "$target" ||
-        rustup target add "$target" >&2 ||
-        die "rust target $target is missing and 'rustup target add $target' failed"
-    local env_linker=()
-    if [ "$deb" != "$host_deb" ]; then
-        command -v "$linker" >/dev/null ||
-            die "no cross compiler $linker for $arch: apt-get install gcc-${linker%-gcc}"
-        local var
-        var="CARGO_TARGET_$(echo "$target" | tr 'a-z-' 'A-Z_')_LINKER"
-        env_linker=("$var=$linker")
-    fi
-    # Static binaries (glibc, no NSS use) so the image needs no libc.
-    env "${env_linker[@]}" RUSTFLAGS="-C target-feature=+crt-static" \
-        cargo build --release --locked --target "$target" >&2
+    read -r _ variant target _ deb qemu <<<"$r"
+    cross_build "$arch" >/dev/null
     local ctx
     ctx=$(mktemp -d -p "$scratch")
     cp packaging/container/Containerfile "$ctx/"

@@ -5,6 +5,8 @@
 #
 #   packaging/qemu/channel.sh CHANNEL DEBIAN-ARCH DEST   copy the emulators into DEST,
 #                                                        print the Debian version
+#   packaging/qemu/channel.sh --deb CHANNEL DEBIAN-ARCH  print the version and the cached
+#                                                        package's path (nothing extracted)
 #   packaging/qemu/channel.sh --list                     the channels, newest first
 #   packaging/qemu/channel.sh --default                  the default channel
 #
@@ -40,6 +42,8 @@ case ${1:-} in
     --list) echo "$channels" | cut -d: -f1; exit 0 ;;
     --default) echo "$default"; exit 0 ;;
 esac
+deb_only=""
+if [ "${1:-}" = --deb ]; then deb_only=1; shift; set -- "$@" /; fi
 [ $# -eq 3 ] || die "usage: channel.sh CHANNEL DEBIAN-ARCH DEST (channels: $(echo "$channels" | cut -d: -f1 | paste -sd' '))"
 channel=$1 arch=$2 dest=$3
 row=$(echo "$channels" | awk -F: -v c="$channel" '$1 == c')
@@ -73,38 +77,54 @@ if [ ! -e "$state/updated" ] || [ -n "$(find "$state/updated" -mmin +1440)" ]; t
     refresh
 fi
 
-# The newest version of the package whose upstream version is the
-# channel's (1:11.1.3+ds-2~bpo13+1 is in channel 11), else the newest at all.
-pick() {
+# The versions to try, best first: the channel's own (its upstream
+# version starts with the channel: 1:11.1.3+ds-2~bpo13+1 is in 11),
+# newest first, then (no build of the channel for this arch) the others.
+candidates() {
     local all
     all=$(apt-cache "${apt_opts[@]}" madison "$package" 2>/dev/null | awk -F'|' '{gsub(/ /, "", $2); print $2}')
     [ -n "$all" ] || return 1
+    # dpkg's order (sort -V does not know ~); a handful of versions.
+    newest_first() {
+        local vs i j t
+        mapfile -t vs < <(grep . | sort -u)
+        for ((i = 0; i < ${#vs[@]}; i++)); do
+            for ((j = i + 1; j < ${#vs[@]}; j++)); do
+                if dpkg --compare-versions "${vs[j]}" gt "${vs[i]}"; then
+                    t=${vs[i]} vs[i]=${vs[j]} vs[j]=$t
+                fi
+            done
+            echo "${vs[i]}"
+        done
+    }
     local mine
     mine=$(echo "$all" | awk -v c="$channel" '{v = $0; sub(/^[0-9]+:/, "", v); n = length(c); if (substr(v, 1, n) == c && substr(v, n + 1, 1) !~ /[0-9]/) print $0}')
-    newest() { local best=""; while read -r v; do
-        if [ -z "$best" ] || dpkg --compare-versions "$v" gt "$best"; then best=$v; fi
-    done; echo "$best"; }
-    if [ -n "$mine" ]; then
-        echo "$mine" | newest
-    else
-        local v
-        v=$(echo "$all" | newest)
-        echo "channel.sh: Debian has no QEMU $channel build for $arch; using $v, the newest in $suites" >&2
-        echo "$v"
-    fi
+    echo "$mine" | newest_first
+    echo "$all" | grep -vxF -f <(echo "$mine") | newest_first || true
 }
-version=$(pick) || { refresh; version=$(pick); } ||
-    die "no $package for $arch in $suites"
+list=$(candidates) || { refresh; list=$(candidates); } || die "no $package for $arch in $suites"
 
-# The name apt-get download gives it (the epoch's colon escaped).
-file=$debs/${package}_${version/:/%3a}_$arch.deb
-if [ ! -e "$file" ]; then
-    get() { (cd "$debs" && apt-get "${apt_opts[@]}" download "$package:$arch=$version" >/dev/null) && [ -e "$file" ]; }
-    get || { refresh; get; } || die "cannot download $package:$arch=$version"
-    # Older versions of the channel are not kept.
-    find "$debs" -name '*.deb' ! -name "$(basename "$file")" -delete
-fi
+# The first candidate that downloads (a mirror may list a build it does not
+# have yet), from the cache if it is there.
+version="" file=""
+for v in $list; do
+    # The name apt-get download gives it (the epoch's colon escaped).
+    f=$debs/${package}_${v/:/%3a}_$arch.deb
+    if [ -e "$f" ] || { (cd "$debs" && apt-get "${apt_opts[@]}" download "$package:$arch=$v" >/dev/null 2>&1) && [ -e "$f" ]; }; then
+        version=$v file=$f
+        break
+    fi
+    echo "channel.sh: $package:$arch=$v is listed but cannot be downloaded; trying the next" >&2
+done
+[ -n "$version" ] || { refresh; die "cannot download $package:$arch from $suites (tried: $(echo $list))"; }
+case ${version#*:} in
+    "$channel" | "$channel".* | "$channel"+*) ;;
+    *) echo "channel.sh: Debian has no QEMU $channel build for $arch; using $version, the newest in $suites" >&2 ;;
+esac
+# Older versions of the channel are not kept.
+find "$debs" -name '*.deb' ! -name "$(basename "$file")" -delete
 
+if [ -n "$deb_only" ]; then echo "$version $file"; exit 0; fi
 x=$(mktemp -d)
 trap 'rm -rf "$x"' EXIT
 dpkg-deb -x "$file" "$x"

@@ -66,6 +66,9 @@ pub struct EntryReport {
     /// The QEMU version of the wanted emulator (`--version`, cached by
     /// file identity), when qus wants an entry here.
     pub emulator_version: Option<String>,
+    /// Known failures of that QEMU version for this arch
+    /// (`version::KNOWN`); empty when none or the version is unknown.
+    pub known_failures: Vec<&'static str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -91,6 +94,11 @@ pub fn build(system: &System, world: &World, plan: &Plan) -> Report {
                 .and_then(|w| w.want.as_ref().ok());
             e.emulator_version =
                 desired.and_then(|d| versions.of(&d.spec.interpreter, &d.identity));
+            e.known_failures = e
+                .emulator_version
+                .as_deref()
+                .map(|v| crate::version::known_failures(v, e.arch.as_deref().unwrap_or("")))
+                .unwrap_or_default();
             e
         })
         .collect();
@@ -167,6 +175,7 @@ fn foreign_rows(world: &World, plan: &Plan) -> Vec<EntryReport> {
                 handlers: Vec::new(),
                 used: None,
                 emulator_version: None,
+                known_failures: vec![],
             })
         })
         .collect()
@@ -208,6 +217,7 @@ fn entry_report(item: &Item) -> EntryReport {
         handlers: item.handlers.clone(),
         used: item.handlers.first().cloned(),
         emulator_version: None,
+        known_failures: vec![],
     }
 }
 
@@ -256,7 +266,10 @@ pub fn render(report: &Report, verbose: bool) -> String {
             _ => e.detail.clone().unwrap_or_default(),
         };
         let shown = match (&e.emulator_version, verbose) {
-            (Some(v), true) => format!("{shown} [QEMU {v}]"),
+            (Some(v), true) if e.known_failures.is_empty() => format!("{shown} [QEMU {v}]"),
+            (Some(v), true) => {
+                format!("{shown} [QEMU {v}; known: {}]", e.known_failures.join("; "))
+            }
             _ => shown,
         };
         let flags = match e.state {

@@ -209,13 +209,13 @@ ci_out=$(unshare --user --map-root-user --mount sh -c '
     out=$(mktemp) &&
     conf=$(mktemp -d) emu=$(mktemp -d)/qemu &&
     QUS_BINFMT_MISC=$bm QUS_STATE_DIR=$(mktemp -d)/state QUS_BIN=$PWD/target/dist/qus \
-    QUS_CONFIG_DIRS=$conf QUS_QEMU_DIR=$emu \
+    QUS_CONFIG_DIRS=$conf QUS_QEMU_DIR=$emu QUS_RELEASE_URL=http://127.0.0.1:1 \
     QUS_PLATFORMS=arm64,linux/s390x QUS_FLAGS=PF GITHUB_OUTPUT=$out dist/ci/setup-qus.sh &&
     cat "$out" && probes/bin/aarch64 && probes/bin/s390x &&
     echo "entry: $(sed -n "s/^interpreter //p" "$bm/qemu-aarch64")"' 2>&1)
 if [[ $ci_out == *"platforms=arm64 linux/s390x"* && $ci_out == *"qus-probe aarch64"* && $ci_out == *"qus-probe s390x"* &&
       $ci_out == *"entry: /tmp/"*"/qemu/qemu-aarch64"* && $ci_out == *"QEMU 1:11."* ]]; then
-    echo "ok   setup-qus.sh takes QEMU channel 11, registers and tests arm64 and linux/s390x; foreign programs run"
+    echo "ok   setup-qus.sh with QUS_BIN and no release takes QEMU channel 11 from Debian, registers and tests arm64 and linux/s390x; foreign programs run"
 else bad "setup-qus.sh: $ci_out"; fi
 
 step "Kubernetes manifests"
@@ -269,6 +269,71 @@ else
 fi
 grep -q "image: localhost/qus:$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)-qemu" packaging/kubernetes/qus.yaml &&
     echo "ok   the Kubernetes DaemonSet uses the multi-arch image name" || bad "DaemonSet image name"
+
+step "Release assets: make release, then the CI script against them"
+v=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+if make -s release >/dev/null 2>"$TMPDIR/release.err"; then
+    ra=target/release-assets
+    n_tar=$(ls "$ra"/qus-*-linux-*.tar.gz | wc -l) n_deb=$(ls "$ra"/*.deb | wc -l)
+    n_rpm=$(ls "$ra"/*.rpm | wc -l) n_emu=$(ls "$ra"/qemu-*-linux-*.tar.zst | wc -l)
+    [ "$n_tar$n_deb$n_rpm$n_emu" = 6666 ] && echo "ok   6 tarballs, 6 .deb, 6 .rpm, 6 emulator archives" ||
+        bad "release assets: $n_tar tarballs, $n_deb deb, $n_rpm rpm, $n_emu emulator archives"
+    (cd "$ra" && sha256sum -c --quiet SHA256SUMS) && [ "$(wc -l < "$ra/SHA256SUMS")" = 24 ] &&
+        echo "ok   SHA256SUMS covers and matches all 24" || bad "SHA256SUMS"
+    debarches=$(for f in "$ra"/*.deb; do dpkg-deb -f "$f" Architecture; done | sort | paste -sd' ')
+    [ "$debarches" = "amd64 arm64 armhf i386 ppc64el s390x" ] && echo "ok   .deb per arch: $debarches" || bad ".deb arches: $debarches"
+    rpmarches=$(for f in "$ra"/*.rpm; do rpm -qp --qf '%{ARCH}\n' "$f" 2>/dev/null; done | sort | paste -sd' ')
+    echo "     .rpm arches: $rpmarches"
+    [ "$(echo "$rpmarches" | wc -w)" = 6 ] || bad "rpm arches: $rpmarches"
+    tar -xzf "$ra/qus-$v-linux-arm64.tar.gz" -O ./usr/bin/qus > "$TMPDIR/qus-arm64"
+    m=$(od -An -tx1 -j18 -N2 "$TMPDIR/qus-arm64" | tr -d ' ')
+    listing=$(tar -tzf "$ra/qus-$v-linux-arm64.tar.gz")
+    [ "$m" = b700 ] && grep -qx './usr/share/man/man1/qus.1.gz' <<<"$listing" &&
+        grep -qx './usr/lib/systemd/system/qusd.service' <<<"$listing" &&
+        echo "ok   the arm64 tarball holds an aarch64 qus, man pages and units" || bad "arm64 tarball (machine $m): $listing"
+    # The CI script as a job runs it: qus and the emulators downloaded
+    # from a local server (127.0.0.1 only, stopped at the end) and
+    # checked against SHA256SUMS, in a private binfmt_misc.
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    python3 -m http.server --bind 127.0.0.1 --directory "$ra" "$port" >"$TMPDIR/http.log" 2>&1 &
+    http=$!
+    for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.1:$port/SHA256SUMS" 2>/dev/null && break; sleep 0.1; done
+    start=$(date +%s%N)
+    act_out=$(unshare --user --map-root-user --mount sh -c '
+        bm=$(mktemp -d) && mount -t binfmt_misc none "$bm" &&
+        conf=$(mktemp -d) emu=$(mktemp -d)/qemu run=$(mktemp -d) &&
+        env -u QUS_BIN PATH=/usr/sbin:/usr/bin:/sbin:/bin RUNNER_TEMP=$run \
+            QUS_BINFMT_MISC=$bm QUS_STATE_DIR=$(mktemp -d)/state QUS_CONFIG_DIRS=$conf QUS_QEMU_DIR=$emu \
+            QUS_RELEASE_URL=$1 QUS_PLATFORMS=arm64,riscv64,linux/ppc64le dist/ci/setup-qus.sh &&
+        probes/bin/riscv64 && echo "entry: $(sed -n "s/^interpreter //p" "$bm/qemu-riscv64")" &&
+        echo "qus: $(ls "$run"/qus/bin)"' sh "http://127.0.0.1:$port" 2>&1)
+    took=$((($(date +%s%N) - start) / 1000000))
+    kill "$http" 2>/dev/null; wait "$http" 2>/dev/null || true
+    bytes=$(echo "$act_out" | sed -n 's/.*(\([0-9]*\) bytes, sha256 ok)/\1/p' | paste -sd+ | bc)
+    if [[ $act_out == *"qus-probe riscv64"* && $act_out == *"entry: /tmp/"*"/qemu/qemu-riscv64"* &&
+          $act_out == *"3 pass"* && $act_out == *"qus: qus"* && $act_out == *"sha256 ok"* &&
+          $act_out != *"Debian's archive"* ]]; then
+        echo "ok   setup-qus.sh from the release: $bytes bytes downloaded and checked, $took ms to qus test passing"
+    else bad "setup-qus.sh from the release: $act_out"; fi
+    # A tampered asset is refused, not installed.
+    tampered=$(mktemp -d)
+    cp "$ra"/* "$tampered/" && printf 'x' >> "$tampered/qus-$v-linux-amd64.tar.gz"
+    python3 -m http.server --bind 127.0.0.1 --directory "$tampered" "$port" >"$TMPDIR/http.log" 2>&1 &
+    http=$!
+    for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.1:$port/SHA256SUMS" 2>/dev/null && break; sleep 0.1; done
+    bad_out=$(unshare --user --map-root-user --mount sh -c '
+        bm=$(mktemp -d) && mount -t binfmt_misc none "$bm" &&
+        env -u QUS_BIN RUNNER_TEMP=$2 QUS_BINFMT_MISC=$bm QUS_STATE_DIR=$(mktemp -d)/state \
+            QUS_CONFIG_DIRS=$(mktemp -d) QUS_QEMU_DIR=$(mktemp -d) QUS_RELEASE_URL=$1 dist/ci/setup-qus.sh' \
+        sh "http://127.0.0.1:$port" "$tampered" 2>&1) && bad "setup-qus.sh installed a tampered tarball"
+    kill "$http" 2>/dev/null; wait "$http" 2>/dev/null || true
+    [[ $bad_out == *"does not match its SHA256SUMS line"* ]] && [ ! -e "$tampered/qus/bin/qus" ] &&
+        echo "ok   a tarball that does not match SHA256SUMS is refused" || bad "tampered tarball: $bad_out"
+    rm -rf "$tampered"
+    ls -l "$ra" | awk 'NR > 1 {print $5, $9}'
+else
+    bad "make release: $(tail -5 "$TMPDIR/release.err")"
+fi
 
 step "Boot test"
 tests/boot/run.sh "$deb" || bad "boot test"
