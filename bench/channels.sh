@@ -67,7 +67,7 @@ run() {
         "$bb" sh -c "$script"
         end=$(date +%s%N)
         echo "$(( (end - start) / 1000000 ))"
-        rm -rf "$bm" "$conf" "$state"
+        umount "$bm" && rm -rf "$bm" "$conf" "$state"
     ' sh "$c" "$(realpath "$qus")" "$cache" "$bb" "$script"
 }
 
