@@ -6,6 +6,10 @@
 #   packaging/container/build.sh [--qemu CHANNEL] --arch arm64,s390x [--manifest NAME]
 #   packaging/container/build.sh [--qemu CHANNEL] --all [--manifest NAME]   (= make images)
 #
+# Each image also gets a drop-in for tonistiigi/binfmt, tagged TAG-binfmt
+# (and NAME:binfmt for the manifest): the same image with /usr/bin/binfmt
+# (qus under that name, tonistiigi's command line) as entry point.
+#
 # The emulators come from a QEMU channel (packaging/qemu/channel.sh: 11,
 # the default; 10; 7.2), Debian's packages for that line, downloaded
 # (nothing installed), whatever this machine has installed.
@@ -80,6 +84,8 @@ build_one() {
     ctx=$(mktemp -d -p "$scratch")
     cp packaging/container/Containerfile "$ctx/"
     cp "target/$target/release/qus" "target/$target/release/qusd" "$ctx/"
+    # qus started as binfmt answers tonistiigi/binfmt's command line.
+    ln -s qus "$ctx/binfmt"
     mkdir "$ctx/emulators"
     local qv
     qv=$(emulators_for "$deb" "$ctx/emulators")
@@ -101,8 +107,24 @@ build_one() {
         b rmi "$old" >/dev/null 2>&1 || true
     fi
     rm -rf "$ctx"
+    # The drop-in for tonistiigi/binfmt (setup-qemu-action's image:): the
+    # same image with binfmt as its entry point.
+    local ctr drop_in old_drop_in new_drop_in
+    drop_in=$(binfmt_tag "$image")
+    old_drop_in=$(b images -q --no-trunc "$drop_in" 2>/dev/null | head -1 || true)
+    ctr=$(b from "$image")
+    b config --entrypoint '["/usr/bin/binfmt"]' --cmd '[]' "$ctr" >/dev/null
+    b commit -q "$ctr" "$drop_in" >/dev/null
+    b rm "$ctr" >/dev/null
+    new_drop_in=$(b images -q --no-trunc "$drop_in" 2>/dev/null | head -1 || true)
+    if [ -n "$old_drop_in" ] && [ "$old_drop_in" != "$new_drop_in" ]; then
+        b rmi "$old_drop_in" >/dev/null 2>&1 || true
+    fi
     echo "$qv"
 }
+
+# localhost/qus:ci -> localhost/qus:ci-binfmt
+binfmt_tag() { echo "$1-binfmt"; }
 
 if [ -z "$arches" ]; then
     # This machine's arch only (what CI's container check and the .deb use).
@@ -138,11 +160,15 @@ done
 # tests decide).
 tags=("$manifest_base:$version-qemu$qemu_version" "$manifest_base:qemu$qemu_version")
 [ "$channel" = "$default_channel" ] && tags+=("$manifest_base:latest")
-for t in "${tags[@]}"; do
+# tag IMAGE-SUFFIX: one manifest list per tag, of each arch's image (or of
+# its binfmt drop-in).
+for t in "${tags[@]}" "$manifest_base:binfmt"; do
     b manifest rm "$t" >/dev/null 2>&1 || b rmi "$t" >/dev/null 2>&1 || true
     b manifest create "$t" >/dev/null
     for i in "${images[@]}"; do
+        [ "$t" = "$manifest_base:binfmt" ] && i=$(binfmt_tag "$i")
         b manifest add "$t" "containers-storage:$i" >/dev/null
     done
 done
+tags+=("$manifest_base:binfmt")
 echo "manifest ${tags[*]}: ${list[*]}"

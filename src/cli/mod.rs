@@ -1,6 +1,7 @@
 //! The `qus` command line: parse, set up, dispatch. One file per subcommand.
 
 mod arches;
+mod binfmt_compat;
 mod config;
 mod dry_run;
 mod export;
@@ -137,6 +138,11 @@ pub fn main() -> ExitCode {
     // SAFETY: setting a signal's disposition to the default has no
     // preconditions; nothing else in qus handles SIGPIPE.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // Started as `binfmt` (the image's drop-in for tonistiigi/binfmt).
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.first().and_then(|a| a.rsplit('/').next()) == Some("binfmt") {
+        return binfmt_compat::main(&argv[1..]);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

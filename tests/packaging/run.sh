@@ -260,7 +260,7 @@ if packaging/container/build.sh --all --manifest localhost/qus-ci; then
         "localhost/qus-arm64:$v" | sed -E 's/^[0-9]+://; s/^([0-9]+\.[0-9]+).*/\1/')
     [[ $qv == "$(packaging/qemu/channel.sh --default)".* ]] &&
         echo "ok   the images carry the default QEMU channel ($qv)" || bad "images carry QEMU '$qv'"
-    for t in "$v-qemu$qv" "qemu$qv" latest; do
+    for t in "$v-qemu$qv" "qemu$qv" latest binfmt; do
         buildah --storage-driver vfs manifest inspect "localhost/qus-ci:$t" >/dev/null &&
             echo "ok   tagged localhost/qus-ci:$t" || bad "no localhost/qus-ci:$t tag"
     done

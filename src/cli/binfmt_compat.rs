@@ -1,0 +1,421 @@
+//! `binfmt`: tonistiigi/binfmt's command line, answered by qus, so that
+//! `docker/setup-qemu-action` with `image:` set to qus's image, and
+//! `docker run --privileged --rm IMAGE --install arm64` in a CI file, work
+//! unchanged. qus runs it when started under the name `binfmt` (the image
+//! has `/usr/bin/binfmt` → `qus`, and its `binfmt` tag uses it as the
+//! entry point).
+//!
+//! The interface, as tonistiigi's `cmd/binfmt/main.go` has it: Go flags
+//! (`-install LIST|all`, `-uninstall LIST` with globs, `-mount PATH`,
+//! `-version`; one or two dashes, `=value` or the next argument); logs on
+//! stderr (`installing: arm64 OK`); after any action, and with no
+//! arguments, stdout is only `{"supported": […], "emulators": […]}`; exit
+//! 0 even when an install fails, 2 on an unknown flag.
+//!
+//! What qus does differently, and says on stderr: it registers with flags
+//! `PF`, not `CF` (`C` makes every setuid foreign program a user can reach
+//! run as root while QEMU honours that user's `QEMU_*` variables; set
+//! `QUS_FLAGS=PFC` to have it), and `-uninstall` removes only entries qus
+//! registered (another tool's are left, and qus takes a same-named one over
+//! on install, keeping a record to put it back).
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+
+use crate::model::{Native, Takeover};
+use crate::observe::{self, Request};
+use crate::plan::{Mode, Overrides, State};
+use crate::setup::CommonArgs;
+use crate::{arch, engine, probe};
+
+/// The Docker platforms tonistiigi's `supported` list can name, in the
+/// order it checks them, with the arch each is.
+const PLATFORMS: &[(&str, &str)] = &[
+    ("x86_64", "linux/amd64"),
+    ("aarch64", "linux/arm64"),
+    ("riscv64", "linux/riscv64"),
+    ("ppc64le", "linux/ppc64le"),
+    ("s390x", "linux/s390x"),
+    ("i386", "linux/386"),
+    ("mips64el", "linux/mips64le"),
+    ("mips64", "linux/mips64"),
+    ("loongarch64", "linux/loong64"),
+    ("arm", "linux/arm/v7"),
+    ("arm", "linux/arm/v6"),
+];
+
+/// The arches tonistiigi's `-install all` means (its table), by qus name.
+const ALL: &[&str] = &[
+    "aarch64",
+    "arm",
+    "riscv64",
+    "ppc64le",
+    "s390x",
+    "i386",
+    "x86_64",
+    "mips64el",
+    "mips64",
+    "loongarch64",
+];
+
+const USAGE: &str = "Usage of binfmt:
+  -install string
+    \tarchitectures to install
+  -mount string
+    \tbinfmt_misc mount point (default \"/proc/sys/fs/binfmt_misc\")
+  -uninstall string
+    \tarchitectures to uninstall
+  -version
+    \tdisplay version
+";
+
+/// The flags given.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Flags {
+    install: Option<String>,
+    uninstall: Option<String>,
+    mount: Option<String>,
+    version: bool,
+}
+
+/// Go's `flag` package: `-name`, `--name`, `-name=value`, `-name value`;
+/// parsing stops at the first non-flag or `--`. `Err`: the message Go
+/// prints (then exit 2); `Ok(None)`: `-h`/`-help`.
+fn parse(args: &[String]) -> Result<Option<Flags>, String> {
+    let mut flags = Flags::default();
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        if a == "--" || !a.starts_with('-') || a == "-" {
+            break;
+        }
+        let body = a.trim_start_matches('-');
+        let (name, value) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (body, None),
+        };
+        match name {
+            "h" | "help" => return Ok(None),
+            "version" => {
+                flags.version = match value.as_deref() {
+                    None | Some("true") | Some("1") => true,
+                    Some("false") | Some("0") => false,
+                    Some(v) => {
+                        return Err(format!(
+                            "invalid boolean value \"{v}\" for -version: parse error"
+                        ))
+                    }
+                }
+            }
+            "install" | "uninstall" | "mount" => {
+                let value = match value {
+                    Some(v) => v,
+                    None => {
+                        i += 1;
+                        args.get(i)
+                            .cloned()
+                            .ok_or_else(|| format!("flag needs an argument: -{name}"))?
+                    }
+                };
+                let slot = match name {
+                    "install" => &mut flags.install,
+                    "uninstall" => &mut flags.uninstall,
+                    _ => &mut flags.mount,
+                };
+                *slot = Some(value);
+            }
+            _ => return Err(format!("flag provided but not defined: -{name}")),
+        }
+        i += 1;
+    }
+    Ok(Some(flags))
+}
+
+/// Run as `binfmt`, with the arguments after the program name.
+pub fn main(args: &[String]) -> ExitCode {
+    let flags = match parse(args) {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            eprint!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(msg) => {
+            eprintln!("{msg}");
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::logging::init("error", false);
+    // tonistiigi logs failures and exits 0; so does this.
+    if let Err(e) = run(&flags) {
+        eprintln!("error: {e:#}");
+    }
+    ExitCode::SUCCESS
+}
+
+/// qus's common options (its `QUS_*` variables apply), at `-mount`.
+#[derive(Debug, Parser)]
+struct Common {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+fn run(flags: &Flags) -> Result<()> {
+    let mount = flags
+        .mount
+        .clone()
+        .unwrap_or_else(|| "/proc/sys/fs/binfmt_misc".into());
+    let common = Common::try_parse_from(["binfmt", "--binfmt-misc", &mount])?.common;
+    let mut system = common.system()?;
+    if flags.version {
+        let world = observe::observe(&system, &Request::default())?;
+        let qemu = emulator_version(&system, &world).unwrap_or_else(|| "none".into());
+        eprintln!("binfmt/qus-{} qemu/{qemu}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
+    // What a user of this command means by installing: an entry that
+    // works, whoever had the name before (recorded, so it comes back).
+    system.config.takeover.value = Takeover::All;
+    if let Some(list) = &flags.uninstall {
+        uninstall(&system, list)?;
+    }
+    if let Some(list) = &flags.install {
+        install(&system, list)?;
+    }
+    let world = observe::observe(&system, &Request::default())?;
+    println!("{}", status_json(&world, system.binfmt.root())?);
+    Ok(())
+}
+
+fn emulator_version(
+    system: &crate::observe::System,
+    world: &crate::model::World,
+) -> Option<String> {
+    let mut versions = crate::version::Versions::new(&system.state);
+    let found = world.wanted.items.iter().find_map(|w| {
+        let d = w.want.as_ref().ok()?;
+        versions.of(&d.spec.interpreter, &d.identity)
+    });
+    versions.save();
+    found.map(|v| v.split_whitespace().next().unwrap_or("").to_string())
+}
+
+/// `-install`: `all` or a comma list of platforms or arch names.
+fn install(system: &crate::observe::System, list: &str) -> Result<()> {
+    let wanted: Vec<(String, Option<&'static arch::Arch>)> = if list == "all" {
+        ALL.iter().map(|a| (a.to_string(), arch::find(a))).collect()
+    } else {
+        list.split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| (s.to_string(), arch::find(s)))
+            .collect()
+    };
+    let arches: Vec<String> = wanted
+        .iter()
+        .filter_map(|(_, a)| a.map(|a| a.name.to_string()))
+        .collect();
+    let flags = std::env::var("QUS_FLAGS").unwrap_or_else(|_| "PF".into());
+    let parsed = crate::binfmt::Flags::parse(&flags)
+        .map_err(|e| anyhow::anyhow!("QUS_FLAGS={flags}: {e}"))?;
+    if !parsed.credentials {
+        eprintln!(
+            "qus: registering with flags {flags}, not tonistiigi/binfmt's CF: with C every \
+             setuid foreign program a user can reach runs as root and QEMU honours that \
+             user's QEMU_* variables (see qus.d(5)); QUS_FLAGS=PFC if containers need setuid"
+        );
+    }
+    let scope: BTreeSet<String> = arches.iter().map(|a| system.config.entry_name(a)).collect();
+    let request = Request {
+        overrides: Overrides {
+            targets: Some(arches.clone()),
+            flags: Some(parsed),
+        },
+        native: None,
+        restore: Default::default(),
+    };
+    let mode = Mode::Reconcile {
+        takeover: Takeover::All,
+        scope: Some(scope),
+        holds: BTreeSet::new(),
+    };
+    let pass = engine::run(system, &request, mode)?;
+    for (given, a) in &wanted {
+        let Some(a) = a else {
+            eprintln!("installing: {given} unsupported architecture: {given}");
+            continue;
+        };
+        let name = system.config.entry_name(a.name);
+        let failed = pass
+            .outcome
+            .failed
+            .iter()
+            .find(|(act, _)| act.entry() == name);
+        let item = pass.plan.items.iter().find(|i| i.name == name);
+        let verdict = match (failed, item.map(|i| (&i.state, &i.detail))) {
+            (Some((_, why)), _) => why.clone(),
+            (
+                None,
+                Some((State::Registered | State::Missing | State::Stale | State::Disabled, _)),
+            ) => "OK".into(),
+            (None, Some((State::Native, _))) => "OK (the host runs it natively)".into(),
+            (None, Some((state, detail))) => format!(
+                "{}: {}",
+                state.as_str(),
+                detail.as_deref().unwrap_or("not registered")
+            ),
+            (None, None) => "not registered".into(),
+        };
+        eprintln!("installing: {given} {verdict}");
+    }
+    Ok(())
+}
+
+/// `-uninstall`: platforms, arch names or globs over the entry names.
+fn uninstall(system: &crate::observe::System, list: &str) -> Result<()> {
+    let world = observe::observe(system, &Request::default())?;
+    let mut names = BTreeSet::new();
+    for v in list.split(',').filter(|s| !s.is_empty()) {
+        let pattern = match arch::find(v) {
+            Some(a) => system.config.entry_name(a.name),
+            None => v.to_string(),
+        };
+        let matched: Vec<&String> = world.kernel.keys().filter(|n| glob(&pattern, n)).collect();
+        if matched.is_empty() {
+            eprintln!("uninstalling: {pattern} not found");
+        }
+        names.extend(matched.into_iter().cloned());
+    }
+    let (ours, theirs): (BTreeSet<String>, BTreeSet<String>) =
+        names.into_iter().partition(|n| world.owned.contains_key(n));
+    for n in &theirs {
+        eprintln!(
+            "uninstalling: {n} left in place: another tool registered it, and qus removes \
+             only its own entries (an install takes it over and keeps a record to put it back)"
+        );
+    }
+    if ours.is_empty() {
+        return Ok(());
+    }
+    let pass = engine::run(
+        system,
+        &Request::default(),
+        Mode::Unregister {
+            names: Some(ours.clone()),
+        },
+    )?;
+    for n in &ours {
+        match pass.outcome.failed.iter().find(|(a, _)| a.entry() == n) {
+            Some((_, why)) => eprintln!("uninstalling: {n} {why}"),
+            None => eprintln!("uninstalling: {n} OK"),
+        }
+    }
+    Ok(())
+}
+
+/// The status JSON: `supported` (platforms the kernel runs now, native
+/// first), `emulators` (enabled entries by name, or null).
+fn status_json(world: &crate::model::World, root: &std::path::Path) -> Result<String> {
+    let runs = |name: &str| -> bool {
+        matches!(world.native.get(name), Some(Native::Yes(_)))
+            || probe::find(name).is_some_and(|p| world.catcher(p.program).is_some())
+    };
+    let own = arch::find(&arch::kernel_machine()).map(|a| a.name);
+    let mut supported: Vec<&str> = PLATFORMS
+        .iter()
+        .filter(|(a, _)| Some(*a) == own)
+        .map(|(_, p)| *p)
+        .collect();
+    supported.extend(
+        PLATFORMS
+            .iter()
+            .filter(|(a, _)| Some(*a) != own && runs(a))
+            .map(|(_, p)| *p),
+    );
+    let mut emulators: Vec<String> = std::fs::read_dir(root)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "register" && n != "status")
+        .filter(|n| std::fs::read_to_string(root.join(n)).is_ok_and(|t| t.starts_with("enabled")))
+        .collect();
+    emulators.sort();
+    // Field order as tonistiigi's (a struct, not a map).
+    #[derive(serde::Serialize)]
+    struct Out<'a> {
+        supported: Vec<&'a str>,
+        emulators: Option<Vec<String>>,
+    }
+    let out = Out {
+        supported,
+        emulators: (!emulators.is_empty()).then_some(emulators),
+    };
+    Ok(serde_json::to_string_pretty(&out)?)
+}
+
+/// Shell-style `*` and `?` over an entry name (what `filepath.Glob` does
+/// for a name without `/` or character classes).
+fn glob(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn go_flags_in_every_spelling() {
+        let f = parse(&args(&["--install", "arm64,riscv64", "-uninstall=qemu-*"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.install.as_deref(), Some("arm64,riscv64"));
+        assert_eq!(f.uninstall.as_deref(), Some("qemu-*"));
+        assert!(parse(&args(&["-version"])).unwrap().unwrap().version);
+        assert_eq!(parse(&args(&["--help"])).unwrap(), None);
+        assert_eq!(
+            parse(&args(&["--reset"])).unwrap_err(),
+            "flag provided but not defined: -reset"
+        );
+        assert_eq!(
+            parse(&args(&["-install"])).unwrap_err(),
+            "flag needs an argument: -install"
+        );
+        // Parsing stops at the first non-flag, as Go's does.
+        let f = parse(&args(&["stray", "--install", "arm64"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.install, None);
+    }
+
+    #[test]
+    fn globs_match_entry_names() {
+        assert!(glob("qemu-*", "qemu-aarch64"));
+        assert!(glob("qemu-aarch6?", "qemu-aarch64"));
+        assert!(!glob("qemu-*", "python3.11"));
+        assert!(glob("*", "x"));
+        assert!(!glob("qemu-arm", "qemu-armeb"));
+    }
+}
