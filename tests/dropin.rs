@@ -28,7 +28,11 @@ fn binfmt(sb: &Sandbox, args: &[&str]) -> std::process::Output {
 
 fn json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_str(&stdout(out)).unwrap_or_else(|e| {
-        panic!("stdout is not the status JSON ({e}): {:?} / {}", stdout(out), stderr(out))
+        panic!(
+            "stdout is not the status JSON ({e}): {:?} / {}",
+            stdout(out),
+            stderr(out)
+        )
     })
 }
 
@@ -48,7 +52,11 @@ fn setup_qemu_actions_sequence_works_against_qus_as_binfmt() {
     let v = binfmt(&sb, &["--version"]);
     assert!(v.status.success(), "{}", stderr(&v));
     assert!(stderr(&v).starts_with("binfmt/qus-"), "{}", stderr(&v));
-    assert!(stdout(&v).is_empty(), "--version printed on stdout: {}", stdout(&v));
+    assert!(
+        stdout(&v).is_empty(),
+        "--version printed on stdout: {}",
+        stdout(&v)
+    );
 
     let reset = binfmt(&sb, &["--uninstall", "qemu-*"]);
     assert!(reset.status.success());
@@ -57,14 +65,23 @@ fn setup_qemu_actions_sequence_works_against_qus_as_binfmt() {
         "{}",
         stderr(&reset)
     );
-    assert!(sb.entry("qemu-riscv64").is_some(), "another tool's entry was removed");
+    assert!(
+        sb.entry("qemu-riscv64").is_some(),
+        "another tool's entry was removed"
+    );
 
     let install = binfmt(&sb, &["--install", "arm64,linux/riscv64,no-such"]);
-    assert!(install.status.success(), "exit 0 even when one fails, as tonistiigi's");
+    assert!(
+        install.status.success(),
+        "exit 0 even when one fails, as tonistiigi's"
+    );
     let err = stderr(&install);
     assert!(err.contains("installing: arm64 OK"), "{err}");
     assert!(err.contains("installing: linux/riscv64 OK"), "{err}");
-    assert!(err.contains("installing: no-such unsupported architecture: no-such"), "{err}");
+    assert!(
+        err.contains("installing: no-such unsupported architecture: no-such"),
+        "{err}"
+    );
     assert!(err.contains("not tonistiigi/binfmt's CF"), "{err}");
     let entry = sb.entry("qemu-aarch64").expect("qemu-aarch64 registered");
     assert!(entry.contains("flags: PF"), "{entry}");
@@ -85,12 +102,19 @@ fn setup_qemu_actions_sequence_works_against_qus_as_binfmt() {
     assert!(emulators.iter().any(|e| e == "qemu-aarch64"), "{j}");
     // Field order as tonistiigi prints it.
     assert!(stdout(&status).find("supported") < stdout(&status).find("emulators"));
-    let ran = sb.run_program("arm64-program", qus::probe::find("aarch64").expect("probe").program);
+    let ran = sb.run_program(
+        "arm64-program",
+        qus::probe::find("aarch64").expect("probe").program,
+    );
     assert_eq!(stdout(&ran), "qus-probe aarch64\n");
 
     // Uninstalling qus's own entries removes them; the other tool's stays.
     let un = binfmt(&sb, &["--uninstall", "arm64"]);
-    assert!(stderr(&un).contains("uninstalling: qemu-aarch64 OK"), "{}", stderr(&un));
+    assert!(
+        stderr(&un).contains("uninstalling: qemu-aarch64 OK"),
+        "{}",
+        stderr(&un)
+    );
     assert!(sb.entry("qemu-aarch64").is_none());
     assert!(sb.entry("qemu-riscv64").is_some());
 }
