@@ -959,7 +959,11 @@ fn a_version_child_left_holding_stdout_hangs_nothing() {
         "qus status -v on a --version child holding stdout",
     );
     let table = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(table.contains("[QEMU 9.9.9]"), "{table}");
+    // 9.9.9 predates fchmodat2: the version shows with its known failure.
+    assert!(
+        table.contains("[QEMU 9.9.9; known: no fchmodat2"),
+        "{table}"
+    );
     let left = Command::new("pgrep")
         .args(["-f", "^sleep 1000$"])
         .output()

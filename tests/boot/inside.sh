@@ -32,7 +32,7 @@ say aarch64_interpreter "$(sed -n 's/^interpreter //p' $bm/qemu-aarch64)"
 say aarch64_test "$(qus --state-dir /run/qusd test aarch64 >/dev/null 2>&1 && echo pass || echo fail)"
 say test_all "$(qus --state-dir /run/qusd test 2>&1 | grep -E '^[0-9]+ ' | tail -1)"
 say setuid "$(qus --state-dir /run/qusd test aarch64 2>&1 | grep '^setuid:')"
-say version "$(qus --state-dir /run/qusd status -v | grep '^qemu-aarch64 ' | sed -n 's/.*\[QEMU \(.*\)\]$/\1/p')"
+say version "$(qus --state-dir /run/qusd status -v | grep '^qemu-aarch64 ' | sed -n 's/.*\[QEMU \([^];]*\).*/\1/p')"
 
 # systemd-binfmt flushes every entry and registers Debian's own ones.
 systemctl restart systemd-binfmt
