@@ -273,8 +273,12 @@ grep -q "image: localhost/qus:$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml |
 step "Boot test"
 tests/boot/run.sh "$deb" || bad "boot test"
 
+step "Sizes"
+ls -l "$deb" "$rpm" | awk '{print $5, $9}'
+buildah --storage-driver vfs images --format '{{.Size}} {{.Name}}:{{.Tag}}' localhost/qus:ci
+
 # make release runs cargo deb for every arch, which leaves target/debian
-# without this machine's .deb: it goes after the boot test.
+# without this machine's .deb: it goes after the boot test and the sizes.
 step "Release assets: make release, then the CI script against them"
 v=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 if make -s release >/dev/null 2>"$TMPDIR/release.err"; then
@@ -339,10 +343,6 @@ if make -s release >/dev/null 2>"$TMPDIR/release.err"; then
 else
     bad "make release: $(tail -5 "$TMPDIR/release.err")"
 fi
-
-step "Sizes"
-ls -l "$deb" "$rpm" | awk '{print $5, $9}'
-buildah --storage-driver vfs images --format '{{.Size}} {{.Name}}:{{.Tag}}' localhost/qus:ci
 
 if [ $fail = 0 ]; then echo "packaging: 1 passed, 0 failed"; else echo "packaging: 0 passed, 1 failed"; fi
 exit $fail
