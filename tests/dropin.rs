@@ -130,3 +130,88 @@ fn an_unknown_flag_exits_2_with_gos_message() {
         stderr(&out)
     );
 }
+
+/// qus with multiarch/qemu-user-static's arguments, as its image runs them
+/// (`docker run --rm --privileged IMAGE --reset -p yes`): qus's common
+/// options come from the environment only, as in the image.
+fn multiarch(sb: &Sandbox, args: &[&str]) -> std::process::Output {
+    sb.command(qus_bin())
+        .env("QUS_BINFMT_MISC", sb.binfmt())
+        .env("QUS_STATE_DIR", sb.state())
+        .env("QUS_CONFIG_DIRS", sb.etc())
+        .env("QUS_HOST_ARCH", "x86_64")
+        .args(args)
+        .output()
+        .expect("run qus --reset")
+}
+
+#[test]
+fn multiarchs_reset_line_registers_and_keeps_what_it_cannot_replace() {
+    let sb = Sandbox::new();
+    sb.search_bin("");
+    sb.install_emulator("aarch64");
+    sb.install_emulator("riscv64");
+    // Two other tools' entries: a qemu-aarch64 qus has an emulator for
+    // (replaced, and put back later), and a qemu-sparc it has none for
+    // (multiarch's --reset would delete it; qus leaves it and says so).
+    let other = require_qemu("riscv64");
+    let aarch64_magic = "\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\xb7\\x00:\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xfe\\xff\\xff\\xff";
+    sb.register_raw(&format!(
+        ":qemu-aarch64:M::{aarch64_magic}:{}:F",
+        other.display()
+    ));
+    sb.register_raw(&format!(
+        ":qemu-sparc:M::\\x7fELF\\x01\\x02\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\x02:\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xfe\\xff\\xff:{}:F",
+        other.display()
+    ));
+    let before_aarch64 = sb.entry("qemu-aarch64").expect("other tool's entry");
+
+    let out = multiarch(&sb, &["--reset", "-p", "yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // stdout: qemu-binfmt-conf.sh's line per arch, nothing else.
+    let lines: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    let want_aarch64 = format!(
+        "Setting {} as binfmt interpreter for aarch64",
+        sb.bin().join("qemu-aarch64-static").display()
+    );
+    assert!(lines.contains(&want_aarch64), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("Setting ") && l.contains(" as binfmt interpreter for ")),
+        "{lines:?}"
+    );
+    assert!(
+        stderr(&out).contains("left qemu-sparc in place"),
+        "{}",
+        stderr(&out)
+    );
+    let aarch64 = sb.entry("qemu-aarch64").expect("qemu-aarch64");
+    assert!(
+        aarch64.contains("qemu-aarch64-static") && aarch64.contains("flags: PF"),
+        "{aarch64}"
+    );
+    assert!(sb.entry("qemu-sparc").is_some(), "qemu-sparc was removed");
+    // A real aarch64 program runs through the entry.
+    let ran = sb.run_program(
+        "probe-aarch64",
+        qus::probe::find("aarch64").expect("probe").program,
+    );
+    assert_eq!(stdout(&ran).trim(), "qus-probe aarch64", "{}", stderr(&ran));
+
+    // -c yes is honoured, with the warning; a bad value changes nothing.
+    let bad = multiarch(&sb, &["--reset", "-c", "maybe"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("-c: \"maybe\" is not yes or no"));
+    assert_eq!(sb.entry("qemu-aarch64").as_deref(), Some(aarch64.as_str()));
+    let c = multiarch(&sb, &["--reset", "-p", "yes", "-c", "yes"]);
+    assert!(c.status.success(), "{}", stderr(&c));
+    assert!(stderr(&c).contains("C, as -c yes asks"), "{}", stderr(&c));
+    let with_c = sb.entry("qemu-aarch64").expect("qemu-aarch64");
+    assert!(with_c.contains("flags: POCF"), "{with_c}");
+
+    // The replaced entry comes back as it was.
+    let un = sb.qus(&["unregister", "--all"]);
+    assert!(un.status.success(), "{}", stderr(&un));
+    assert_eq!(sb.entry("qemu-aarch64"), Some(before_aarch64));
+}

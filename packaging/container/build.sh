@@ -101,6 +101,12 @@ build_one() {
     b bud --layers=false --arch "$arch" "${vflag[@]}" \
         --label "org.qus.qemu.channel=$channel" --label "org.qus.qemu.version=$qv" \
         -f "$ctx/Containerfile" -t "$image" "$ctx" >&2
+    # The published form of the same files: the OCI layout's latest,
+    # binfmt, full and gzip images for this arch (oci.py).
+    if [ -n "$layout" ]; then
+        packaging/container/oci.py arch "$layout" "$arch" "$variant" "$ctx" \
+            --version "$version" --channel "$channel" --qemu-version "$qv" >&2
+    fi
     local new
     new=$(b images -q --no-trunc "$image" 2>/dev/null | head -1 || true)
     if [ -n "$old" ] && [ "$old" != "$new" ]; then
@@ -123,6 +129,8 @@ build_one() {
     echo "$qv"
 }
 
+layout=""
+
 # localhost/qus:ci -> localhost/qus:ci-binfmt
 binfmt_tag() { echo "$1-binfmt"; }
 
@@ -139,6 +147,15 @@ fi
 IFS=, read -r -a list <<<"$arches"
 for a in "${list[@]}"; do [ -n "$(row "$a")" ] || die "unknown arch $a (known: $all)"; done
 manifest_base=${manifest:-localhost/qus}
+# The multi-arch images also go to an OCI image layout, compressed as
+# published (zstd with a 128 MiB window; see oci.py): QUS_OCI_LAYOUT,
+# default target/oci. An earlier build's unfinished arches are dropped.
+layout=${QUS_OCI_LAYOUT:-target/oci}
+rm -rf "$layout/pending"
+mkdir -p "$layout"
+SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 0)
+QUS_CREATED=$(git log -1 --format=%cI 2>/dev/null || true)
+export SOURCE_DATE_EPOCH QUS_CREATED
 qemu_version=""
 images=()
 for a in "${list[@]}"; do
@@ -172,3 +189,8 @@ for t in "${tags[@]}" "$manifest_base:binfmt"; do
 done
 tags+=("$manifest_base:binfmt")
 echo "manifest ${tags[*]}: ${list[*]}"
+refs=("$version-qemu$qemu_version=latest" "qemu$qemu_version=latest"
+      "qemu$qemu_version-full=full" "qemu$qemu_version-binfmt=binfmt")
+[ "$channel" = "$default_channel" ] && refs+=(latest=latest full=full binfmt=binfmt gzip=gzip)
+packaging/container/oci.py index "$layout" "${refs[@]}"
+echo "OCI layout $layout: ${refs[*]%%=*}"

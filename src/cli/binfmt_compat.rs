@@ -170,6 +170,12 @@ fn run(flags: &Flags) -> Result<()> {
         .unwrap_or_else(|| "/proc/sys/fs/binfmt_misc".into());
     let common = Common::try_parse_from(["binfmt", "--binfmt-misc", &mount])?.common;
     let mut system = common.system()?;
+    // As tonistiigi's does first: binfmt_misc mounted if it is not (a
+    // container's /proc has none), for every action, the status JSON too.
+    let mounted = system.binfmt.ensure_mounted(true)?;
+    if mounted && !flags.version {
+        warn_if_instance_dies_with_us(&system);
+    }
     if flags.version {
         let world = observe::observe(&system, &Request::default())?;
         let qemu = emulator_version(&system, &world).unwrap_or_else(|| "none".into());
@@ -188,6 +194,31 @@ fn run(flags: &Flags) -> Result<()> {
     let world = observe::observe(&system, &Request::default())?;
     println!("{}", status_json(&world, system.binfmt.root())?);
     Ok(())
+}
+
+/// Under a rootless engine the binfmt_misc just mounted is the user
+/// namespace's own instance, and the kernel drops it, entries and all,
+/// when its last mount goes: when this container exits, unless something
+/// else in the namespace keeps it mounted. Empty right after mounting
+/// means nothing does; say so (and how), rather than let the next
+/// container fail with "exec format error".
+pub(super) fn warn_if_instance_dies_with_us(system: &crate::observe::System) {
+    if crate::userns::here().initial {
+        return;
+    }
+    let empty = std::fs::read_dir(system.binfmt.root()).is_ok_and(|d| {
+        d.filter_map(|e| e.ok())
+            .all(|e| matches!(e.file_name().to_str(), Some("register" | "status")))
+    });
+    if empty {
+        eprintln!(
+            "qus: this binfmt_misc is a user namespace's own (a rootless engine's), and the \
+             kernel drops its entries when this container exits unless the namespace keeps \
+             it mounted: first run `podman unshare mount -t binfmt_misc binfmt_misc \
+             /proc/sys/fs/binfmt_misc` (or `qus podman register`, which keeps the \
+             registrations right)"
+        );
+    }
 }
 
 fn emulator_version(

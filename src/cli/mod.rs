@@ -5,6 +5,7 @@ mod binfmt_compat;
 mod config;
 mod dry_run;
 mod export;
+mod multiarch_compat;
 mod peers;
 mod register;
 mod report;
@@ -142,6 +143,11 @@ pub fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     if argv.first().and_then(|a| a.rsplit('/').next()) == Some("binfmt") {
         return binfmt_compat::main(&argv[1..]);
+    }
+    // multiarch/qemu-user-static's `--reset -p yes` (the image's default
+    // entry point is qus; qus's own command line has none of its options).
+    if multiarch_compat::wants(&argv[1..]) {
+        return multiarch_compat::main(&argv[1..]);
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
