@@ -215,3 +215,33 @@ fn multiarchs_reset_line_registers_and_keeps_what_it_cannot_replace() {
     assert!(un.status.success(), "{}", stderr(&un));
     assert_eq!(sb.entry("qemu-aarch64"), Some(before_aarch64));
 }
+
+/// `docker run --rm --privileged IMAGE test`: a container's /proc has no
+/// binfmt_misc mounted, though the kernel's entries are there. qus test
+/// mounts it to test what the kernel has, instead of reporting every arch
+/// "not registered".
+#[test]
+fn qus_test_mounts_binfmt_misc_where_a_container_has_none() {
+    let sb = Sandbox::new();
+    sb.search_bin("");
+    sb.install_emulator("aarch64");
+    assert!(sb.qus(&["register", "aarch64"]).status.success());
+    // Another mount keeps the instance (as the host's, or a rootless
+    // engine's namespace, does); the one qus uses goes.
+    let keep = sb.path().join("keep");
+    std::fs::create_dir_all(&keep).expect("mkdir keep");
+    let out = sb
+        .command("sh")
+        .arg("-c")
+        .arg(format!(
+            "mount -t binfmt_misc binfmt_misc {} && umount {}",
+            keep.display(),
+            sb.binfmt().display()
+        ))
+        .output()
+        .expect("sh");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let test = sb.qus(&["test", "aarch64"]);
+    assert!(test.status.success(), "{}{}", stdout(&test), stderr(&test));
+    assert!(stdout(&test).contains("1 pass"), "{}", stdout(&test));
+}

@@ -19,6 +19,11 @@
 #   QUS_BIN          a qus binary to use instead of downloading one
 #   QUS_BUILD        1: build qus from this checkout with cargo instead
 #   QUS_SUDO         how to become root (default: sudo when not root)
+#   QUS_IMAGE        run this qus image instead (ghcr.io/qus-project/qus:latest,
+#                    ~10 MB for amd64): nothing else is downloaded, its qus
+#                    registers its own emulators (give flags with F) and
+#                    runs `qus test`; QUS_QEMU is then the image's tag's
+#   QUS_ENGINE       the engine for QUS_IMAGE: docker (when present) or podman
 #
 # The default channel's emulators for the Docker platform set come from the
 # release too (qemu-X.Y-linux-ARCH.tar.zst, ~9 MB); other channels, other
@@ -44,6 +49,25 @@ sudo_do() { if [ -n "$QUS_SUDO" ]; then $QUS_SUDO "$@"; else "$@"; fi; }
 die() { echo "qus: $*" >&2; exit 1; }
 work=$(mktemp -d "${RUNNER_TEMP:-/tmp}/qus-setup.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+
+read -r -a list <<<"${platforms//,/ }"
+
+if [ -n "${QUS_IMAGE:-}" ]; then
+    engine=${QUS_ENGINE:-$(command -v docker || command -v podman || true)}
+    [ -n "$engine" ] || die "QUS_IMAGE needs docker or podman (or QUS_ENGINE)"
+    [[ $flags == *F* ]] ||
+        echo "qus: warning: flags $flags without F: the entries name the image's emulators, which are gone when its container exits" >&2
+    echo "qus: $QUS_IMAGE with $engine"
+    "$engine" run --rm --privileged "$QUS_IMAGE" register --flags "$flags" "${list[@]}"
+    if [ "${list[*]}" = all ]; then
+        "$engine" run --rm --privileged "$QUS_IMAGE" test
+    else
+        "$engine" run --rm --privileged "$QUS_IMAGE" test "${list[@]}"
+    fi
+    echo "qus: ready for: ${list[*]}"
+    [ -z "${GITHUB_OUTPUT:-}" ] || echo "platforms=${list[*]}" >> "$GITHUB_OUTPUT"
+    exit 0
+fi
 
 case $(uname -m) in
     x86_64) arch=amd64 ;; aarch64) arch=arm64 ;; armv7l | armv8l) arch=armv7 ;;
@@ -127,7 +151,6 @@ else
         "$qemu" "$dir" | sudo_do tee "$confdir/40-ci-qemu.toml" >/dev/null
 fi
 
-read -r -a list <<<"${platforms//,/ }"
 # -E: keep QUS_BINFMT_MISC and friends through sudo.
 run_qus() { if [ -n "$QUS_SUDO" ]; then $QUS_SUDO -E "$qus" "$@"; else "$qus" "$@"; fi; }
 run_qus register --flags "$flags" "${list[@]}"

@@ -104,6 +104,16 @@ pub struct SetuidReport {
 pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
     let arches = arch_names(&args.arches)?;
     let (system, config_broken) = common.system_for_reading()?;
+    // A container's /proc has no binfmt_misc mounted (`docker run --rm
+    // --privileged IMAGE test`), though the kernel's entries are there and
+    // catch its programs: mount it, as root and where qus may mount at
+    // all, to test what the kernel really has (the mount is this mount
+    // namespace's, gone with the container).
+    if rustix::process::geteuid().is_root() && system.config.binfmt_mount.value {
+        if let Err(e) = system.binfmt.ensure_mounted(true) {
+            tracing::debug!("binfmt_misc not mounted, and mounting failed: {e}");
+        }
+    }
     let world = observe::observe(&system, &Request::default())?;
     crate::engine::save_native(&system, &world);
     let timeout = Duration::from_secs(args.timeout.max(1));

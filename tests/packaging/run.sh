@@ -267,6 +267,10 @@ if packaging/container/build.sh --all --manifest localhost/qus-ci; then
 else
     bad "multi-arch build"
 fi
+# The OCI layout those builds wrote, pushed as published to a local
+# registry and pulled by rootless podman (setup-qemu-action's sequence).
+step "Registry: target/oci pushed as published, pulled and run by rootless podman"
+tests/container/registry.sh target/oci || bad "registry and rootless podman"
 grep -q "image: localhost/qus:$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)-qemu" packaging/kubernetes/qus.yaml &&
     echo "ok   the Kubernetes DaemonSet uses the multi-arch image name" || bad "DaemonSet image name"
 
