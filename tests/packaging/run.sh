@@ -118,15 +118,17 @@ if [ "$readme_help" = "$($qus_bin --help)" ]; then echo "ok   README's qus --hel
 else bad "README's qus --help differs:"; diff <(echo "$readme_help") <($qus_bin --help) || true; fi
 # The docs users look for: the C-flag decision, the rootless flows, and
 # the "Coming from" equivalents of every peer tool.
+docs_missing=0
 for phrase in "Why C is not the default" "allow_dynamic" "P on kernels before 5.12" "append = true"; do
-    zcat "$stage/usr/share/man/man5/qus.d.5.gz" | grep -q "$phrase" || bad "qus.d(5) lacks \"$phrase\""
+    zcat "$stage/usr/share/man/man5/qus.d.5.gz" | grep -q "$phrase" || { bad "qus.d(5) lacks \"$phrase\""; docs_missing=1; }
 done
 for phrase in "tonistiigi/binfmt --install arm64" "multiarch/qemu-user-static --reset -p yes" \
               "qemu-binfmt-conf.sh --qemu-path" "update-binfmts --display" "systemd-binfmt" \
-              "## Without root" "qus podman register" "qus buildah" "qus run --" "## In CI"; do
-    grep -qF -- "$phrase" README.md || bad "README lacks \"$phrase\""
+              "## Without root" "qus podman register" "qus buildah" "qus run --" "## In CI" \
+              "## Container" "image: ghcr.io/qus-project/qus:binfmt" "qus --reset -p yes"; do
+    grep -qF -- "$phrase" README.md || { bad "README lacks \"$phrase\""; docs_missing=1; }
 done
-echo "ok   qus.d(5) and the README cover the C flag, dynamic emulators, old kernels, rootless use, peers and CI"
+[ "$docs_missing" = 0 ] && echo "ok   qus.d(5) and the README cover the C flag, dynamic emulators, old kernels, rootless use, peers and CI"
 # The README stays an introduction (the manual is docs/), and neither it
 # nor a docs page names a repository path that does not exist.
 readme_lines=$(wc -l < README.md)
@@ -151,8 +153,10 @@ done
 
 step "Debian package"
 # What ships is static: no program interpreter to load at start-up.
+# (readelf's output first: a missing readelf must fail, not pass as "static".)
 for b in qus qusd; do
-    if readelf -lW "target/dist/$b" | grep -q "program interpreter"; then bad "target/dist/$b is dynamically linked"
+    if ! hdr=$(readelf -lW "target/dist/$b" 2>&1); then bad "readelf target/dist/$b failed (apt-get install binutils): $hdr"
+    elif grep -q "program interpreter" <<<"$hdr"; then bad "target/dist/$b is dynamically linked"
     else echo "ok   target/dist/$b is static"; fi
 done
 cargo deb --no-build --no-strip
@@ -176,8 +180,13 @@ for f in README.md RELIABILITY.md CHANGELOG.md docs/configuration.md docs/json.m
 done
 [ -z "$missing" ] && echo "ok   deb ships README.md, RELIABILITY.md, CHANGELOG.md and docs/ in /usr/share/doc/qus" ||
     bad "deb lacks in /usr/share/doc/qus:$missing"
-lintian --info "$deb" > target/lintian.txt 2>&1 || true
+# lintian exits 0 (clean) or 1 (tags at error level, judged below); any
+# other status, or no lintian, is a check that did not run.
+command -v lintian >/dev/null || bad "lintian is missing: apt-get install lintian"
+lintian_rc=0
+lintian --info "$deb" > target/lintian.txt 2>&1 || lintian_rc=$?
 cat target/lintian.txt
+[ "$lintian_rc" -le 1 ] || bad "lintian itself failed (exit $lintian_rc)"
 if grep -q "^E:" target/lintian.txt; then bad "lintian errors"; else echo "ok   lintian: no errors"; fi
 if dpkg-deb -f "$deb" Homepage | grep -q invalid; then bad "deb Homepage points nowhere"
 else echo "ok   deb has no made-up Homepage"; fi
