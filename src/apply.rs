@@ -100,6 +100,8 @@ impl Applier<'_> {
             Action::Unregister { name, reason } => self.unregister(name, reason),
             Action::Restore { name, spec } => {
                 self.registrar.register(name, spec)?;
+                // The name is handed back: nothing of qus's is left to keep.
+                self.forget(name);
                 tracing::info!(
                     entry = %name,
                     action = "restored",
@@ -196,8 +198,19 @@ impl Applier<'_> {
             }
             Err(e) => return Err(e),
         }
-        self.forget(name);
+        self.release(name);
         Ok(())
+    }
+
+    /// qus's own entry is gone. A record of the entry it replaced stays,
+    /// dormant, until that entry is put back (`qus unregister`): qus may
+    /// drop its entry for a while (the arch disabled, the emulator unsafe
+    /// or moved away) and take the name again, and the other tool's entry
+    /// must still come back in the end.
+    fn release(&mut self, name: &str) {
+        if self.owned.get(name).is_some_and(|o| o.replaced.is_none()) {
+            self.forget(name);
+        }
     }
 
     fn record(&mut self, t: &Target) {

@@ -193,6 +193,31 @@ fn withdraw(name: &str, reason: String, world: &World) -> Vec<Action> {
     actions
 }
 
+/// `qus unregister` over a dormant record: put back the entry qus had
+/// replaced, unless its interpreter fails the safety rules now or is gone
+/// (then the record stays, and the item says why).
+fn give_back_dormant(item: &mut Item, record: &Owned, world: &World) {
+    let Some(spec) = &record.replaced else { return };
+    if let Some(why) = world.restore_refused.get(&item.name) {
+        item.detail = Some(format!(
+            "{} not put back: its interpreter fails the safety rules now ({why}); the \
+             record stays",
+            item.name
+        ));
+    } else if world.restorable.contains(&item.name) {
+        item.actions.push(Action::Restore {
+            name: item.name.clone(),
+            spec: spec.clone(),
+        });
+    } else {
+        item.detail = Some(format!(
+            "{} not put back: its interpreter {} is gone; the record stays",
+            item.name,
+            spec.interpreter.display()
+        ));
+    }
+}
+
 /// Plan: the observed world + what the plan is for → states and actions.
 pub fn plan(world: &World, mode: &Mode) -> Plan {
     let reconciled = reconcile(world, mode.takeover());
@@ -229,6 +254,9 @@ fn reconcile(world: &World, takeover: Takeover) -> Plan {
                 name: name.clone(),
                 reason: "no longer configured".into(),
             }],
+            // Dormant: only the record of what qus replaced, kept until
+            // `qus unregister` puts that back.
+            None if record.replaced.is_some() => Vec::new(),
             _ => vec![Action::Forget { name: name.clone() }],
         };
         items.push(Item {
@@ -261,15 +289,16 @@ fn unregister(world: &World, reconciled: Plan, mode: &Mode) -> Plan {
         item.actions.clear();
         let record = world.owned.get(&item.name);
         match &item.kernel {
-            None => {
-                if record.is_some() {
-                    item.actions.push(Action::Forget {
-                        name: item.name.clone(),
-                    });
-                } else if !named {
-                    continue;
-                }
-            }
+            None => match record {
+                // A dormant record (qus's entry went, what it replaced
+                // was kept): put that back now.
+                Some(r) if r.replaced.is_some() => give_back_dormant(&mut item, r, world),
+                Some(_) => item.actions.push(Action::Forget {
+                    name: item.name.clone(),
+                }),
+                None if !named => continue,
+                None => {}
+            },
             Some(k) => {
                 let recorded = record.is_some_and(|o| o.spec.equivalent(&k.spec));
                 let configured_same = item.wanted.as_ref().is_some_and(|w| w.equivalent(&k.spec));
@@ -326,6 +355,7 @@ fn judge(want: &Want, world: &World, takeover: Takeover) -> Item {
             (Some(k), Some(r)) => k.spec.equivalent(&r.spec),
             _ => false,
         },
+        name_free: kernel.is_none(),
         record,
     };
     // Other enabled entries, under other names and not qus's, that catch
@@ -378,6 +408,8 @@ fn judge(want: &Want, world: &World, takeover: Takeover) -> Item {
 struct Facts<'a> {
     /// Its ownership record, if any.
     record: Option<&'a Owned>,
+    /// No entry of that name in the kernel.
+    name_free: bool,
     /// qus registered what the kernel holds now, and nobody changed it.
     ours_unchanged: bool,
 }
@@ -412,11 +444,16 @@ fn withdraw_skipped(name: &str, state: State, why: &str, facts: &Facts<'_>) -> V
             name: name.to_string(),
             reason: format!("{}: {why}", state.as_str()),
         }]
-    } else if facts.record.is_some() {
+    } else if facts
+        .record
+        .is_some_and(|r| !(facts.name_free && r.replaced.is_some()))
+    {
         vec![Action::Forget {
             name: name.to_string(),
         }]
     } else {
+        // Nothing, or a dormant record (qus's entry already gone, the one
+        // it replaced still to put back): kept as it is.
         Vec::new()
     }
 }

@@ -554,3 +554,67 @@ fn concurrent_disables_lose_nothing_and_umask_000_opens_nothing() {
     }
     assert!(made.join("90-qus-cli.toml").is_file());
 }
+
+/// A record of a replaced entry lives until that entry is put back: not
+/// lost when qus drops its own entry for a while (the arch disabled and
+/// enabled again, the emulator writable by its group and then not, moved
+/// away and back), so `qus unregister --all` still puts it back.
+#[test]
+fn records_of_replaced_entries_outlive_qus_dropping_its_own_for_a_while() {
+    let sb = Sandbox::new();
+    let emu = sb.install_emulator("aarch64");
+    sb.search_bin("takeover = true\n");
+    let other = require_qemu("aarch64");
+    sb.register_raw(&format!(
+        ":qemu-aarch64:M::\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\xb7\\x00:\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xfe\\xff\\xff\\xff:{}:OCF",
+        other.display()
+    ));
+    let theirs = sb.entry("qemu-aarch64").expect("the other tool's entry");
+    let taken = |what: &str| {
+        let out = sb.qus(&["register"]);
+        assert!(out.status.success(), "{what}: {}", stderr(&out));
+        let now = sb.entry("qemu-aarch64").unwrap_or_default();
+        assert!(
+            now.contains(&sb.bin().display().to_string()),
+            "{what}: {now}"
+        );
+    };
+    taken("first takeover");
+    sb.qus_ok(&["disable", "aarch64"]);
+    assert!(
+        !sb.has_entry("qemu-aarch64"),
+        "disabled: no entry for the arch"
+    );
+    sb.qus_ok(&["enable", "aarch64"]);
+    taken("after disable + enable");
+    fs::set_permissions(&emu, fs::Permissions::from_mode(0o775)).expect("chmod g+w");
+    let _ = sb.qus(&["register"]);
+    assert!(
+        !sb.has_entry("qemu-aarch64"),
+        "an emulator its group can write is refused"
+    );
+    fs::set_permissions(&emu, fs::Permissions::from_mode(0o755)).expect("chmod g-w");
+    taken("after chmod g+w, g-w");
+    let away = sb.path().join("away");
+    fs::rename(&emu, &away).expect("move away");
+    let _ = sb.qus(&["register"]);
+    fs::rename(&away, &emu).expect("move back");
+    taken("after the emulator moved away and back");
+    // Gone for good (disabled), then unregister: the other entry is back.
+    sb.qus_ok(&["disable", "aarch64"]);
+    let out = sb.qus(&["unregister", "--all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sb.entry("qemu-aarch64").as_deref(),
+        Some(theirs.as_str()),
+        "{}",
+        stderr(&out)
+    );
+    // And once it is back, qus keeps no record of it.
+    assert_eq!(
+        sb.status()["entries"]
+            .as_array()
+            .map(|e| e.iter().filter(|x| x["owned"] == true).count()),
+        Some(0)
+    );
+}

@@ -239,3 +239,52 @@ fn unregister_puts_back_what_was_taken_over_if_it_can() {
         .as_deref()
         .is_some_and(|d| d.contains("not removed") && d.contains("group-writable")));
 }
+
+/// A dormant record (qus's entry gone, the one it replaced still to put
+/// back) is kept by every reconcile, carried into the next registration
+/// of the name, and given back by an unregister.
+#[test]
+fn dormant_records_are_kept_carried_and_given_back() {
+    let s = spec("/q", "PF");
+    let theirs = spec("/theirs", "F");
+    let mut o = owned(&[("qemu-a", &s, id(1))]);
+    o.get_mut("qemu-a").expect("record").replaced = Some(theirs.clone());
+    // Skipped (disabled, refused, no emulator) and no entry: nothing to do,
+    // and in particular no Forget.
+    let w = world_with(vec![skipped("qemu-a")], kernel(&[]), o.clone(), &[], &[]);
+    let p = crate::plan::plan(&w, &opts(false));
+    assert!(only(&p).actions.is_empty(), "{:?}", only(&p).actions);
+    // No longer configured at all, no entry: kept too.
+    let w = world_with(vec![], kernel(&[]), o.clone(), &[], &[]);
+    let p = crate::plan::plan(&w, &opts(false));
+    assert!(only(&p).actions.is_empty(), "{:?}", only(&p).actions);
+    // Wanted again: registered with the record of what it replaced.
+    let w = world_with(
+        vec![want("qemu-a", &s, id(1))],
+        kernel(&[]),
+        o.clone(),
+        &[],
+        &[],
+    );
+    let p = crate::plan::plan(&w, &opts(false));
+    assert!(matches!(
+        &only(&p).actions[..],
+        [Action::Register(t)] if t.replaced.as_ref() == Some(&theirs)
+    ));
+    // Unregister: put back, or kept with the reason.
+    let mut w = world_with(vec![skipped("qemu-a")], kernel(&[]), o, &[], &[]);
+    w.restorable = ["qemu-a".to_string()].into();
+    let p = crate::plan::plan(&w, &unregister(None));
+    assert!(matches!(
+        &only(&p).actions[..],
+        [Action::Restore { spec, .. }] if *spec == theirs
+    ));
+    w.restorable.clear();
+    let p = crate::plan::plan(&w, &unregister(None));
+    let item = only(&p);
+    assert!(item.actions.is_empty());
+    assert!(item
+        .detail
+        .as_deref()
+        .is_some_and(|d| d.contains("is gone; the record stays")));
+}
