@@ -76,14 +76,7 @@ impl Applier<'_> {
     fn run(&mut self, action: &Action) -> io::Result<()> {
         match action {
             Action::Mount { path } => self.mount(path),
-            Action::SwitchOn => {
-                self.binfmt.set_all_enabled(true)?;
-                tracing::info!(
-                    action = "switched-on",
-                    "binfmt_misc was disabled globally; enabled it (binfmt.enable = true)"
-                );
-                Ok(())
-            }
+            Action::SwitchOn => self.switch_on(),
             Action::RestoreOther { name, entry } => self.restore_other(name, entry),
             Action::Register(t) => {
                 self.registrar.register(&t.name, &t.spec)?;
@@ -120,6 +113,37 @@ impl Applier<'_> {
                 self.forget(name);
                 Ok(())
             }
+        }
+    }
+
+    /// Switch binfmt_misc on. A `status` file that cannot be written (WSL's
+    /// `[boot] protectBinfmt` bind-mounts a read-only one over it) does not
+    /// stop the registrations: they are made, and qus says what it could
+    /// not do.
+    fn switch_on(&mut self) -> io::Result<()> {
+        match self.binfmt.set_all_enabled(true) {
+            Ok(()) => {
+                tracing::info!(
+                    action = "switched-on",
+                    "binfmt_misc was disabled globally; enabled it (binfmt.enable = true)"
+                );
+                Ok(())
+            }
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM)
+                ) =>
+            {
+                tracing::warn!(
+                    action = "not-switched-on",
+                    "binfmt_misc's status says disabled and cannot be written ({e}; WSL's \
+                     [boot] protectBinfmt makes it read-only): registering without switching \
+                     binfmt_misc on; the entries work once it is on"
+                );
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
     }
 

@@ -622,3 +622,39 @@ fn a_custom_entry_catching_non_pie_host_programs_is_refused() {
     );
     sb.qus_ok(&["unregister", "--all"]);
 }
+
+/// WSL's `[boot] protectBinfmt` bind-mounts a read-only `status`: qus
+/// registers without switching binfmt_misc on, and says so, instead of
+/// failing the whole pass.
+#[test]
+fn a_read_only_status_file_is_tolerated() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.search_bin("");
+    let fake = sb.path().join("status-ro");
+    fs::write(&fake, "disabled\n").expect("write fake status");
+    let status = sb.binfmt().join("status");
+    let out = sb
+        .command("sh")
+        .arg("-c")
+        .arg(format!(
+            "mount --bind {f} {s} && mount -o remount,bind,ro {s}",
+            f = fake.display(),
+            s = status.display()
+        ))
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "bind-mount a read-only status: {}",
+        stderr(&out)
+    );
+    let out = sb.qus(&["register", "aarch64"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot be written") && stderr(&out).contains("protectBinfmt"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sb.entries(), ["qemu-aarch64"]);
+}
