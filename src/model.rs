@@ -84,6 +84,7 @@ impl std::fmt::Display for Others {
         f.write_str(match self {
             Others::Yield => "\"yield\"",
             Others::Override => "\"override\"",
+            Others::YieldAlways => "\"yield-always\"",
         })
     }
 }
@@ -97,6 +98,8 @@ pub enum Others {
     Yield,
     /// Register anyway (the newest entry wins: qus's shadows the other).
     Override,
+    /// Leave the arch to it even when it fails qus's probe.
+    YieldAlways,
 }
 
 /// Ownership records by entry name.
@@ -205,6 +208,10 @@ pub struct World {
     /// Per arch, the enabled entries that catch its programs, in the
     /// kernel's match order (the first is the one the kernel uses).
     pub handlers: BTreeMap<String, Vec<String>>,
+    /// Per arch, why another tool's handler that qus would yield to fails
+    /// the arch's probe (run through its interpreter): qus registers its
+    /// own then, unless `others = "yield-always"`.
+    pub broken_handlers: BTreeMap<String, String>,
     /// Kernel entries the distribution registered (from its binfmt.d
     /// files: the interpreter is one of its QEMU files or wrappers).
     pub distro: std::collections::BTreeSet<String>,

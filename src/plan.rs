@@ -366,7 +366,11 @@ fn judge(want: &Want, world: &World, takeover: Takeover) -> Item {
         .filter(|h| *h != name && !world.owned.contains_key(*h))
         .cloned()
         .collect();
-    let desired = match (&want.want, skipped(want, &others)) {
+    let broken = want
+        .arch
+        .as_ref()
+        .and_then(|a| world.broken_handlers.get(a));
+    let desired = match (&want.want, skipped(want, &others, broken)) {
         (_, Some((state, why))) => {
             let actions = withdraw_skipped(name, state, &why, &facts);
             item.state = state;
@@ -377,7 +381,12 @@ fn judge(want: &Want, world: &World, takeover: Takeover) -> Item {
         (Ok(d), None) => d,
         (Err(_), None) => return item,
     };
-    if !others.is_empty() {
+    if let (Some(why), false) = (broken, others.is_empty()) {
+        item.detail = Some(format!(
+            "shadows {}: {why} (qemu.others = \"yield-always\" keeps yielding to it)",
+            others.join(", ")
+        ));
+    } else if !others.is_empty() {
         item.detail = Some(format!(
             "shadows {} (qemu.others = \"override\")",
             others.join(", ")
@@ -415,7 +424,7 @@ struct Facts<'a> {
 }
 
 /// Why a want yields no registration (as a state and a detail), if so.
-fn skipped(want: &Want, others: &[String]) -> Option<(State, String)> {
+fn skipped(want: &Want, others: &[String], broken: Option<&String>) -> Option<(State, String)> {
     match &want.want {
         Err(skip) => Some(match skip {
             Skip::Excluded(w) => (State::Excluded, w.clone()),
@@ -423,12 +432,23 @@ fn skipped(want: &Want, others: &[String]) -> Option<(State, String)> {
             Skip::NoInterpreter(w) => (State::NoInterpreter, w.clone()),
             Skip::Refused(w) => (State::Refused, w.clone()),
         }),
-        Ok(_) if want.others == Others::Yield && !others.is_empty() => Some((
+        Ok(_) if want.others == Others::Yield && !others.is_empty() && broken.is_none() => Some((
             State::HandledBy,
             format!(
                 "handled by {} (qemu.others = \"yield\"; \"override\" registers qus's anyway)",
                 others[0]
             ),
+        )),
+        Ok(_) if want.others == Others::YieldAlways && !others.is_empty() => Some((
+            State::HandledBy,
+            match broken {
+                Some(why) => format!(
+                    "handled by {}, though {why} (qemu.others = \"yield-always\"; \"yield\" \
+                     registers qus's when the other fails)",
+                    others[0]
+                ),
+                None => format!("handled by {} (qemu.others = \"yield-always\")", others[0]),
+            },
         )),
         Ok(_) => None,
     }

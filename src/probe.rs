@@ -109,6 +109,23 @@ pub fn run(probe: &Probe, timeout: std::time::Duration) -> RunResult {
     }
 }
 
+/// Run a probe through one interpreter directly (`INTERPRETER PROBE`, as a
+/// binfmt_misc entry without `P` starts it), not through the kernel's
+/// choice of entry: to ask whether another tool's handler really runs an
+/// arch before yielding the arch to it (an advertised but inactive
+/// Rosetta fails every program).
+pub fn run_through(
+    probe: &Probe,
+    interpreter: &std::path::Path,
+    timeout: std::time::Duration,
+) -> RunResult {
+    match start_inner(probe, Some(interpreter)) {
+        Ok(Ok(running)) => running.finish(timeout),
+        Ok(Err(ended)) => ended,
+        Err(e) => RunResult::Fail(format!("could not run the probe: {e}")),
+    }
+}
+
 /// A probe started and not waited for yet: whoever started it goes on
 /// with other work (a cold `qus register` looks for emulators meanwhile)
 /// and calls [`Running::finish`] when it needs the answer.
@@ -123,7 +140,7 @@ pub struct Running {
 /// Start a probe (see [`run`]); `Err` when it ended at once (the kernel
 /// refused it, or it could not be started).
 pub fn start(probe: &Probe) -> Result<Running, RunResult> {
-    match start_inner(probe) {
+    match start_inner(probe, None) {
         Ok(started) => started,
         Err(e) => Err(RunResult::Fail(format!("could not run the probe: {e}"))),
     }
@@ -220,7 +237,10 @@ pub(crate) fn exec_memfd(
     Ok(std::fs::File::from(fd))
 }
 
-fn start_inner(probe: &Probe) -> std::io::Result<Result<Running, RunResult>> {
+fn start_inner(
+    probe: &Probe,
+    interpreter: Option<&std::path::Path>,
+) -> std::io::Result<Result<Running, RunResult>> {
     use std::io::Write;
     use std::os::unix::process::CommandExt;
 
@@ -236,8 +256,19 @@ fn start_inner(probe: &Probe) -> std::io::Result<Result<Running, RunResult>> {
         "/proc/self/fd/{}",
         std::os::fd::AsRawFd::as_raw_fd(&program)
     );
-    let spawned = std::process::Command::new(&path)
-        .arg0(format!("qus-probe-{}", probe.arch))
+    let mut command = match interpreter {
+        Some(i) => {
+            let mut c = std::process::Command::new(i);
+            c.arg(&path);
+            c
+        }
+        None => {
+            let mut c = std::process::Command::new(&path);
+            c.arg0(format!("qus-probe-{}", probe.arch));
+            c
+        }
+    };
+    let spawned = command
         // An empty memfd, not /dev/null: a scratch container or chroot
         // may have no /dev.
         .stdin(memfd("qus-probe-stdin")?)

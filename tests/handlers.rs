@@ -618,3 +618,54 @@ fn records_of_replaced_entries_outlive_qus_dropping_its_own_for_a_while() {
         Some(0)
     );
 }
+
+/// Another handler that is registered but does not work (Rosetta
+/// advertised, its runtime gone: podman#28181) is not yielded to: qus
+/// registers its own and says why; `others = "yield-always"` keeps
+/// yielding, and says the other fails.
+#[test]
+fn a_handler_that_fails_the_probe_is_not_yielded_to() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.search_bin("");
+    let a = qus::arch::find("aarch64").expect("arch");
+    sb.register_raw(&format!(
+        ":rosetta:M::{}:{}:/bin/false:",
+        qus::escape::escape_all(a.magic),
+        qus::escape::escape_all(a.mask)
+    ));
+    assert_eq!(run_aarch64(&sb), "", "the broken handler ran the probe");
+    let out = sb.qus(&["register"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        sb.has_entry("qemu-aarch64"),
+        "qus yielded to a broken handler"
+    );
+    assert_eq!(run_aarch64(&sb), "qus-probe aarch64\n");
+    let e = entry_json(&sb, "qemu-aarch64");
+    let detail = e["detail"].as_str().unwrap_or_default().to_string();
+    assert!(
+        detail.contains("shadows rosetta") && detail.contains("fails the aarch64 probe"),
+        "{e}"
+    );
+    // Stable: the next pass does not withdraw it (qus's own entry, now in
+    // front, does not answer for the other handler).
+    sb.qus_ok(&["register"]);
+    assert!(sb.has_entry("qemu-aarch64"));
+    // The user's choice: keep yielding.
+    sb.search_bin("others = \"yield-always\"\n");
+    sb.qus_ok(&["register"]);
+    assert!(
+        !sb.has_entry("qemu-aarch64"),
+        "yield-always registered qus's"
+    );
+    let e = entry_json(&sb, "qemu-aarch64");
+    assert_eq!(e["state"], "handled-by", "{e}");
+    assert!(
+        e["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("fails the aarch64 probe"),
+        "{e}"
+    );
+}

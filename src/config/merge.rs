@@ -299,16 +299,17 @@ impl Merger {
     }
 }
 
-/// `others = "yield" | "override"`.
+/// `others = "yield" | "yield-always" | "override"`.
 fn others(ctx: &FileCtx, v: Spanned<String>, key: &str) -> Result<Sourced<Others>, ConfigError> {
     let span = v.span();
     let value = match v.get_ref().as_str() {
         "yield" => Others::Yield,
         "override" => Others::Override,
+        "yield-always" => Others::YieldAlways,
         w => {
             return Err(ctx.error(
                 Some(span),
-                format!("{key}: {w:?} must be \"yield\" or \"override\""),
+                format!("{key}: {w:?} must be \"yield\", \"yield-always\" or \"override\""),
             ))
         }
     };

@@ -127,7 +127,7 @@ fn errors_name_file_line_and_reason() {
         ("[nope]\n", 1, "unknown key `nope` (known here: `binfmt`, `qemu`"),
         ("[qemu]\ntakeover = \"yes\"\n", 2, "must be true, false or \"distro\""),
         ("[qemu]\ntakeover = 3\n", 2, "expected true, false or \"distro\""),
-        ("[qemu]\nothers = \"fight\"\n", 2, "must be \"yield\" or \"override\""),
+        ("[qemu]\nothers = \"fight\"\n", 2, "must be \"yield\", \"yield-always\" or \"override\""),
         ("[qemu]\ndebounce_ms = \"x\"\n", 2, "unknown key `debounce_ms`"),
         ("[qemu]\n\ntargets = [\"aarch64\", \"z80\"]\n", 3, "unknown arch \"z80\""),
         ("[qemu]\nflags = \"PQ\"\n", 2, "unknown flag 'Q'"),

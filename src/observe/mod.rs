@@ -172,6 +172,7 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
     };
     warn_unusable(&system.config, &wanted);
     let handlers = handlers(&kernel.entries, &kernel.match_order, kernel.live());
+    let broken_handlers = broken_handlers(&wanted, &handlers, &kernel.entries, &owned);
     let distro = distro::distro_entries(&kernel.entries, &owned, &wanted, &system.roots);
     let (restorable, restore_refused) = restorable(&owned, &dirs);
     Ok(World {
@@ -184,6 +185,7 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
         native,
         wanted,
         handlers,
+        broken_handlers,
         distro,
         restorable,
         restore_refused,
@@ -333,6 +335,50 @@ fn handlers(
     }
     all
 }
+
+/// Per arch qus would yield to another tool's handler (`others =
+/// "yield"` or `"yield-always"`), whether that handler runs the arch's probe: an entry
+/// advertised but not working (Rosetta registered, its runtime not
+/// mounted) would otherwise leave the arch broken. The probe runs through
+/// the handler's interpreter directly, so qus's own entry, once
+/// registered in front of it, does not answer for it.
+fn broken_handlers(
+    wanted: &Wanted,
+    handlers: &std::collections::BTreeMap<String, Vec<String>>,
+    kernel: &KernelEntries,
+    owned: &crate::model::OwnedEntries,
+) -> std::collections::BTreeMap<String, String> {
+    let mut broken = std::collections::BTreeMap::new();
+    for w in &wanted.items {
+        let Some(arch) = &w.arch else { continue };
+        if w.want.is_err() || w.others == crate::model::Others::Override {
+            continue;
+        }
+        let Some(other) = handlers
+            .get(arch)
+            .and_then(|hs| hs.iter().find(|h| **h != w.name && !owned.contains_key(*h)))
+        else {
+            continue;
+        };
+        let (Some(entry), Some(probe)) = (kernel.get(other), probe::find(arch)) else {
+            continue;
+        };
+        let ran = probe::run_through(probe, &entry.spec.interpreter, HANDLER_PROBE_TIMEOUT);
+        if let Some(why) = ran.failure() {
+            broken.insert(
+                arch.clone(),
+                format!(
+                    "{other} ({}) fails the {arch} probe: {why}",
+                    entry.spec.interpreter.display()
+                ),
+            );
+        }
+    }
+    broken
+}
+
+/// How long another tool's handler may take to run a probe.
+const HANDLER_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Which binfmt_misc instance a path reaches from here.
 pub fn instance(root: &Path) -> Instance {
