@@ -158,9 +158,9 @@ pub fn main(args: &[String]) -> ExitCode {
 
 /// qus's common options (its `QUS_*` variables apply), at `-mount`.
 #[derive(Debug, Parser)]
-struct Common {
+pub(super) struct Common {
     #[command(flatten)]
-    common: CommonArgs,
+    pub(super) common: CommonArgs,
 }
 
 fn run(flags: &Flags) -> Result<()> {

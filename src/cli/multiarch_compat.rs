@@ -29,7 +29,6 @@ use clap::Parser;
 use crate::model::Takeover;
 use crate::observe::{self, Request};
 use crate::plan::{Mode, Overrides, State};
-use crate::setup::CommonArgs;
 
 /// Whether these arguments are multiarch's (its first argument decides,
 /// as `register.sh` looks only at `$1`).
@@ -186,17 +185,11 @@ pub fn main(args: &[String]) -> ExitCode {
     }
 }
 
-/// qus's common options (its `QUS_*` variables apply).
-#[derive(Debug, Parser)]
-struct Common {
-    #[command(flatten)]
-    common: CommonArgs,
-}
-
 /// Register every arch this image (or host) has an emulator for; true
 /// when nothing failed.
 fn run(asked: &Asked) -> Result<bool> {
-    let common = Common::try_parse_from(["qus"])?.common;
+    // qus's common options: from its QUS_* variables only, as in the image.
+    let common = super::binfmt_compat::Common::try_parse_from(["qus"])?.common;
     let system = common.system()?;
     if system
         .binfmt
@@ -225,18 +218,34 @@ fn run(asked: &Asked) -> Result<bool> {
         restore: Default::default(),
     };
     let pass = crate::engine::run(&system, &request, Mode::reconcile(takeover))?;
+    let (ok, registered) = report(&pass);
+    if asked.reset {
+        say_what_reset_kept(&system, &registered)?;
+    }
+    if registered.is_empty() {
+        let dirs: Vec<String> = (system.config.search_path.value.iter())
+            .map(|p| p.display().to_string())
+            .collect();
+        bail!(
+            "no emulator registered: none found on the search path ({})",
+            dirs.join(", ")
+        );
+    }
+    Ok(ok)
+}
+
+/// `qemu-binfmt-conf.sh`'s "Setting … as binfmt interpreter for …" line
+/// per arch registered (stdout), the failures on stderr; whether none
+/// failed, and the entries registered.
+fn report(pass: &crate::engine::Pass) -> (bool, BTreeSet<String>) {
     let mut ok = true;
     let mut registered = BTreeSet::new();
     for item in &pass.plan.items {
         let (Some(arch), Some(spec)) = (&item.arch, &item.wanted) else {
             continue;
         };
-        if let Some((_, why)) = pass
-            .outcome
-            .failed
-            .iter()
-            .find(|(a, _)| a.entry() == item.name)
-        {
+        let failed = (pass.outcome.failed.iter()).find(|(a, _)| a.entry() == item.name);
+        if let Some((_, why)) = failed {
             eprintln!("qus: {}: {why}", item.name);
             ok = false;
             continue;
@@ -260,35 +269,27 @@ fn run(asked: &Asked) -> Result<bool> {
             _ => {}
         }
     }
-    if asked.reset {
-        // What multiarch's --reset would also have removed.
-        let after = observe::observe(&system, &Request::default())?;
-        for name in after.kernel.keys() {
-            if name.starts_with("qemu-")
-                && !registered.contains(name)
-                && !after.owned.contains_key(name)
-            {
-                eprintln!(
-                    "qus: left {name} in place: another tool's, for an arch this image has no \
-                     emulator for (multiarch's --reset would have removed it)"
-                );
-            }
+    (ok, registered)
+}
+
+/// What multiarch's `--reset` would also have removed, and qus kept.
+fn say_what_reset_kept(
+    system: &crate::observe::System,
+    registered: &BTreeSet<String>,
+) -> Result<()> {
+    let after = observe::observe(system, &Request::default())?;
+    for name in after.kernel.keys() {
+        if name.starts_with("qemu-")
+            && !registered.contains(name)
+            && !after.owned.contains_key(name)
+        {
+            eprintln!(
+                "qus: left {name} in place: another tool's, for an arch this image has no \
+                 emulator for (multiarch's --reset would have removed it)"
+            );
         }
     }
-    if registered.is_empty() {
-        bail!(
-            "no emulator registered: none found on the search path ({})",
-            system
-                .config
-                .search_path
-                .value
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    Ok(ok)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -30,18 +30,8 @@ id "$user" >/dev/null 2>&1 || die "no user $user: run tests/rootless/setup.sh fi
 
 uid=$(id -u "$user")
 home=$(getent passwd "$user" | cut -d: -f6)
-as_user() {
-    (cd / && setpriv --reuid="$uid" --regid="$uid" --init-groups \
-        env -i HOME="$home" USER="$user" LOGNAME="$user" \
-        XDG_RUNTIME_DIR="/run/user/$uid" PATH="/usr/local/bin:/usr/bin:/bin" "$@")
-}
-host_listing() {
-    if mountpoint -q /proc/sys/fs/binfmt_misc; then
-        for f in /proc/sys/fs/binfmt_misc/*; do echo "== $f"; cat "$f" 2>/dev/null; done
-    else
-        echo "not mounted"
-    fi
-}
+# shellcheck source=tests/rootless/lib.sh
+. tests/rootless/lib.sh
 before=$(host_listing)
 
 # The registry: loopback only, its own storage, gone at the end.

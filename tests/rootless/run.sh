@@ -42,20 +42,9 @@ for a in arm64 s390x; do
 done
 chmod -R a+rX "$bin"
 
-# As the user, in a login-like environment, nothing inherited from root.
-as_user() {
-    (cd "$bin" && setpriv --reuid="$uid" --regid="$uid" --init-groups \
-        env -i HOME="$home" USER="$user" LOGNAME="$user" \
-        XDG_RUNTIME_DIR="/run/user/$uid" PATH="$bin:/usr/local/bin:/usr/bin:/bin" "$@")
-}
-
-host_listing() {
-    if mountpoint -q /proc/sys/fs/binfmt_misc; then
-        for f in /proc/sys/fs/binfmt_misc/*; do echo "== $f"; cat "$f" 2>/dev/null; done
-    else
-        echo "not mounted"
-    fi
-}
+# shellcheck source=tests/rootless/lib.sh
+. tests/rootless/lib.sh
+as_user_dir=$bin as_user_path=$bin
 before=$(host_listing)
 
 # A clean start: no podman namespace left from an earlier run, no records.
