@@ -160,7 +160,9 @@ m=$(as_user podman run --rm --arch arm64 localhost/qus-arm64 /bin/uname -m 2>&1)
 
 # The Action with image: (QUS_IMAGE), podman as its engine: registers
 # with the image's qus and runs the image's qus test.
-act=$(mktemp -d); mkdir -p "$act/dist/ci" "$act/packaging/qemu"
+# (Under /tmp itself: the caller's TMPDIR may be a directory only root
+# can enter, as the packaging test's is.)
+act=$(mktemp -d /tmp/qus-action.XXXXXX); chmod 0755 "$act"; mkdir -p "$act/dist/ci" "$act/packaging/qemu"
 cp dist/ci/setup-qus.sh "$act/dist/ci/"; cp packaging/qemu/channel.sh "$act/packaging/qemu/"; cp Cargo.toml "$act/"
 chmod -R a+rX "$act"
 t=$(date +%s%N)
