@@ -385,28 +385,14 @@ fn status_json(world: &crate::model::World, root: &std::path::Path) -> Result<St
     Ok(serde_json::to_string_pretty(&out)?)
 }
 
-/// Shell-style `*` and `?` over an entry name (what `filepath.Glob` does
-/// for a name without `/` or character classes).
+/// Whether an entry name matches a `-uninstall` glob, as Go's
+/// `filepath.Match` (tonistiigi's) does: `*`, `?` and `[…]`. A malformed
+/// pattern matches only itself.
 fn glob(pattern: &str, name: &str) -> bool {
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ni;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ni = mark;
-        } else {
-            return false;
-        }
+    match glob::Pattern::new(pattern) {
+        Ok(p) => p.matches(name),
+        Err(_) => pattern == name,
     }
-    p[pi..].iter().all(|c| *c == '*')
 }
 
 #[cfg(test)]
@@ -448,5 +434,7 @@ mod tests {
         assert!(!glob("qemu-*", "python3.11"));
         assert!(glob("*", "x"));
         assert!(!glob("qemu-arm", "qemu-armeb"));
+        assert!(glob("qemu-[ab]*", "qemu-aarch64"));
+        assert!(glob("qemu-[", "qemu-["));
     }
 }
