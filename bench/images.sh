@@ -22,7 +22,7 @@ echo "| tag | platform | emulators | raw MB | compressed MB |"
 echo "|---|---|---|---|---|"
 for tag in latest binfmt gzip full; do
     idx=$(ref "$tag")
-    [ -n "$idx" ] || continue
+    [ -n "$idx" ] || { echo "images: the layout at $layout has no tag $tag: make images" >&2; exit 1; }
     for m in $(blob "$idx" | jq -r '.manifests[].digest'); do
         plat=$(blob "$idx" | jq -r --arg m "$m" '.manifests[] | select(.digest == $m) | .platform | "linux/" + .architecture + (if .variant then "/" + .variant else "" end)')
         raw=0 comp=0 n=0
@@ -50,5 +50,6 @@ if [ "$(id -u)" = 0 ]; then
                       /^action-image / { printf "| setup-qus.sh with QUS_IMAGE to qus test passing | | %s |\n", $2 }'
     echo "$out" | grep -q '^registry: [0-9]* passed, 0 failed$' || { echo "$out" | grep FAIL; exit 1; }
 else
-    echo "(pull times: run as root, which tests/container/registry.sh needs)"
+    echo "images: the pull times need root (tests/container/registry.sh runs podman as another user): sudo $0" >&2
+    exit 1
 fi
