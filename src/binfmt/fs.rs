@@ -40,6 +40,35 @@ fn explain_mount_error(e: io::Error) -> io::Error {
 /// `BINFMTFS_MAGIC` from `<linux/magic.h>`: tells a real mount from an empty dir.
 const BINFMTFS_MAGIC: i64 = 0x4249_4e4d;
 
+/// `AUTOFS_SUPER_MAGIC`: an automount point that has not mounted (yet).
+const AUTOFS_SUPER_MAGIC: i64 = 0x0187;
+
+/// What the directory binfmt_misc should be reached through is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountPoint {
+    /// A binfmt_misc instance (mounted, or an automount that fired).
+    Binfmt,
+    /// An autofs mount that stayed untriggered: its mount unit failed.
+    /// Mounting over it would hide what a later trigger mounts, which is
+    /// how registrations made from containers were lost on hosts with
+    /// systemd's automount (tonistiigi/binfmt#288, amazon-eks-ami#2789).
+    Automount,
+    /// Anything else: a plain directory (qus may mount there when empty).
+    Other,
+    /// Not there at all.
+    Missing,
+}
+
+impl MountPoint {
+    fn from_fs_type(f_type: i64) -> MountPoint {
+        match f_type {
+            BINFMTFS_MAGIC => MountPoint::Binfmt,
+            AUTOFS_SUPER_MAGIC => MountPoint::Automount,
+            _ => MountPoint::Other,
+        }
+    }
+}
+
 /// One binfmt_misc instance, reached through the directory it is mounted on.
 #[derive(Debug, Clone)]
 pub struct BinfmtMisc {
@@ -67,14 +96,20 @@ impl BinfmtMisc {
 
     /// Is a binfmt_misc file system mounted at the root?
     pub fn is_mounted(&self) -> bool {
-        // Touching a file below the root fires systemd's
-        // proc-sys-fs-binfmt_misc.automount, if there is one.
+        self.mount_point() == MountPoint::Binfmt
+    }
+
+    /// What the root is, after touching a file below it: that fires
+    /// systemd's `proc-sys-fs-binfmt_misc.automount`, if there is one, so
+    /// an automount point reads as the binfmt_misc it mounts.
+    pub fn mount_point(&self) -> MountPoint {
         let _ = fs::metadata(self.root.join("status"));
         // f_type's C type differs between architectures; compare as i64.
         #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
-        rustix::fs::statfs(&self.root)
-            .map(|s| s.f_type as i64 == BINFMTFS_MAGIC)
-            .unwrap_or(false)
+        match rustix::fs::statfs(&self.root) {
+            Ok(s) => MountPoint::from_fs_type(s.f_type as i64),
+            Err(_) => MountPoint::Missing,
+        }
     }
 
     /// Mount binfmt_misc at the root. Since Linux 6.7 a mount made in a
@@ -83,6 +118,14 @@ impl BinfmtMisc {
     /// Only on an empty directory: a mount over files would hide them
     /// (the kernel's own `/proc/sys/fs/binfmt_misc` is always empty).
     pub fn mount(&self) -> io::Result<()> {
+        if self.mount_point() == MountPoint::Automount {
+            return Err(io::Error::other(
+                "it is an automount point that did not mount binfmt_misc when touched \
+                 (systemd's proc-sys-fs-binfmt_misc.automount: see `systemctl status \
+                 proc-sys-fs-binfmt_misc.mount`); qus does not mount over it, which would \
+                 hide the entries of every later trigger",
+            ));
+        }
         fs::create_dir_all(&self.root)?;
         if fs::read_dir(&self.root)?.next().is_some() {
             return Err(io::Error::new(
@@ -247,4 +290,28 @@ fn write_all_once(file: &mut fs::File, path: &Path, text: &str) -> io::Result<()
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_system_types_tell_binfmt_from_an_untriggered_automount() {
+        assert_eq!(MountPoint::from_fs_type(0x4249_4e4d), MountPoint::Binfmt);
+        assert_eq!(MountPoint::from_fs_type(0x0187), MountPoint::Automount);
+        // tmpfs, ext4, proc: a directory qus may mount on when it is empty.
+        for t in [0x0102_1994, 0xef53, 0x9fa0] {
+            assert_eq!(MountPoint::from_fs_type(t), MountPoint::Other);
+        }
+    }
+
+    #[test]
+    fn a_plain_directory_is_other_and_a_missing_one_missing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(BinfmtMisc::new(dir.path()).mount_point(), MountPoint::Other);
+        let gone = BinfmtMisc::new(dir.path().join("none"));
+        assert_eq!(gone.mount_point(), MountPoint::Missing);
+        assert!(!gone.is_mounted());
+    }
 }
