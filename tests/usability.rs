@@ -639,6 +639,29 @@ fn arches_columns_hold_and_flag_errors_say_it_once() {
     assert_eq!(err.matches("P, O, C, F").count(), 1, "{err}");
 }
 
+/// Options given through `QUS_*` are not shown as if they had to be
+/// typed: clap puts every option that has a value in an error's usage
+/// line, environment included.
+#[test]
+fn usage_lines_leave_out_what_the_environment_gave() {
+    for (args, usage) in [
+        (&["which"][..], "Usage: qus which <FILE>"),
+        (&["enable"], "Usage: qus enable <ARCH>..."),
+        (&["run"], "Usage: qus run <CMD>..."),
+    ] {
+        let out = Command::new(qus_bin())
+            .args(args)
+            .env("QUS_STATE_DIR", "/nonexistent/state")
+            .env("QUS_CONFIG_DIRS", "/nonexistent/etc")
+            .env("QUS_BINFMT_MISC", "/nonexistent/binfmt")
+            .output()
+            .expect("run qus");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "qus {args:?}: {err}");
+        assert_eq!(line_starting(&err, "Usage: "), usage, "qus {args:?}: {err}");
+    }
+}
+
 /// `qus run` works for root: the id maps of its namespace (0-65535) are
 /// written from outside, as only the parent namespace may; without a
 /// login session's runtime dir it uses `/run/user/0` (an empty

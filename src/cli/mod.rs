@@ -160,8 +160,9 @@ pub fn main() -> ExitCode {
                 }
             }
             // clap: 0 for --help/--version, 2 for usage errors.
-            let _ = e.print();
-            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+            let code = u8::try_from(e.exit_code()).unwrap_or(2);
+            let _ = without_env_in_usage(e).print();
+            return ExitCode::from(code);
         }
     };
     let default_level = match cli.command {
@@ -181,6 +182,25 @@ pub fn main() -> ExitCode {
             print_error(&e);
             ExitCode::from(1)
         }
+    }
+}
+
+/// A usage error as clap would give it without the `QUS_*` variables.
+/// clap lists options that got their value from the environment in the
+/// usage line of an error, as if the user had to type them ("Usage: qus
+/// which --config-dir <DIR> --state-dir <DIR> <FILE>"); parsing again
+/// with every `env` dropped gives the same error with the plain usage.
+fn without_env_in_usage(e: clap::Error) -> clap::Error {
+    use clap::CommandFactory;
+    if e.exit_code() != 2 {
+        return e;
+    }
+    fn drop_env(cmd: clap::Command) -> clap::Command {
+        cmd.mut_args(|a| a.env(None)).mut_subcommands(drop_env)
+    }
+    match drop_env(Cli::command()).try_get_matches_from(std::env::args_os()) {
+        Err(plain) if plain.kind() == e.kind() => plain,
+        _ => e,
     }
 }
 
