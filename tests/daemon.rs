@@ -113,6 +113,42 @@ fn emulators_appearing_are_registered_once_and_only_when_complete() {
     assert_eq!(d.count("removed"), 0);
 }
 
+/// `install` (and package managers) write the file, close it, then chmod
+/// it: between the close and the chmod the file is complete but not
+/// executable, and a pass then refused it with a WARN. It waits for its
+/// mode instead.
+#[test]
+fn an_emulator_closed_before_its_chmod_waits_for_its_mode() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let sb = Sandbox::new();
+    sb.search_bin("");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    let target = sb.bin().join("qemu-riscv64-static");
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&target)
+        .expect("create 0600");
+    f.write_all(&fs::read(require_qemu("riscv64")).expect("read"))
+        .expect("write");
+    drop(f);
+    wait_for(WAIT, "qusd to wait for riscv64's mode", || {
+        d.count("qemu-riscv64-static written without execute permission; waiting for its chmod")
+            == 1
+    });
+    // A pass meanwhile (another emulator arrives) leaves riscv64 alone.
+    let s390x = stage(&sb, "s390x", "s390x.tmp");
+    fs::rename(&s390x, sb.bin().join("qemu-s390x-static")).expect("rename");
+    wait_for(WAIT, "s390x registered", || sb.has_entry("qemu-s390x"));
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).expect("chmod");
+    wait_for(WAIT, "riscv64 registered", || sb.has_entry("qemu-riscv64"));
+    assert_eq!(run_probe(&sb, "riscv64"), "qus-probe riscv64\n");
+    assert_eq!(d.count("not executable"), 0, "{}", d.log_text());
+    assert_eq!(d.count("registered qemu-riscv64 "), 1, "{}", d.log_text());
+}
+
 #[test]
 fn upgraded_emulator_under_f_is_replaced_so_the_new_file_runs() {
     let sb = Sandbox::new();

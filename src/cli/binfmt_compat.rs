@@ -264,8 +264,7 @@ fn install(system: &crate::observe::System, list: &str) -> Result<()> {
             targets: Some(arches.clone()),
             flags: Some(parsed),
         },
-        native: None,
-        restore: Default::default(),
+        ..Request::default()
     };
     let mode = Mode::Reconcile {
         takeover: Takeover::All,

@@ -214,8 +214,7 @@ fn run(asked: &Asked) -> Result<bool> {
             targets: None,
             flags: Some(flags),
         },
-        native: None,
-        restore: Default::default(),
+        ..Request::default()
     };
     let pass = crate::engine::run(&system, &request, Mode::reconcile(takeover))?;
     let (ok, registered) = report(&pass);

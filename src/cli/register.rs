@@ -54,8 +54,7 @@ pub fn run(common: &CommonArgs, args: &RegisterArgs) -> Result<ExitCode> {
             targets: (named || all).then(|| arches.clone()),
             flags: args.flags,
         },
-        native: None,
-        restore: Default::default(),
+        ..Request::default()
     };
     let mode = Mode::Reconcile {
         takeover: system.config.takeover.value,

@@ -53,6 +53,7 @@ impl Job {
         let request = Request {
             native: self.native.clone(),
             restore: self.restore.clone(),
+            holds: self.holds.clone(),
             ..Request::default()
         };
         let mode = Mode::Reconcile {

@@ -131,6 +131,11 @@ pub struct WatchSet {
     /// CLOSE_WRITE), with the time of the last write seen: their entries
     /// wait, but never forever (see [`WatchSet::expire`]).
     in_progress: HashMap<OsString, Instant>,
+    /// Of those, the ones closed without any execute bit: `install` (and
+    /// package managers) write a file, close it, then chmod it, and a pass
+    /// between the close and the chmod would refuse it as not executable.
+    /// They wait for their ATTRIB (or the quiet spell) instead.
+    awaiting_mode: HashSet<OsString>,
 }
 
 impl WatchSet {
@@ -140,6 +145,7 @@ impl WatchSet {
             roles: HashMap::new(),
             emulator_names: HashSet::new(),
             in_progress: HashMap::new(),
+            awaiting_mode: HashSet::new(),
         }
     }
 
@@ -166,7 +172,14 @@ impl WatchSet {
         let before = self.in_progress.len();
         self.in_progress.retain(|name, last| {
             let keep = now < *last + quiet;
-            if !keep {
+            if !keep && self.awaiting_mode.remove(name) {
+                tracing::warn!(
+                    "{}: written without execute permission and no chmod for {:.1} s; \
+                     treating it as complete",
+                    name.to_string_lossy(),
+                    quiet.as_secs_f64()
+                );
+            } else if !keep {
                 tracing::warn!(
                     "{}: no write for {:.1} s and no close seen; treating it as complete",
                     name.to_string_lossy(),
@@ -339,12 +352,25 @@ impl WatchSet {
             }
         } else if m.contains(EventMask::MODIFY) {
             self.in_progress.insert(name.clone(), Instant::now());
+            self.awaiting_mode.remove(name.as_os_str());
+        } else if m.contains(EventMask::CLOSE_WRITE) && lacks_execute_bits(&dir.join(name)) {
+            tracing::info!(
+                "{} written without execute permission; waiting for its chmod",
+                name.to_string_lossy()
+            );
+            self.in_progress.insert(name.clone(), Instant::now());
+            self.awaiting_mode.insert(name.clone());
         } else if m.intersects(
             EventMask::CLOSE_WRITE
                 | EventMask::MOVED_TO
                 | EventMask::MOVED_FROM
                 | EventMask::DELETE,
         ) {
+            self.in_progress.remove(name.as_os_str());
+            self.awaiting_mode.remove(name.as_os_str());
+            t.files = true;
+        } else if m.contains(EventMask::ATTRIB) && self.awaiting_mode.remove(name.as_os_str()) {
+            // The chmod after the close: complete now.
             self.in_progress.remove(name.as_os_str());
             t.files = true;
         } else if m.contains(EventMask::ATTRIB) && !self.in_progress.contains_key(name) {
@@ -408,6 +434,12 @@ fn created_kind(path: &Path) -> Created {
         // Gone already: whatever happens next has its own event.
         Err(_) => Created::Other,
     }
+}
+
+/// A regular file with no execute bit at all (one being installed, whose
+/// mode comes after its close).
+fn lacks_execute_bits(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.mode() & 0o111 == 0)
 }
 
 /// The nearest existing ancestor of `dir` and the child name leading to it.

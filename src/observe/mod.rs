@@ -6,6 +6,7 @@
 //! inputs. What the facts mean for each entry is decided by the pure
 //! `plan::want`; observe only asks it which emulators are worth a look.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
@@ -65,6 +66,9 @@ pub struct Request {
     /// Other tools' entries to put back first, exactly as they were (the
     /// daemon's flush guard, `guard.others = true`).
     pub restore: KernelEntries,
+    /// Entries whose emulator is still being written (the daemon holds
+    /// them): what is wrong with a file half-way in is not worth a warning.
+    pub holds: BTreeSet<String>,
 }
 
 /// The kernel's side: binfmt_misc's state and entries.
@@ -170,7 +174,7 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
     let wanted = Wanted {
         items: arch_wants.into_iter().flatten().chain(custom).collect(),
     };
-    warn_unusable(&system.config, &wanted);
+    warn_unusable(&system.config, &wanted, &request.holds);
     let handlers = handlers(&kernel.entries, &kernel.match_order, kernel.live());
     let broken_handlers = broken_handlers(&wanted, &handlers, &kernel.entries, &owned);
     let distro = distro::distro_entries(&kernel.entries, &owned, &wanted, &system.roots);
@@ -256,8 +260,8 @@ fn custom_wants(
 
 /// Say why an entry that should work cannot: a configured interpreter
 /// that is missing, or an emulator the safety rules refuse.
-fn warn_unusable(config: &Config, wanted: &Wanted) {
-    for want in &wanted.items {
+fn warn_unusable(config: &Config, wanted: &Wanted, holds: &BTreeSet<String>) {
+    for want in wanted.items.iter().filter(|w| !holds.contains(&w.name)) {
         let configured = match &want.arch {
             Some(a) => config.arch.get(a).is_some_and(|o| o.interpreter.is_some()),
             None => true,
