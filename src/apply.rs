@@ -19,6 +19,9 @@ pub struct Applied {
     pub failed: Vec<(Action, String)>,
     /// Did the ownership records change?
     pub records_changed: bool,
+    /// Entries that failed because their interpreter is open for writing
+    /// (ETXTBSY under `F`): worth trying again once the writer closes.
+    pub busy: Vec<String>,
 }
 
 /// Apply `actions` (in the order given: `Plan::actions` orders them) to
@@ -41,6 +44,9 @@ pub fn apply(actions: Vec<Action>, binfmt: &BinfmtMisc, owned: &mut OwnedEntries
                     "{}: failed: {e}",
                     action.describe()
                 );
+                if e.raw_os_error() == Some(libc::ETXTBSY) {
+                    applier.out.busy.push(action.entry().to_string());
+                }
                 applier.out.failed.push((action, e.to_string()));
             }
         }
@@ -60,6 +66,7 @@ impl Applied {
         failed.append(&mut self.failed);
         self.failed = failed;
         self.records_changed |= earlier.records_changed;
+        self.busy.extend(earlier.busy);
         self
     }
 }

@@ -111,6 +111,9 @@ struct Daemon {
     others_last: (KernelEntries, bool),
     /// How long to wait before retrying after failed passes in a row.
     backoff: Option<Duration>,
+    /// How long to wait before trying again entries whose interpreter was
+    /// open for writing (see [`rules::busy_retry`]).
+    busy_retry: Option<Duration>,
     /// Held for qusd's whole life: one qusd per state dir.
     _instance: Option<std::fs::File>,
 }
@@ -236,6 +239,7 @@ impl Daemon {
             native: None,
             repairs: RepairCounter::default(),
             backoff: None,
+            busy_retry: None,
             others_last: (KernelEntries::new(), false),
             _instance: instance,
         };
@@ -494,7 +498,8 @@ impl Daemon {
     }
 
     /// A pass ended: remember what it left, re-arm, publish, tell systemd.
-    /// Returns when to retry, if the pass failed (see [`rules::backoff`]).
+    /// Returns when to retry, if the pass failed (see [`rules::backoff`])
+    /// or left an interpreter busy (see [`rules::busy_retry`]).
     fn finish(
         &mut self,
         done: Result<Ended, oneshot::error::RecvError>,
@@ -510,7 +515,16 @@ impl Daemon {
                 repairs,
                 others,
                 owns_any,
+                busy,
             }) => {
+                if self.busy_retry.is_none() && !busy.is_empty() {
+                    tracing::info!(
+                        "{}: interpreter open for writing (text file busy); trying again \
+                         until its writer closes it",
+                        busy.join(", ")
+                    );
+                }
+                self.busy_retry = rules::busy_retry(self.busy_retry, !busy.is_empty());
                 self.others_last = (others, owns_any);
                 self.last_kernel = Some(kernel_after);
                 if let Some(native) = native {
@@ -542,6 +556,6 @@ impl Daemon {
         self.arm();
         self.publish();
         self.announce(announce);
-        self.backoff
+        self.backoff.or(self.busy_retry)
     }
 }

@@ -44,6 +44,8 @@ pub enum Ended {
         others: KernelEntries,
         /// Did qus own any entry after the pass?
         owns_any: bool,
+        /// Entries whose interpreter was open for writing (ETXTBSY).
+        busy: Vec<String>,
     },
     Failed(String),
 }
@@ -82,6 +84,7 @@ impl Job {
                         .1
                         .keys()
                         .any(|n| pass.owned_after.contains_key(n)),
+                    busy: pass.outcome.busy.clone(),
                     kernel_after: pass.kernel_after,
                     status,
                 }

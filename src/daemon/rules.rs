@@ -190,6 +190,17 @@ pub fn backoff(previous: Option<Duration>, failed: bool) -> Option<Duration> {
     failed.then(|| previous.map_or(FIRST_RETRY, |b| (b * 2).min(LONGEST_RETRY)))
 }
 
+/// The wait before trying again an entry whose interpreter was open for
+/// writing (ETXTBSY): the writer's close is not always seen (an
+/// `O_TMPFILE` linked in reports none), so qusd looks again, soon at
+/// first and then every [`LONGEST_BUSY_RETRY`] while it stays busy.
+pub fn busy_retry(previous: Option<Duration>, busy: bool) -> Option<Duration> {
+    busy.then(|| previous.map_or(FIRST_BUSY_RETRY, |b| (b * 2).min(LONGEST_BUSY_RETRY)))
+}
+
+const FIRST_BUSY_RETRY: Duration = Duration::from_millis(250);
+const LONGEST_BUSY_RETRY: Duration = Duration::from_secs(4);
+
 /// Is this batch only the echo of qusd's own writes? Only binfmt_misc
 /// changed, and it holds exactly what the last pass left (global switch
 /// and entries, compared the way the kernel shows them). Then it costs no

@@ -221,6 +221,18 @@ fn failed_passes_back_off_doubling_to_a_minute() {
 }
 
 #[test]
+fn busy_interpreters_are_tried_again_soon_then_every_few_seconds() {
+    let mut b = None;
+    let mut waits = Vec::new();
+    for _ in 0..7 {
+        b = busy_retry(b, true);
+        waits.push(b.expect("busy").as_millis());
+    }
+    assert_eq!(waits, [250, 500, 1000, 2000, 4000, 4000, 4000]);
+    assert_eq!(busy_retry(b, false), None, "registered: no more retries");
+}
+
+#[test]
 fn only_an_unchanged_kernel_after_kernel_events_is_an_echo() {
     let last = (true, entries(&["qemu-aarch64"]));
     let same = (true, entries(&["qemu-aarch64"]));
