@@ -381,6 +381,17 @@ pub struct DaemonStatus {
     pub status: String,
 }
 
+/// Whether the qusd behind a published status still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Its pid runs, and it is the same process.
+    Running,
+    /// Its pid is not visible here, but it holds the state dir's claim
+    /// (it runs in another pid namespace).
+    RunningElsewhere,
+    Gone,
+}
+
 /// Native verdicts hold for one boot of one kernel (ia32_emulation and
 /// friends do not change while it runs), so they are cached under the boot
 /// id and the host's machine name: a re-run costs no probe executions.
@@ -388,6 +399,21 @@ pub struct DaemonStatus {
 struct NativeCache {
     key: String,
     verdicts: NativeVerdicts,
+}
+
+/// This process as `/proc` shows it: its pid there and its start time.
+/// In a pid namespace with another namespace's `/proc` (a container
+/// started without its own), `getpid()` names some other process of that
+/// `/proc`; `/proc/self` names this one. `(getpid(), 0)` when `/proc`
+/// does not show this process at all.
+pub fn own_process() -> (u32, u64) {
+    let shown = fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str()?.parse::<u32>().ok());
+    match shown.and_then(|pid| Some((pid, process_start_time(pid)?))) {
+        Some(seen) => seen,
+        None => (std::process::id(), 0),
+    }
 }
 
 /// The start time of a process, in clock ticks since boot.
@@ -405,6 +431,27 @@ impl StateDir {
         let text =
             serde_json::to_string(st).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         self.write_unsynced(DAEMON_FILE, text.as_bytes())
+    }
+
+    /// Is the qusd that published `st` alive? Its pid is checked with its
+    /// start time (a reused pid is not qusd); a qusd in another pid
+    /// namespace (a container's, with the host's `/proc` here) publishes a
+    /// pid this `/proc` does not show, so then the claim on `qusd.pid`
+    /// decides: a qusd holds its lock for as long as it runs.
+    pub fn daemon_alive(&self, st: &DaemonStatus) -> Liveness {
+        if process_start_time(st.pid) == Some(st.start_time) {
+            return Liveness::Running;
+        }
+        let claimed = OpenOptions::new()
+            .read(true)
+            .custom_flags(nofollow() | libc::O_NONBLOCK)
+            .open(self.dir.join(PID_FILE))
+            .is_ok_and(|f| matches!(f.try_lock_shared(), Err(fs::TryLockError::WouldBlock)));
+        if claimed {
+            Liveness::RunningElsewhere
+        } else {
+            Liveness::Gone
+        }
     }
 
     /// The published daemon status, if any.
@@ -489,7 +536,7 @@ impl StateDir {
             Err(fs::TryLockError::Error(e)) => return Err(with_path(e, &path)),
         }
         file.set_len(0).map_err(|e| with_path(e, &path))?;
-        io::Write::write_all(&mut file, format!("{}\n", std::process::id()).as_bytes())
+        io::Write::write_all(&mut file, format!("{}\n", own_process().0).as_bytes())
             .map_err(|e| with_path(e, &path))?;
         Ok(Some(file))
     }

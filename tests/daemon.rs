@@ -626,6 +626,62 @@ fn sigterm_stops_cleanly_and_keeps_entries_by_default() {
     assert_eq!(sb.qus(&["status", "--daemon"]).status.code(), Some(1));
 }
 
+/// qusd in a pid namespace of its own: with its parent's `/proc` (a
+/// container started without one) it publishes the pid that `/proc` shows,
+/// not its `getpid()`; with a `/proc` of its own, the pid it publishes
+/// means nothing here, and `status --daemon` goes by its claim on the
+/// state dir. Both say it runs, and neither once it stopped.
+#[test]
+fn status_daemon_sees_a_qusd_in_another_pid_namespace() {
+    use std::process::Stdio;
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.search_bin("");
+    let mut n = NotifySocket::new(sb.path());
+    for (own_proc, expect) in [
+        (false, "is ready: 1 registered"),
+        (true, "in its own pid namespace) is ready: 1 registered"),
+    ] {
+        n.skip_pending();
+        let log =
+            fs::File::create(sb.path().join(format!("qusd-pidns-{own_proc}.log"))).expect("log");
+        let mut c = sb.command("unshare");
+        c.args(["--pid", "--fork", "--kill-child"]);
+        if own_proc {
+            c.arg("--mount-proc");
+        }
+        c.arg(common::qusd_bin())
+            .arg("--binfmt-misc")
+            .arg(sb.binfmt())
+            .arg("--state-dir")
+            .arg(sb.state())
+            .arg("--config-dir")
+            .arg(sb.etc())
+            .args(["--host-arch", "x86_64"])
+            .env("NOTIFY_SOCKET", &n.path)
+            .stdout(Stdio::null())
+            .stderr(log);
+        let mut child = c.spawn().expect("spawn unshare --pid qusd");
+        n.wait(WAIT, "READY=1", |m| m.contains("READY=1"));
+        let out = sb.qus(&["status", "--daemon"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        assert!(text.contains(expect), "{text}");
+        if !own_proc {
+            // The pid said is qusd's as this /proc shows it.
+            let pid = text.split_whitespace().nth(1).expect("pid");
+            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            assert_eq!(comm.trim(), "qusd", "{text}");
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        // unshare's --kill-child takes qusd (and its lock) with it.
+        wait_for(WAIT, "status --daemon to say qusd is gone", || {
+            sb.qus(&["status", "--daemon"]).status.code() == Some(1)
+        });
+    }
+}
+
 #[test]
 fn sigint_with_unregister_on_stop_removes_owned_entries_only() {
     let sb = Sandbox::new();

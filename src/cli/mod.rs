@@ -127,8 +127,9 @@ pub(crate) fn exit_status(failed: bool) -> ExitCode {
 /// "qusd (pid N) is running for this state dir", when a ready qusd is: it
 /// will put its configuration back over what a one-off command changes.
 pub(crate) fn daemon_note(common: &CommonArgs) -> Option<String> {
-    let st = crate::state::StateDir::new(common.state_dir()).read_daemon_status()?;
-    (st.ready && crate::state::process_start_time(st.pid) == Some(st.start_time))
+    let state = crate::state::StateDir::new(common.state_dir());
+    let st = state.read_daemon_status()?;
+    (st.ready && state.daemon_alive(&st) != crate::state::Liveness::Gone)
         .then(|| format!("qusd (pid {}) is running for this state dir and", st.pid))
 }
 

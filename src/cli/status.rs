@@ -9,7 +9,7 @@ use super::report;
 use super::CommonArgs;
 use crate::engine;
 use crate::observe::Request;
-use crate::state::{process_start_time, StateDir};
+use crate::state::{Liveness, StateDir};
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -37,8 +37,15 @@ pub fn run(common: &CommonArgs, args: &StatusArgs) -> Result<ExitCode> {
     if args.daemon {
         let state = StateDir::new(common.state_dir());
         return Ok(match state.read_daemon_status() {
-            Some(st) if st.ready && process_start_time(st.pid) == Some(st.start_time) => {
+            Some(st) if st.ready && state.daemon_alive(&st) == Liveness::Running => {
                 println!("qusd {} is ready: {}", st.pid, st.status);
+                ExitCode::SUCCESS
+            }
+            Some(st) if st.ready && state.daemon_alive(&st) == Liveness::RunningElsewhere => {
+                println!(
+                    "qusd (pid {} in its own pid namespace) is ready: {}",
+                    st.pid, st.status
+                );
                 ExitCode::SUCCESS
             }
             Some(st) => {

@@ -17,7 +17,9 @@ impl Daemon {
             tracing::info!("stopping the running pass and its probes");
             crate::probe::kill_running();
         }
-        self.system.state.clear_daemon_status(std::process::id());
+        self.system
+            .state
+            .clear_daemon_status(crate::state::own_process().0);
         if self.system.config.unregister_on_stop.value && !pass_running {
             self.unregister_all();
         } else {
@@ -49,10 +51,10 @@ impl Daemon {
     /// Publish readiness and status for `qus status --daemon` (before
     /// READY=1: whoever reacts to it may ask at once).
     pub(super) fn publish(&self) {
-        let pid = std::process::id();
+        let (pid, start_time) = crate::state::own_process();
         let st = DaemonStatus {
             pid,
-            start_time: crate::state::process_start_time(pid).unwrap_or(0),
+            start_time,
             ready: true,
             status: self.status.clone(),
         };
