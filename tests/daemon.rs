@@ -645,20 +645,13 @@ fn status_daemon_sees_a_qusd_in_another_pid_namespace() {
         n.skip_pending();
         let log =
             fs::File::create(sb.path().join(format!("qusd-pidns-{own_proc}.log"))).expect("log");
-        let mut c = sb.command("unshare");
-        c.args(["--pid", "--fork", "--kill-child"]);
-        if own_proc {
-            c.arg("--mount-proc");
-        }
-        c.arg(common::qusd_bin())
-            .arg("--binfmt-misc")
-            .arg(sb.binfmt())
-            .arg("--state-dir")
-            .arg(sb.state())
-            .arg("--config-dir")
-            .arg(sb.etc())
-            .args(["--host-arch", "x86_64"])
-            .env("NOTIFY_SOCKET", &n.path)
+        let unshare: &[&str] = if own_proc {
+            &["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"]
+        } else {
+            &["unshare", "--pid", "--fork", "--kill-child"]
+        };
+        let mut c = sb.tool_under(unshare, &common::qusd_bin(), "x86_64");
+        c.env("NOTIFY_SOCKET", &n.path)
             .stdout(Stdio::null())
             .stderr(log);
         let mut child = c.spawn().expect("spawn unshare --pid qusd");

@@ -273,6 +273,90 @@ fn control_characters_never_corrupt_output() {
 /// the state dir full the write-ahead record fails and the takeover is
 /// dropped. Either way the other tool's entry stays exactly as it was,
 /// and `qus unregister --all` loses nothing.
+/// Fault injection at every write of a takeover: `qus register` taking
+/// over two other tools' entries is killed (SIGKILL, by strace's syscall
+/// fault injection) at its 1st, 2nd, … write, rename, unlink or sync, until
+/// a run gets through. After each kill: a restart (`qus register`), then
+/// `qus unregister --all`, and every foreign entry must be back byte for
+/// byte. The record of what a takeover replaces is made durable before
+/// the replace, so no kill point can lose one.
+#[test]
+fn a_takeover_killed_at_any_write_loses_no_foreign_entry() {
+    common::require_tool("strace", "strace");
+    const CALLS: &str = "write,pwrite64,writev,rename,renameat,renameat2,unlink,unlinkat,\
+                         linkat,fsync,fdatasync";
+    let theirs = [
+        ":qemu-aarch64:M::\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\xb7\\x00::/bin/true:F",
+        ":qemu-riscv64:M::\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\xf3\\x00::/bin/false:",
+    ];
+    let mut kills = 0;
+    for at in 1.. {
+        assert!(
+            at < 500,
+            "qus register was still killed at its {at}th write"
+        );
+        let sb = Sandbox::new();
+        sb.install_emulator("aarch64");
+        sb.install_emulator("riscv64");
+        sb.search_bin("takeover = true\n");
+        for line in theirs {
+            sb.register_raw(line);
+        }
+        let before = [sb.entry("qemu-aarch64"), sb.entry("qemu-riscv64")];
+        assert!(before.iter().all(Option::is_some), "their entries");
+        let inject = format!("inject={CALLS}:signal=KILL:when={at}");
+        let out = sb
+            .tool_under(
+                &[
+                    "strace",
+                    "-f",
+                    "-qq",
+                    "-o",
+                    "/dev/null",
+                    "-e",
+                    &format!("trace={CALLS}"),
+                    "-e",
+                    &inject,
+                ],
+                &common::qus_bin(),
+                "x86_64",
+            )
+            .arg("register")
+            .output()
+            .expect("run strace qus register");
+        let killed = out.status.code() != Some(0);
+        if killed {
+            kills += 1;
+            // The restart: a new qus on what the killed one left.
+            let restart = sb.qus(&["register"]);
+            assert_eq!(
+                restart.status.code(),
+                Some(0),
+                "restart after a kill at write {at}: {}",
+                stderr(&restart)
+            );
+        } else {
+            assert!(
+                sb.entry("qemu-aarch64")
+                    .is_some_and(|e| e.contains("qemu-aarch64-static")),
+                "the takeover ran"
+            );
+        }
+        sb.qus(&["unregister", "--all"]);
+        let after = [sb.entry("qemu-aarch64"), sb.entry("qemu-riscv64")];
+        assert_eq!(
+            after, before,
+            "killed at write {at}: a foreign entry was lost or changed"
+        );
+        if !killed {
+            break;
+        }
+    }
+    // Not vacuous: the takeover has many writes, each a kill point.
+    assert!(kills >= 5, "only {kills} kill points: is strace injecting?");
+    eprintln!("killed at each of {kills} writes; every foreign entry came back each time");
+}
+
 #[test]
 fn takeovers_never_replace_what_cannot_be_recorded() {
     for full in [false, true] {

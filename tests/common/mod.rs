@@ -278,7 +278,21 @@ impl Sandbox {
 
     /// [`Sandbox::tool`] on a pretend host of another `uname -m`.
     pub fn tool_on(&self, program: &str, host: &str) -> Command {
-        let mut c = self.command(program);
+        self.tool_under(&[], program, host)
+    }
+
+    /// [`Sandbox::tool_on`] run by another program inside the namespace
+    /// (`strace …`, `unshare --pid …`): `wrapper` comes first, then the
+    /// tool and its sandbox options.
+    pub fn tool_under(&self, wrapper: &[&str], program: &str, host: &str) -> Command {
+        let mut c = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = self.command(first);
+                c.args(rest).arg(program);
+                c
+            }
+            None => self.command(program),
+        };
         c.arg("--binfmt-misc")
             .arg(self.binfmt())
             .arg("--state-dir")
