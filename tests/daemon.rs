@@ -113,6 +113,52 @@ fn emulators_appearing_are_registered_once_and_only_when_complete() {
     assert_eq!(d.count("removed"), 0);
 }
 
+/// A file being written holds back only the entry whose interpreter it
+/// is: a same-named emulator written slowly in a later search directory
+/// (not the candidate qus uses) delays no repair, of its arch or another.
+#[test]
+fn a_slow_write_elsewhere_holds_back_no_repair() {
+    let sb = Sandbox::new();
+    let later = sb.path().join("bin2");
+    fs::create_dir(&later).expect("mkdir bin2");
+    fs::set_permissions(&later, fs::Permissions::from_mode(0o755)).expect("chmod");
+    sb.install_emulator("aarch64");
+    sb.install_emulator("riscv64");
+    sb.write_config(
+        "10-base.toml",
+        &format!(
+            "[qemu]\nsearch_path = [\"{}\", \"{}\"]\n",
+            sb.bin().display(),
+            later.display()
+        ),
+    );
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    assert!(sb.has_entry("qemu-aarch64") && sb.has_entry("qemu-riscv64"));
+    // Half of an aarch64 emulator in the later directory, left open.
+    let bytes = fs::read(require_qemu("aarch64")).expect("read");
+    let mut f = fs::File::create(later.join("qemu-aarch64-static")).expect("create");
+    f.write_all(&bytes[..bytes.len() / 2]).expect("half");
+    f.flush().expect("flush");
+    d.settle(&sb);
+    for name in ["qemu-aarch64", "qemu-riscv64"] {
+        sb.write_inside(&sb.binfmt().join(name), "-1");
+    }
+    wait_for(WAIT, "both entries repaired", || {
+        sb.has_entry("qemu-aarch64") && sb.has_entry("qemu-riscv64")
+    });
+    assert_eq!(
+        d.count("waiting for qemu-aarch64 to be written completely"),
+        0,
+        "{}",
+        d.log_text()
+    );
+    assert!(sb
+        .entry("qemu-aarch64")
+        .is_some_and(|e| e.contains(&sb.bin().join("qemu-aarch64-static").display().to_string())));
+    drop(f);
+}
+
 /// `install` (and package managers) write the file, close it, then chmod
 /// it: between the close and the chmod the file is complete but not
 /// executable, and a pass then refused it with a WARN. It waits for its

@@ -350,8 +350,8 @@ impl Daemon {
         } else {
             Vec::new()
         };
-        rules::holds(self.repairs.given_up(), &interpreters, |n| {
-            self.watch.writing(n)
+        rules::holds(self.repairs.given_up(), &interpreters, |p| {
+            self.watch.writing(p)
         })
     }
 

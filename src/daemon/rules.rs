@@ -283,13 +283,13 @@ pub fn watch_targets(
 pub fn holds(
     given_up: &BTreeMap<String, String>,
     interpreters: &[(String, PathBuf)],
-    writing: impl Fn(&std::ffi::OsStr) -> bool,
+    writing: impl Fn(&Path) -> bool,
 ) -> BTreeSet<String> {
     let mut holds: BTreeSet<String> = given_up.keys().cloned().collect();
     holds.extend(
         interpreters
             .iter()
-            .filter(|(_, path)| path.file_name().is_some_and(&writing))
+            .filter(|(_, path)| writing(path))
             .map(|(name, _)| name.clone()),
     );
     holds

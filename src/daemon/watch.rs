@@ -130,12 +130,12 @@ pub struct WatchSet {
     /// Emulator file names being written (seen CREATE/MODIFY, not yet
     /// CLOSE_WRITE), with the time of the last write seen: their entries
     /// wait, but never forever (see [`WatchSet::expire`]).
-    in_progress: HashMap<OsString, Instant>,
+    in_progress: HashMap<PathBuf, Instant>,
     /// Of those, the ones closed without any execute bit: `install` (and
     /// package managers) write a file, close it, then chmod it, and a pass
     /// between the close and the chmod would refuse it as not executable.
     /// They wait for their ATTRIB (or the quiet spell) instead.
-    awaiting_mode: HashSet<OsString>,
+    awaiting_mode: HashSet<PathBuf>,
 }
 
 impl WatchSet {
@@ -149,9 +149,23 @@ impl WatchSet {
         }
     }
 
-    /// Is an emulator file of this name being written?
-    pub fn writing(&self, name: &OsStr) -> bool {
-        self.in_progress.contains_key(name)
+    /// Is this emulator file being written? By path, so a file written in
+    /// one directory holds back only an entry whose interpreter it is (not
+    /// a same-named file elsewhere in the search path), also through
+    /// symlinks: a candidate whose link target is being written waits too.
+    pub fn writing(&self, candidate: &Path) -> bool {
+        if self.in_progress.contains_key(candidate) {
+            return true;
+        }
+        let Ok(target) = std::fs::canonicalize(candidate) else {
+            return false;
+        };
+        self.in_progress.keys().any(|p| {
+            p.parent()
+                .and_then(|d| std::fs::canonicalize(d).ok())
+                .zip(p.file_name())
+                .is_some_and(|(d, n)| d.join(n) == target)
+        })
     }
 
     /// Is any emulator file being written?
@@ -170,19 +184,19 @@ impl WatchSet {
     /// forever. Returns whether any expired.
     pub fn expire(&mut self, now: Instant, quiet: Duration) -> bool {
         let before = self.in_progress.len();
-        self.in_progress.retain(|name, last| {
+        self.in_progress.retain(|path, last| {
             let keep = now < *last + quiet;
-            if !keep && self.awaiting_mode.remove(name) {
+            if !keep && self.awaiting_mode.remove(path) {
                 tracing::warn!(
                     "{}: written without execute permission and no chmod for {:.1} s; \
                      treating it as complete",
-                    name.to_string_lossy(),
+                    path.display(),
                     quiet.as_secs_f64()
                 );
             } else if !keep {
                 tracing::warn!(
                     "{}: no write for {:.1} s and no close seen; treating it as complete",
-                    name.to_string_lossy(),
+                    path.display(),
                     quiet.as_secs_f64()
                 );
             }
@@ -322,16 +336,16 @@ impl WatchSet {
                 .and_then(|n| n.strip_prefix('#'))
                 .and_then(|n| n.parse::<u64>().ok())
             {
-                let done: Vec<OsString> = self
+                let done: Vec<PathBuf> = self
                     .in_progress
                     .keys()
-                    .filter(|n| {
-                        std::fs::symlink_metadata(dir.join(n)).is_ok_and(|m| m.ino() == ino)
-                    })
+                    .filter(|p| p.parent() == Some(dir))
+                    .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.ino() == ino))
                     .cloned()
                     .collect();
-                for n in done {
-                    self.in_progress.remove(&n);
+                for p in done {
+                    self.in_progress.remove(&p);
+                    self.awaiting_mode.remove(&p);
                     t.files = true;
                 }
                 return;
@@ -340,40 +354,41 @@ impl WatchSet {
         if !self.emulator_names.contains(name) {
             return;
         }
+        let path = dir.join(name);
         let m = event.mask;
         if m.contains(EventMask::CREATE) {
-            match created_kind(&dir.join(name)) {
+            match created_kind(&path) {
                 // Symlinks and hard links appear complete, with no CLOSE_WRITE.
                 Created::Complete => t.files = true,
                 Created::BeingWritten => {
-                    self.in_progress.insert(name.clone(), Instant::now());
+                    self.in_progress.insert(path, Instant::now());
                 }
                 Created::Other => {}
             }
         } else if m.contains(EventMask::MODIFY) {
-            self.in_progress.insert(name.clone(), Instant::now());
-            self.awaiting_mode.remove(name.as_os_str());
-        } else if m.contains(EventMask::CLOSE_WRITE) && lacks_execute_bits(&dir.join(name)) {
+            self.awaiting_mode.remove(&path);
+            self.in_progress.insert(path, Instant::now());
+        } else if m.contains(EventMask::CLOSE_WRITE) && lacks_execute_bits(&path) {
             tracing::info!(
                 "{} written without execute permission; waiting for its chmod",
                 name.to_string_lossy()
             );
-            self.in_progress.insert(name.clone(), Instant::now());
-            self.awaiting_mode.insert(name.clone());
+            self.in_progress.insert(path.clone(), Instant::now());
+            self.awaiting_mode.insert(path);
         } else if m.intersects(
             EventMask::CLOSE_WRITE
                 | EventMask::MOVED_TO
                 | EventMask::MOVED_FROM
                 | EventMask::DELETE,
         ) {
-            self.in_progress.remove(name.as_os_str());
-            self.awaiting_mode.remove(name.as_os_str());
+            self.in_progress.remove(&path);
+            self.awaiting_mode.remove(&path);
             t.files = true;
-        } else if m.contains(EventMask::ATTRIB) && self.awaiting_mode.remove(name.as_os_str()) {
+        } else if m.contains(EventMask::ATTRIB) && self.awaiting_mode.remove(&path) {
             // The chmod after the close: complete now.
-            self.in_progress.remove(name.as_os_str());
+            self.in_progress.remove(&path);
             t.files = true;
-        } else if m.contains(EventMask::ATTRIB) && !self.in_progress.contains_key(name) {
+        } else if m.contains(EventMask::ATTRIB) && !self.in_progress.contains_key(&path) {
             // chmod/chown of a complete file: the safety verdict may
             // change. (A file still being written waits for its close.)
             t.files = true;

@@ -309,9 +309,17 @@ fn holds_are_given_up_entries_and_files_being_written() {
             PathBuf::from("/usr/bin/qemu-s390x-static"),
         ),
     ];
-    let h = holds(&given_up, &interpreters, |n| n == "qemu-aarch64-static");
+    let h = holds(&given_up, &interpreters, |p| {
+        p == Path::new("/usr/bin/qemu-aarch64-static")
+    });
     assert_eq!(
         h.into_iter().collect::<Vec<_>>(),
         ["qemu-aarch64", "qemu-arm"].map(String::from)
     );
+    // A same-named file being written elsewhere in the search path is not
+    // the interpreter: it holds nothing back.
+    let h = holds(&given_up, &interpreters, |p| {
+        p == Path::new("/usr/local/bin/qemu-aarch64-static")
+    });
+    assert_eq!(h.into_iter().collect::<Vec<_>>(), ["qemu-arm"]);
 }
