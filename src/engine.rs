@@ -26,6 +26,8 @@ pub struct Pass {
     pub records_note: Option<String>,
     /// The ownership records after the pass.
     pub owned_after: crate::model::OwnedEntries,
+    /// Was the state dir refused, so the pass ran on qusd's own records?
+    pub state_refused: bool,
     /// binfmt_misc (global switch, entries) as this pass left it: what the
     /// daemon compares later events against, to tell its own writes from
     /// others'. Computed from what the pass did, never re-read: a change
@@ -125,12 +127,23 @@ pub fn may_change(system: &System) -> Result<()> {
 /// apply, save the records and the native verdicts.
 pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
     may_change(system)?;
-    let lock = system
-        .state
-        .lock(LOCK_WAIT)
-        .context("taking the state-dir lock")?;
+    // qusd, with records of its own, goes on past a refused state dir:
+    // without a lock (one there could be held by anyone) and writing
+    // nothing there.
+    let refused = request.remembered.as_ref().and(system.state.refusal());
+    let lock = match &refused {
+        Some(why) => Lock::ReadOnly(why.clone()),
+        None => system
+            .state
+            .lock(LOCK_WAIT)
+            .context("taking the state-dir lock")?,
+    };
     let mut records_note = None;
-    if let Lock::ReadOnly(why) = &lock {
+    if let Some(why) = &refused {
+        records_note = Some(format!(
+            "state dir refused ({why}): repairing from qusd's own records"
+        ));
+    } else if let Lock::ReadOnly(why) = &lock {
         tracing::warn!("working without ownership records: {why}");
         records_note = Some("state dir read-only: no ownership records".to_string());
     }
@@ -141,7 +154,11 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
         Applied::default()
     };
     let mut world = observe::observe(system, request)?;
-    if matches!(lock, Lock::ReadOnly(_)) {
+    if refused.is_some() {
+        // qusd's own records (observe took them): keep them, take nothing
+        // over (no record of it could be written), write nothing there.
+        world.records_unwritable = Some("the state dir is refused".into());
+    } else if matches!(lock, Lock::ReadOnly(_)) {
         // Records nobody can update (and no lock to share with qusd): act
         // as with none. qus then adopts identical entries and removes none.
         world.owned.clear();
@@ -182,6 +199,7 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
         outcome: outcome.after(prepared),
         records_note,
         owned_after: owned,
+        state_refused: refused.is_some(),
         kernel_after,
     })
 }

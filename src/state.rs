@@ -166,6 +166,12 @@ impl StateDir {
         Ok(true)
     }
 
+    /// Why the state dir is refused (another user owns it or may write it,
+    /// or a directory above it), if it is.
+    pub fn refusal(&self) -> Option<String> {
+        self.trusted().err()
+    }
+
     /// Create the directory (0700) if needed and check it.
     fn prepare(&self) -> io::Result<()> {
         match self.trusted() {

@@ -305,6 +305,45 @@ fn state_dir_is_private_and_never_anyone_elses() {
     }
 }
 
+/// A state dir made writable by others while qusd runs: its records are
+/// refused (anyone could forge them), but qusd goes on repairing what it
+/// registered itself, from its own records, writing nothing there; once
+/// the mode is fixed it keeps its records there again.
+#[test]
+fn a_state_dir_made_0777_stops_no_repair() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.search_bin("");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    assert!(sb.has_entry("qemu-aarch64"));
+    let records = sb.state().join("owned.json");
+    let before = fs::read_to_string(&records).expect("records");
+    fs::set_permissions(sb.state(), fs::Permissions::from_mode(0o777)).expect("chmod 0777");
+    sb.write_inside(&sb.binfmt().join("qemu-aarch64"), "-1");
+    wait_for(
+        20,
+        "qemu-aarch64 repaired while the state dir is 0777",
+        || sb.has_entry("qemu-aarch64"),
+    );
+    assert!(d.count("state dir refused") >= 1, "{}", d.log_text());
+    assert_eq!(
+        fs::read_to_string(&records).expect("records"),
+        before,
+        "wrote into a refused state dir"
+    );
+    fs::set_permissions(sb.state(), fs::Permissions::from_mode(0o700)).expect("chmod 0700");
+    wait_for(20, "qusd to take the fixed state dir up again", || {
+        d.count("state dir trusted again") == 1
+    });
+    // Back to normal: a removal is repaired and recorded as before.
+    sb.write_inside(&sb.binfmt().join("qemu-aarch64"), "-1");
+    wait_for(20, "qemu-aarch64 repaired", || sb.has_entry("qemu-aarch64"));
+    assert!(fs::read_to_string(&records)
+        .expect("records")
+        .contains("qemu-aarch64"));
+}
+
 /// A read-only state dir: qus registers anyway, without records, and
 /// says so; qusd starts and says so in STATUS=.
 #[test]

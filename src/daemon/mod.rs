@@ -114,6 +114,12 @@ struct Daemon {
     /// How long to wait before trying again entries whose interpreter was
     /// open for writing (see [`rules::busy_retry`]).
     busy_retry: Option<Duration>,
+    /// What this qusd registered, as its last pass left the records: it
+    /// goes on repairing those while the state dir is refused.
+    remembered: Option<crate::model::OwnedEntries>,
+    /// The last pass found the state dir refused: look again in a second,
+    /// so a fix is taken up at once (nothing watches its mode).
+    state_refused: bool,
     /// Held for qusd's whole life: one qusd per state dir.
     _instance: Option<std::fs::File>,
 }
@@ -240,6 +246,8 @@ impl Daemon {
             repairs: RepairCounter::default(),
             backoff: None,
             busy_retry: None,
+            remembered: None,
+            state_refused: false,
             others_last: (KernelEntries::new(), false),
             _instance: instance,
         };
@@ -483,6 +491,7 @@ impl Daemon {
             native: self.native.clone(),
             holds,
             restore: self.flushed_others(),
+            remembered: self.remembered.clone(),
         };
         let (tx, rx) = oneshot::channel();
         let spawned = std::thread::Builder::new()
@@ -516,7 +525,19 @@ impl Daemon {
                 others,
                 owns_any,
                 busy,
+                owned_after,
+                state_refused,
             }) => {
+                if state_refused && !self.state_refused {
+                    tracing::warn!(
+                        "state dir refused: repairing what this qusd registered from its own \
+                         records, writing nothing there; looking again every second"
+                    );
+                } else if !state_refused && self.state_refused {
+                    tracing::info!("state dir trusted again: records are kept there again");
+                }
+                self.state_refused = state_refused;
+                self.remembered = Some(owned_after);
                 if self.busy_retry.is_none() && !busy.is_empty() {
                     tracing::info!(
                         "{}: interpreter open for writing (text file busy); trying again \
@@ -556,6 +577,8 @@ impl Daemon {
         self.arm();
         self.publish();
         self.announce(announce);
-        self.backoff.or(self.busy_retry)
+        self.backoff
+            .or(self.busy_retry)
+            .or(self.state_refused.then_some(rules::STATE_RECHECK))
     }
 }

@@ -27,6 +27,8 @@ pub struct Job {
     pub holds: BTreeSet<String>,
     /// Other tools' entries to put back first (flush guard).
     pub restore: KernelEntries,
+    /// qusd's records from its last pass (see [`Request::remembered`]).
+    pub remembered: Option<crate::model::OwnedEntries>,
 }
 
 /// How a pass ended, in what the loop keeps.
@@ -46,6 +48,11 @@ pub enum Ended {
         owns_any: bool,
         /// Entries whose interpreter was open for writing (ETXTBSY).
         busy: Vec<String>,
+        /// The ownership records as the pass left them: qusd's memory of
+        /// what it registered, for passes while the state dir is refused.
+        owned_after: crate::model::OwnedEntries,
+        /// The state dir was refused: look again soon.
+        state_refused: bool,
     },
     Failed(String),
 }
@@ -56,6 +63,7 @@ impl Job {
             native: self.native.clone(),
             restore: self.restore.clone(),
             holds: self.holds.clone(),
+            remembered: self.remembered.clone(),
             ..Request::default()
         };
         let mode = Mode::Reconcile {
@@ -85,6 +93,8 @@ impl Job {
                         .keys()
                         .any(|n| pass.owned_after.contains_key(n)),
                     busy: pass.outcome.busy.clone(),
+                    owned_after: pass.owned_after.clone(),
+                    state_refused: pass.state_refused,
                     kernel_after: pass.kernel_after,
                     status,
                 }

@@ -198,6 +198,10 @@ pub fn busy_retry(previous: Option<Duration>, busy: bool) -> Option<Duration> {
     busy.then(|| previous.map_or(FIRST_BUSY_RETRY, |b| (b * 2).min(LONGEST_BUSY_RETRY)))
 }
 
+/// How often qusd looks again at a refused state dir (see
+/// [`crate::observe::Request::remembered`]).
+pub const STATE_RECHECK: Duration = Duration::from_secs(1);
+
 const FIRST_BUSY_RETRY: Duration = Duration::from_millis(250);
 const LONGEST_BUSY_RETRY: Duration = Duration::from_secs(4);
 

@@ -69,6 +69,10 @@ pub struct Request {
     /// Entries whose emulator is still being written (the daemon holds
     /// them): what is wrong with a file half-way in is not worth a warning.
     pub holds: BTreeSet<String>,
+    /// qusd's own records as its last pass left them: used instead of the
+    /// state dir's when that is refused (made writable by others), so what
+    /// this process registered is still repaired meanwhile.
+    pub remembered: Option<crate::model::OwnedEntries>,
 }
 
 /// The kernel's side: binfmt_misc's state and entries.
@@ -114,7 +118,16 @@ impl KernelView {
 /// logged here, once per observation.
 pub fn observe(system: &System, request: &Request) -> Result<World> {
     let kernel = KernelView::read(&system.binfmt)?;
-    let (owned, owned_warning) = system.state.load();
+    let (owned, owned_warning) = match (&request.remembered, system.state.refusal()) {
+        (Some(mine), Some(why)) => (
+            mine.clone(),
+            Some(format!(
+                "{why}; repairing what this qusd registered from its own records, and \
+                 writing nothing there, until that is fixed"
+            )),
+        ),
+        _ => system.state.load(),
+    };
     if let Some(w) = &owned_warning {
         tracing::warn!("{w}");
     }
