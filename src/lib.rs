@@ -20,6 +20,7 @@ pub(crate) mod child;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub(crate) mod dirfd;
 pub(crate) mod elf;
 pub(crate) mod engine;
 pub mod escape;

@@ -14,16 +14,19 @@
 //! dir (a read-only bind mount, a rootless user pointed at `/run/qusd`) is
 //! not an error: qus then works without records and says so.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::binfmt::entry::parse_register_line;
-use crate::fsutil::{with_path, write_atomic, write_atomic_unsynced};
+use rustix::fs::OFlags;
+
+use crate::dirfd::Dir;
+use crate::fsutil::with_path;
 use crate::model::{Identity, NativeVerdicts, Owned, OwnedEntries};
 
 const FILE: &str = "owned.json";
@@ -67,10 +70,6 @@ pub enum Lock {
     /// permission): there is nothing to serialise records against, so qus
     /// goes on without records. The reason is for a WARN line.
     ReadOnly(String),
-}
-
-fn nofollow() -> i32 {
-    rustix::fs::OFlags::NOFOLLOW.bits() as i32
 }
 
 fn read_only(e: &io::Error) -> bool {
@@ -122,6 +121,24 @@ fn ancestors_trusted(dir: &Path, me: u32) -> Result<(), String> {
     Ok(())
 }
 
+/// Open a lock file of the state dir; one that others could open (from an
+/// older qus, or planted) is replaced, so a descriptor opened on it earlier
+/// locks a file nobody uses any more.
+fn open_lock(dir: &Dir, name: &str) -> io::Result<File> {
+    let me = rustix::process::geteuid().as_raw();
+    if let Some(st) = dir.stat_of(name)? {
+        let regular = rustix::fs::FileType::from_raw_mode(st.st_mode).is_file();
+        if !regular || st.st_uid != me || st.st_mode & 0o077 != 0 {
+            dir.remove(name)?;
+        }
+    }
+    dir.open_file(
+        name,
+        OFlags::RDWR | OFlags::CREATE | OFlags::NONBLOCK,
+        0o600,
+    )
+}
+
 impl StateDir {
     pub fn new(dir: impl Into<PathBuf>) -> StateDir {
         StateDir { dir: dir.into() }
@@ -131,39 +148,54 @@ impl StateDir {
         &self.dir
     }
 
-    /// May the caller trust this directory? It must be a real directory
-    /// (not a link), owned by the caller and writable by nobody else.
-    /// `Ok(false)`: it does not exist.
-    fn trusted(&self) -> Result<bool, String> {
-        let meta = match fs::symlink_metadata(&self.dir) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(format!("{}: {e}", self.dir.display())),
-        };
+    /// The state dir, opened and checked on its descriptor: a real
+    /// directory (not a link), owned by the caller and writable by nobody
+    /// else, below directories nobody else may write. Every file of it is
+    /// then reached through this descriptor, so swapping the path after
+    /// the check changes nothing. `Ok(None)`: it does not exist.
+    fn open_checked(&self) -> Result<Option<Dir>, String> {
         let me = rustix::process::geteuid().as_raw();
-        if !meta.is_dir() {
-            return Err(format!(
-                "state dir {} is not a directory (a symlink?)",
-                self.dir.display()
-            ));
-        }
-        if meta.uid() != me {
+        let dir = match Dir::open(&self.dir) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(format!(
+                    "state dir {} is a symlink; give the directory itself",
+                    self.dir.display()
+                ))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+                return Err(format!(
+                    "state dir {} is not a directory",
+                    self.dir.display()
+                ))
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let meta = dir.stat().map_err(|e| e.to_string())?;
+        if meta.st_uid != me {
             return Err(format!(
                 "state dir {} is owned by uid {}, not by the caller (uid {me}); \
                  its records decide what qus removes, so only the caller may own it",
                 self.dir.display(),
-                meta.uid()
+                meta.st_uid
             ));
         }
-        if meta.mode() & 0o022 != 0 {
+        if meta.st_mode & 0o022 != 0 {
             return Err(format!(
                 "state dir {} is writable by group or others (mode {:o}); make it 0700 or 0755",
                 self.dir.display(),
-                meta.mode() & 0o7777
+                meta.st_mode & 0o7777
             ));
         }
         ancestors_trusted(&self.dir, me)?;
-        Ok(true)
+        Ok(Some(dir))
+    }
+
+    /// May the caller trust this directory (see [`StateDir::open_checked`])?
+    /// `Ok(false)`: it does not exist.
+    fn trusted(&self) -> Result<bool, String> {
+        self.open_checked().map(|d| d.is_some())
     }
 
     /// Why the state dir is refused (another user owns it or may write it,
@@ -172,35 +204,44 @@ impl StateDir {
         self.trusted().err()
     }
 
-    /// Create the directory (0700) if needed and check it.
-    fn prepare(&self) -> io::Result<()> {
-        match self.trusted() {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(why) => return Err(io::Error::new(io::ErrorKind::PermissionDenied, why)),
+    /// Create the directory (0700) if needed, check it, and hold it open.
+    fn prepare(&self) -> io::Result<Dir> {
+        let refused = |why| io::Error::new(io::ErrorKind::PermissionDenied, why);
+        if let Some(dir) = self.open_checked().map_err(refused)? {
+            return Ok(dir);
         }
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)
             .map_err(|e| with_path(e, &self.dir))?;
-        self.trusted()
-            .map(|_| ())
-            .map_err(|why| io::Error::new(io::ErrorKind::PermissionDenied, why))
+        self.open_checked().map_err(refused)?.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("state dir {} vanished as it was made", self.dir.display()),
+            )
+        })
+    }
+
+    /// The checked directory, to read from: `None` when it does not exist
+    /// or cannot be trusted (its files then count as absent).
+    fn readable(&self) -> Option<Dir> {
+        self.open_checked().ok().flatten()
     }
 
     /// Take the exclusive lock, waiting at most `wait` for another qus or
     /// qusd to finish. The lock file is the caller's, mode 0600: nobody
     /// else can open it, so nobody else can hold it.
     pub fn lock(&self, wait: Duration) -> io::Result<Lock> {
-        if let Err(e) = self.prepare() {
-            if read_only(&e) && self.trusted().is_ok() {
-                return Ok(Lock::ReadOnly(e.to_string()));
+        let dir = match self.prepare() {
+            Ok(d) => d,
+            Err(e) if read_only(&e) && self.trusted().is_ok() => {
+                return Ok(Lock::ReadOnly(e.to_string()))
             }
-            return Err(e);
-        }
+            Err(e) => return Err(e),
+        };
         let path = self.dir.join(LOCK);
-        let file = match self.open_lock(&path) {
+        let file = match open_lock(&dir, LOCK) {
             Ok(f) => f,
             Err(e) if read_only(&e) => return Ok(Lock::ReadOnly(e.to_string())),
             Err(e) => return Err(e),
@@ -229,62 +270,22 @@ impl StateDir {
         }
     }
 
-    /// Open the lock file; one that others could open (from an older qus,
-    /// or planted) is replaced, so a descriptor opened on it earlier locks
-    /// a file nobody uses any more.
-    fn open_lock(&self, path: &Path) -> io::Result<File> {
-        let me = rustix::process::geteuid().as_raw();
-        if let Ok(meta) = fs::symlink_metadata(path) {
-            if !meta.is_file() || meta.uid() != me || meta.mode() & 0o077 != 0 {
-                fs::remove_file(path).map_err(|e| with_path(e, path))?;
-            }
-        }
-        OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(nofollow())
-            .open(path)
-            .map_err(|e| with_path(e, path))
-    }
-
-    /// Read a file of the state dir, never through a link; `None` when it
-    /// does not exist.
-    fn read(&self, name: &str) -> io::Result<Option<String>> {
-        let path = self.dir.join(name);
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(nofollow())
-            .open(&path);
-        match file {
-            Ok(mut f) => {
-                let mut text = String::new();
-                io::Read::read_to_string(&mut f, &mut text).map_err(|e| with_path(e, &path))?;
-                Ok(Some(text))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(with_path(e, &path)),
-        }
-    }
-
     /// Read the ownership records. Returns the records and, when they were
     /// unusable (or the directory cannot be trusted), a warning saying why
     /// (the records are then empty: qus adopts, never removes, on doubt).
     pub fn load(&self) -> (OwnedEntries, Option<String>) {
-        match self.trusted() {
-            Ok(true) => {}
-            Ok(false) => return (OwnedEntries::new(), None),
+        let dir = match self.open_checked() {
+            Ok(Some(d)) => d,
+            Ok(None) => return (OwnedEntries::new(), None),
             Err(why) => {
                 return (
                     OwnedEntries::new(),
                     Some(format!("{why}; ignoring its records")),
                 )
             }
-        }
+        };
         let path = self.dir.join(FILE);
-        let text = match self.read(FILE) {
+        let text = match dir.read(FILE) {
             Ok(Some(t)) => t,
             Ok(None) => return (OwnedEntries::new(), None),
             Err(e) => return (OwnedEntries::new(), Some(e.to_string())),
@@ -361,15 +362,13 @@ impl StateDir {
 
     /// The ownership records: flushed to disk, they outlive a crash.
     fn write(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
-        self.prepare()?;
-        write_atomic(&self.dir, name, bytes, 0o600)
+        self.prepare()?.write_atomic(name, bytes, 0o600, true)
     }
 
     /// Caches and the daemon's status: rebuilt or rewritten if lost, so
     /// not flushed (a state dir on a disk then costs one sync per pass).
     fn write_unsynced(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
-        self.prepare()?;
-        write_atomic_unsynced(&self.dir, name, bytes, 0o600)
+        self.prepare()?.write_atomic(name, bytes, 0o600, false)
     }
 }
 
@@ -448,11 +447,13 @@ impl StateDir {
         if process_start_time(st.pid) == Some(st.start_time) {
             return Liveness::Running;
         }
-        let claimed = OpenOptions::new()
-            .read(true)
-            .custom_flags(nofollow() | libc::O_NONBLOCK)
-            .open(self.dir.join(PID_FILE))
-            .is_ok_and(|f| matches!(f.try_lock_shared(), Err(fs::TryLockError::WouldBlock)));
+        let claimed = self
+            .readable()
+            .and_then(|d| {
+                d.open_file(PID_FILE, OFlags::RDONLY | OFlags::NONBLOCK, 0)
+                    .ok()
+            })
+            .is_some_and(|f| matches!(f.try_lock_shared(), Err(fs::TryLockError::WouldBlock)));
         if claimed {
             Liveness::RunningElsewhere
         } else {
@@ -462,15 +463,13 @@ impl StateDir {
 
     /// The published daemon status, if any.
     pub fn read_daemon_status(&self) -> Option<DaemonStatus> {
-        self.trusted().ok().filter(|t| *t)?;
-        let text = self.read(DAEMON_FILE).ok()??;
+        let text = self.readable()?.read(DAEMON_FILE).ok()??;
         serde_json::from_str(&text).ok()
     }
 
     /// Cached native verdicts for `key`, if any.
     pub fn load_native(&self, key: &str) -> Option<NativeVerdicts> {
-        self.trusted().ok().filter(|t| *t)?;
-        let text = self.read(NATIVE_FILE).ok()??;
+        let text = self.readable()?.read(NATIVE_FILE).ok()??;
         let cache: NativeCache = serde_json::from_str(&text).ok()?;
         (cache.key == key).then_some(cache.verdicts)
     }
@@ -490,8 +489,7 @@ impl StateDir {
     /// Cached emulator versions, keyed by file identity.
     pub fn load_versions(&self) -> std::collections::BTreeMap<String, String> {
         let cached = || -> Option<std::collections::BTreeMap<String, String>> {
-            self.trusted().ok().filter(|t| *t)?;
-            serde_json::from_str(&self.read(VERSIONS_FILE).ok()??).ok()
+            serde_json::from_str(&self.readable()?.read(VERSIONS_FILE).ok()??).ok()
         };
         cached().unwrap_or_default()
     }
@@ -499,9 +497,6 @@ impl StateDir {
     /// Save the version cache; failure only costs running `--version`
     /// again next time.
     pub fn save_versions(&self, versions: &std::collections::BTreeMap<String, String>) {
-        if self.prepare().is_err() {
-            return;
-        }
         if let Ok(text) = serde_json::to_string(versions) {
             let _ = self.write_unsynced(VERSIONS_FILE, text.as_bytes());
         }
@@ -512,14 +507,13 @@ impl StateDir {
     /// qusd gets an error naming the first one's pid. `Ok(None)` when the
     /// state dir cannot be written (there is nothing to share then).
     pub fn claim_daemon(&self) -> io::Result<Option<File>> {
-        if let Err(e) = self.prepare() {
-            if read_only(&e) && self.trusted().is_ok() {
-                return Ok(None);
-            }
-            return Err(e);
-        }
+        let dir = match self.prepare() {
+            Ok(d) => d,
+            Err(e) if read_only(&e) && self.trusted().is_ok() => return Ok(None),
+            Err(e) => return Err(e),
+        };
         let path = self.dir.join(PID_FILE);
-        let mut file = match self.open_lock(&path) {
+        let mut file = match open_lock(&dir, PID_FILE) {
             Ok(f) => f,
             Err(e) if read_only(&e) => return Ok(None),
             Err(e) => return Err(e),
@@ -550,7 +544,9 @@ impl StateDir {
     /// Withdraw it (clean stop), unless another process published since.
     pub fn clear_daemon_status(&self, pid: u32) {
         if self.read_daemon_status().is_some_and(|st| st.pid == pid) {
-            let _ = fs::remove_file(self.dir.join(DAEMON_FILE));
+            if let Some(dir) = self.readable() {
+                let _ = dir.remove(DAEMON_FILE);
+            }
         }
     }
 }

@@ -305,6 +305,76 @@ fn state_dir_is_private_and_never_anyone_elses() {
     }
 }
 
+/// Every state file is reached through a descriptor of the checked state
+/// dir (`openat`, `renameat`, `unlinkat` relative to it), never by a path
+/// under it: a path swapped after the check (a rename, `RENAME_EXCHANGE`
+/// in a loop) then changes nothing. strace shows every file system call of
+/// a takeover and of putting it back.
+#[test]
+fn state_files_are_reached_only_through_the_checked_directory() {
+    require_tool("strace", "strace");
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.search_bin("takeover = true\n");
+    sb.register_raw(
+        ":qemu-aarch64:M::\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\xb7\\x00::/bin/true:",
+    );
+    let state = sb.state().display().to_string();
+    for (i, args) in [&["register"][..], &["status"], &["unregister", "--all"]]
+        .into_iter()
+        .enumerate()
+    {
+        let trace = sb.path().join(format!("trace-{i}"));
+        let trace_arg = trace.display().to_string();
+        let out = sb
+            .tool_under(
+                &[
+                    "strace",
+                    "-f",
+                    "-qq",
+                    "-e",
+                    "trace=%file,%desc",
+                    "-o",
+                    &trace_arg,
+                ],
+                &common::qus_bin(),
+                "x86_64",
+            )
+            .args(args)
+            .output()
+            .expect("strace qus");
+        assert_eq!(out.status.code(), Some(0), "qus {args:?}: {}", stderr(&out));
+        let text = fs::read_to_string(&trace).expect("trace");
+        let by_path: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(&format!("\"{state}/")))
+            .collect();
+        assert!(
+            by_path.is_empty(),
+            "qus {args:?} reached state files by path:\n{}",
+            by_path.join("\n")
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&format!("\"{state}\"")) && l.contains("O_DIRECTORY")),
+            "qus {args:?} never opened the state dir:\n{text}"
+        );
+    }
+    // Not vacuous: the records were written and read relative to it.
+    let all: String = (0..3)
+        .map(|i| fs::read_to_string(sb.path().join(format!("trace-{i}"))).expect("trace"))
+        .collect();
+    assert!(
+        all.contains("\"owned.json\""),
+        "no owned.json in the traces"
+    );
+    assert_eq!(
+        sb.entry("qemu-aarch64").map(|e| e.contains("/bin/true")),
+        Some(true),
+        "their entry is back"
+    );
+}
+
 /// A state dir made writable by others while qusd runs: its records are
 /// refused (anyone could forge them), but qusd goes on repairing what it
 /// registered itself, from its own records, writing nothing there; once
