@@ -388,6 +388,42 @@ fn drop_ins_added_changed_removed_and_masked_are_applied() {
 
 /// Kubernetes mounts a ConfigMap as `NAME -> ..data/NAME` with `..data` a
 /// symlink to a timestamped dir, swapped atomically by rename on update.
+/// A config directory given as a link and re-pointed the atomic way
+/// (`ln -s cfgB etc.new && mv -T etc.new etc`) is applied at once: the
+/// link's own directory is watched, not only where it pointed.
+#[test]
+fn a_re_pointed_config_dir_link_is_applied() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.install_emulator("riscv64");
+    let etc = sb.etc();
+    let cfg_a = sb.path().join("cfgA");
+    let cfg_b = sb.path().join("cfgB");
+    fs::rename(&etc, &cfg_a).expect("etc -> cfgA");
+    std::os::unix::fs::symlink("cfgA", &etc).expect("etc -> cfgA link");
+    sb.search_bin("");
+    fs::create_dir(&cfg_b).expect("mkdir cfgB");
+    fs::set_permissions(&cfg_b, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let base = fs::read_to_string(cfg_a.join("10-base.toml")).expect("base");
+    let narrowed = cfg_b.join("10-base.toml");
+    fs::write(&narrowed, format!("{base}exclude = [\"riscv64\"]\n")).expect("write");
+    fs::set_permissions(&narrowed, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    assert!(sb.has_entry("qemu-aarch64") && sb.has_entry("qemu-riscv64"));
+    let new = sb.path().join("etc.new");
+    std::os::unix::fs::symlink("cfgB", &new).expect("etc.new -> cfgB");
+    fs::rename(&new, &etc).expect("mv -T etc.new etc");
+    wait_for(WAIT, "riscv64 removed by cfgB", || {
+        !sb.has_entry("qemu-riscv64")
+    });
+    assert!(sb.has_entry("qemu-aarch64"));
+    // And cfgB is what is watched now: a change there is applied too.
+    fs::write(&narrowed, &base).expect("write");
+    wait_for(WAIT, "riscv64 back", || sb.has_entry("qemu-riscv64"));
+    drop(d);
+}
+
 #[test]
 fn kubernetes_configmap_updates_are_applied() {
     let sb = Sandbox::new();

@@ -117,6 +117,12 @@ const CONFIG_MASK: WatchMask = WatchMask::CLOSE_WRITE
     .union(WatchMask::ATTRIB)
     .union(WatchMask::DELETE_SELF)
     .union(WatchMask::MOVE_SELF);
+/// On the directory holding a link to a watched directory: the link
+/// replaced (renamed over, removed and made again).
+const LINK_MASK: WatchMask = ANCESTOR_MASK
+    .union(WatchMask::DELETE)
+    .union(WatchMask::MOVED_FROM);
+
 const ANCESTOR_MASK: WatchMask = WatchMask::CREATE
     .union(WatchMask::MOVED_TO)
     .union(WatchMask::DELETE_SELF)
@@ -231,6 +237,12 @@ impl WatchSet {
                     want(dir.clone(), mask, role.clone());
                 } else if let Some((ancestor, next)) = nearest_existing_ancestor(dir) {
                     want(ancestor, ANCESTOR_MASK, Role::Ancestor { next, config });
+                }
+                // A directory given as a link (`/etc/qus.d -> cfgA`) is
+                // re-pointed in its parent (`ln -s cfgB etc.new && mv -T
+                // etc.new etc`), which the watch on cfgA never sees.
+                for (parent, next) in link_hops(dir) {
+                    want(parent, LINK_MASK, Role::Ancestor { next, config });
                 }
             }
         }
@@ -455,6 +467,29 @@ fn created_kind(path: &Path) -> Created {
 /// mode comes after its close).
 fn lacks_execute_bits(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.mode() & 0o111 == 0)
+}
+
+/// Every link on the way from `path` to the directory it names, as
+/// (the directory holding the link, the link's name): `path` itself when
+/// it is a link, then each link it points through (at most 8).
+fn link_hops(path: &Path) -> Vec<(PathBuf, OsString)> {
+    let mut hops = Vec::new();
+    let mut at = path.to_path_buf();
+    for _ in 0..8 {
+        let is_link = std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink());
+        let (Some(parent), Some(name)) = (at.parent(), at.file_name()) else {
+            break;
+        };
+        if !is_link {
+            break;
+        }
+        hops.push((parent.to_path_buf(), name.to_owned()));
+        let Ok(target) = std::fs::read_link(&at) else {
+            break;
+        };
+        at = parent.join(target);
+    }
+    hops
 }
 
 /// The nearest existing ancestor of `dir` and the child name leading to it.
