@@ -57,6 +57,24 @@ impl Dir {
         rustix::fs::fstat(&self.fd).map_err(|e| with_path(e.into(), &self.path))
     }
 
+    /// Take a lock on the directory itself without waiting: `Ok(false)`
+    /// when another descriptor holds a conflicting one. A lock needs no
+    /// write access, so it works on a read-only file system too. Held
+    /// until this `Dir` is dropped.
+    pub fn try_lock(&self, exclusive: bool) -> io::Result<bool> {
+        use rustix::fs::FlockOperation;
+        let op = if exclusive {
+            FlockOperation::NonBlockingLockExclusive
+        } else {
+            FlockOperation::NonBlockingLockShared
+        };
+        match rustix::fs::flock(&self.fd, op) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+            Err(e) => Err(with_path(e.into(), &self.path)),
+        }
+    }
+
     /// What `name` is (a link is not followed); `None` when absent.
     pub fn stat_of(&self, name: &str) -> io::Result<Option<Stat>> {
         match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {

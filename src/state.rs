@@ -386,6 +386,13 @@ pub struct DaemonStatus {
     pub status: String,
 }
 
+/// A running qusd's hold on its state dir (see [`StateDir::claim_daemon`]).
+#[derive(Debug)]
+pub struct Claim {
+    _dir: Dir,
+    _pid_file: Option<File>,
+}
+
 /// Whether the qusd behind a published status still runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Liveness {
@@ -442,7 +449,7 @@ impl StateDir {
     /// start time (a reused pid is not qusd); a qusd in another pid
     /// namespace (a container's, with the host's `/proc` here) publishes a
     /// pid this `/proc` does not show, so then the claim on `qusd.pid`
-    /// decides: a qusd holds its lock for as long as it runs.
+    /// decides: a qusd holds a lock on the directory for as long as it runs.
     pub fn daemon_alive(&self, st: &DaemonStatus) -> Liveness {
         if process_start_time(st.pid) == Some(st.start_time) {
             return Liveness::Running;
@@ -502,43 +509,57 @@ impl StateDir {
         }
     }
 
-    /// Claim the state dir for one qusd: an exclusive lock on `qusd.pid`
-    /// (mode 0600), held as long as the returned file is open. A second
-    /// qusd gets an error naming the first one's pid. `Ok(None)` when the
-    /// state dir cannot be written (there is nothing to share then).
-    pub fn claim_daemon(&self) -> io::Result<Option<File>> {
+    /// Claim the state dir for one qusd: an exclusive lock on the
+    /// directory itself (which needs no write access, so two qusd on a
+    /// read-only state dir still exclude each other) and on `qusd.pid`
+    /// (mode 0600, holding the pid) where that can be written. Held as long
+    /// as the returned claim lives. A second qusd gets an error naming the
+    /// first one's pid. `Ok(None)` when the state dir does not exist and
+    /// cannot be made (there is nothing to share then).
+    pub fn claim_daemon(&self) -> io::Result<Option<Claim>> {
         let dir = match self.prepare() {
             Ok(d) => d,
             Err(e) if read_only(&e) && self.trusted().is_ok() => return Ok(None),
             Err(e) => return Err(e),
         };
+        let taken = || {
+            let pid = dir.read(PID_FILE).ok().flatten().unwrap_or_default();
+            let pid = match pid.trim() {
+                "" => "unknown".to_string(),
+                p => p.to_string(),
+            };
+            io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!(
+                    "another qusd (pid {pid}) is already running on state dir {}; \
+                     stop it first, or give this one another --state-dir",
+                    self.dir.display()
+                ),
+            )
+        };
+        if !dir.try_lock(true)? {
+            return Err(taken());
+        }
         let path = self.dir.join(PID_FILE);
-        let mut file = match open_lock(&dir, PID_FILE) {
-            Ok(f) => f,
-            Err(e) if read_only(&e) => return Ok(None),
+        let pid_file = match open_lock(&dir, PID_FILE) {
+            Ok(mut file) => {
+                match file.try_lock() {
+                    Ok(()) => {}
+                    Err(fs::TryLockError::WouldBlock) => return Err(taken()),
+                    Err(fs::TryLockError::Error(e)) => return Err(with_path(e, &path)),
+                }
+                file.set_len(0).map_err(|e| with_path(e, &path))?;
+                io::Write::write_all(&mut file, format!("{}\n", own_process().0).as_bytes())
+                    .map_err(|e| with_path(e, &path))?;
+                Some(file)
+            }
+            Err(e) if read_only(&e) => None,
             Err(e) => return Err(e),
         };
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                let mut pid = String::new();
-                let _ = io::Read::read_to_string(&mut file, &mut pid);
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!(
-                        "another qusd (pid {}) is already running on state dir {}; \
-                         stop it first, or give this one another --state-dir",
-                        pid.trim(),
-                        self.dir.display()
-                    ),
-                ));
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(with_path(e, &path)),
-        }
-        file.set_len(0).map_err(|e| with_path(e, &path))?;
-        io::Write::write_all(&mut file, format!("{}\n", own_process().0).as_bytes())
-            .map_err(|e| with_path(e, &path))?;
-        Ok(Some(file))
+        Ok(Some(Claim {
+            _dir: dir,
+            _pid_file: pid_file,
+        }))
     }
 
     /// Withdraw it (clean stop), unless another process published since.

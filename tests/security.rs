@@ -446,6 +446,15 @@ fn read_only_state_dir_keeps_working() {
         "{:?}",
         n.seen
     );
+    // Exclusion does not depend on writing a lock file: a second qusd on
+    // the same read-only state dir exits at once.
+    let mut second = sb.qusd(None, &[]);
+    assert_eq!(second.wait_exit(WAIT), Some(1), "{}", second.log_text());
+    assert!(
+        second.log_text().contains("is already running on state dir"),
+        "{}",
+        second.log_text()
+    );
 }
 
 /// An emulator installed with O_TMPFILE + linkat (CREATE under its

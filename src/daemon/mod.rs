@@ -121,7 +121,7 @@ struct Daemon {
     /// so a fix is taken up at once (nothing watches its mode).
     state_refused: bool,
     /// Held for qusd's whole life: one qusd per state dir.
-    _instance: Option<std::fs::File>,
+    _instance: Option<crate::state::Claim>,
 }
 
 /// Signals qusd handles.
