@@ -22,6 +22,8 @@ pub struct Applied {
     /// Entries that failed because their interpreter is open for writing
     /// (ETXTBSY under `F`): worth trying again once the writer closes.
     pub busy: Vec<String>,
+    /// Takeovers that failed (the other entry put back as it was).
+    pub failed_takeovers: crate::model::FailedTakeovers,
 }
 
 /// Apply `actions` (in the order given: `Plan::actions` orders them) to
@@ -67,6 +69,7 @@ impl Applied {
         self.failed = failed;
         self.records_changed |= earlier.records_changed;
         self.busy.extend(earlier.busy);
+        self.failed_takeovers.extend(earlier.failed_takeovers);
         self
     }
 }
@@ -190,6 +193,8 @@ impl Applier<'_> {
     }
 
     fn replace(&mut self, t: &Target, reason: &str) -> io::Result<()> {
+        // A disabled entry of another tool goes back disabled.
+        let was_enabled = self.binfmt.entry_enabled(&t.name).unwrap_or(true);
         match self.binfmt.remove(&t.name) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
@@ -200,12 +205,23 @@ impl Applier<'_> {
         if let Err(e) = self.registrar.register(&t.name, &t.spec) {
             // Never lose another tool's entry to a failed takeover: put it
             // back. (Without that, the entry is simply gone now.)
-            let back = t
-                .replaced
-                .as_ref()
-                .is_some_and(|old| self.registrar.register(&t.name, old).is_ok());
-            if back {
+            let back = t.replaced.as_ref().filter(|old| {
+                self.registrar.register(&t.name, old).is_ok()
+                    && (was_enabled || self.binfmt.set_enabled(&t.name, false).is_ok())
+            });
+            if let Some(theirs) = back {
                 tracing::warn!("{}: the takeover failed; put the other entry back", t.name);
+                if e.raw_os_error() != Some(libc::ETXTBSY) {
+                    self.out.failed_takeovers.insert(
+                        t.name.clone(),
+                        crate::model::FailedTakeover {
+                            wanted: t.spec.clone(),
+                            identity: t.identity,
+                            theirs: theirs.clone(),
+                            why: e.to_string(),
+                        },
+                    );
+                }
             } else {
                 self.out.done.push(Action::Unregister {
                     name: t.name.clone(),

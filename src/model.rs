@@ -183,6 +183,19 @@ pub struct Wanted {
     pub items: Vec<Want>,
 }
 
+/// A takeover that failed: what qus tried to register (and the file it
+/// was), what the other tool's entry was, and why it failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedTakeover {
+    pub wanted: EntrySpec,
+    pub identity: Identity,
+    pub theirs: EntrySpec,
+    pub why: String,
+}
+
+/// Failed takeovers by entry name.
+pub type FailedTakeovers = BTreeMap<String, FailedTakeover>;
+
 /// Everything one pass knows, gathered once by `observe::observe` and
 /// then only read: the planner, the status report and `qus test` all
 /// consume this one value.
@@ -225,6 +238,10 @@ pub struct World {
     /// Why ownership records cannot be written in this pass, if so: then
     /// nothing is taken over, as what it replaces could not be recorded.
     pub records_unwritable: Option<String>,
+    /// Takeovers that failed earlier (qusd's memory): not tried again while
+    /// neither side has changed, so another tool's entry is not removed and
+    /// put back on every pass.
+    pub failed_takeovers: FailedTakeovers,
     /// Another tool's entry kept a native probe from telling: the native
     /// verdicts hold for now only and must not be kept.
     pub native_provisional: bool,

@@ -440,18 +440,37 @@ fn judge_takeover(
         Takeover::Distro => world.distro.contains(&item.name),
     };
     let unrecordable = world.records_unwritable.as_deref().filter(|_| may_take);
+    // The same takeover failed before, and neither side changed since: try
+    // it again and the other tool's entry is removed and put back for
+    // nothing, on every pass.
+    let failed_before = world
+        .failed_takeovers
+        .get(&item.name)
+        .filter(|f| {
+            f.identity == target.identity
+                && f.wanted.equivalent(&target.spec)
+                && f.theirs.equivalent(&k.spec)
+        })
+        .filter(|_| may_take)
+        .map(|f| f.why.clone());
     judge_different(
         item,
         k,
         target,
         takeover,
-        may_take && unrecordable.is_none(),
+        may_take && unrecordable.is_none() && failed_before.is_none(),
         facts,
     );
     if let Some(why) = unrecordable.filter(|_| item.state == State::Conflict) {
         item.detail = Some(format!(
             "another tool's entry named {}; not taken over: what it replaces could not be \
              recorded ({why})",
+            item.name
+        ));
+    } else if let Some(why) = failed_before.filter(|_| item.state == State::Conflict) {
+        item.detail = Some(format!(
+            "another tool's entry named {}; the takeover failed ({why}) and is not tried \
+             again until the emulator, the configuration or that entry changes",
             item.name
         ));
     }

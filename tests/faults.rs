@@ -58,6 +58,74 @@ fn kernel_refusal_is_logged_and_does_not_block_the_others() {
     }
 }
 
+/// A takeover the kernel refuses (qus's interpreter on a `noexec` mount)
+/// puts the other tool's entry back as it was, disabled included, and is
+/// not tried again on later passes while nothing changed: the other entry
+/// is not removed and re-added on every pass.
+#[test]
+fn a_failed_takeover_puts_a_disabled_entry_back_disabled_and_once() {
+    let sb = Sandbox::new();
+    let noexec = sb.path().join("noexec");
+    fs::create_dir(&noexec).expect("mkdir");
+    sh(
+        &sb,
+        &format!(
+            "mount -t tmpfs -o noexec,mode=755 tmpfs '{}'",
+            noexec.display()
+        ),
+    );
+    let arm64 = noexec.join("qemu-aarch64-static");
+    sh(
+        &sb,
+        &format!(
+            "cp '{}' '{1}' && chmod 755 '{1}'",
+            require_qemu("aarch64").display(),
+            arm64.display()
+        ),
+    );
+    sb.search_bin(&format!(
+        "takeover = true\n[qemu.arch.aarch64]\ninterpreter = \"{}\"\n",
+        arm64.display()
+    ));
+    sb.register_raw(
+        ":qemu-aarch64:M::\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\xb7\\x00::/bin/true:F",
+    );
+    sb.write_inside(&sb.binfmt().join("qemu-aarch64"), "0");
+    let theirs = sb.entry("qemu-aarch64").expect("their entry");
+    assert!(theirs.starts_with("disabled"), "{theirs}");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    assert_eq!(
+        sb.entry("qemu-aarch64").as_deref(),
+        Some(theirs.as_str()),
+        "{}",
+        d.log_text()
+    );
+    // Two more passes, each for an emulator that arrives.
+    for arch in ["riscv64", "s390x"] {
+        sb.install_emulator(arch);
+        wait_for(15, &format!("{arch} registered"), || {
+            sb.has_entry(&format!("qemu-{arch}"))
+        });
+    }
+    d.settle(&sb);
+    assert_eq!(
+        sb.entry("qemu-aarch64").as_deref(),
+        Some(theirs.as_str()),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(
+        d.count("the takeover failed; put the other entry back"),
+        1,
+        "{}",
+        d.log_text()
+    );
+    // qusd says so: a conflict, not an error retried forever.
+    let status = sb.qus_ok(&["status", "--daemon"]);
+    assert!(status.contains("1 conflicts"), "{status}");
+}
+
 /// State dir full: qus keeps working from the kernel's view, and a second
 /// run adopts what the first registered instead of writing again.
 #[test]

@@ -451,7 +451,9 @@ fn read_only_state_dir_keeps_working() {
     let mut second = sb.qusd(None, &[]);
     assert_eq!(second.wait_exit(WAIT), Some(1), "{}", second.log_text());
     assert!(
-        second.log_text().contains("is already running on state dir"),
+        second
+            .log_text()
+            .contains("is already running on state dir"),
         "{}",
         second.log_text()
     );

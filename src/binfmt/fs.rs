@@ -238,6 +238,12 @@ impl BinfmtMisc {
         write_once(&self.entry_path(name)?, "-1")
     }
 
+    /// Is this entry enabled (the first line of its file)?
+    pub fn entry_enabled(&self, name: &str) -> io::Result<bool> {
+        let text = crate::fsutil::read_generated(&self.entry_path(name)?)?;
+        Ok(text.lines().next() == Some("enabled"))
+    }
+
     /// Enable or disable one entry.
     pub fn set_enabled(&self, name: &str, enabled: bool) -> io::Result<()> {
         write_once(&self.entry_path(name)?, if enabled { "1" } else { "0" })

@@ -120,6 +120,9 @@ struct Daemon {
     /// The last pass found the state dir refused: look again in a second,
     /// so a fix is taken up at once (nothing watches its mode).
     state_refused: bool,
+    /// Takeovers that failed, not tried again while nothing changed (see
+    /// [`crate::model::World::failed_takeovers`]).
+    failed_takeovers: crate::model::FailedTakeovers,
     /// Held for qusd's whole life: one qusd per state dir.
     _instance: Option<crate::state::Claim>,
 }
@@ -248,6 +251,7 @@ impl Daemon {
             busy_retry: None,
             remembered: None,
             state_refused: false,
+            failed_takeovers: Default::default(),
             others_last: (KernelEntries::new(), false),
             _instance: instance,
         };
@@ -409,6 +413,7 @@ impl Daemon {
                 self.config_dirs_seen = now;
                 if asked || config != self.system.config {
                     self.repairs.clear();
+                    self.failed_takeovers.clear();
                 }
                 if config != self.system.config {
                     tracing::info!("configuration reloaded from {} file(s)", config.files.len());
@@ -492,6 +497,7 @@ impl Daemon {
             holds,
             restore: self.flushed_others(),
             remembered: self.remembered.clone(),
+            failed_takeovers: self.failed_takeovers.clone(),
         };
         let (tx, rx) = oneshot::channel();
         let spawned = std::thread::Builder::new()
@@ -514,20 +520,27 @@ impl Daemon {
         done: Result<Ended, oneshot::error::RecvError>,
         announce: Announce,
     ) -> Option<Duration> {
-        let failed = !matches!(done, Ok(Ended::Done { .. }));
+        let failed = !matches!(done, Ok(Ended::Done(_)));
         self.backoff = rules::backoff(self.backoff, failed);
         match done {
-            Ok(Ended::Done {
-                kernel_after,
-                native,
-                status,
-                repairs,
-                others,
-                owns_any,
-                busy,
-                owned_after,
-                state_refused,
-            }) => {
+            Ok(Ended::Done(finished)) => {
+                let pass::Finished {
+                    kernel_after,
+                    native,
+                    status,
+                    repairs,
+                    others,
+                    owns_any,
+                    busy,
+                    owned_after,
+                    state_refused,
+                    registered,
+                    failed_takeovers,
+                } = *finished;
+                for name in registered {
+                    self.failed_takeovers.remove(&name);
+                }
+                self.failed_takeovers.extend(failed_takeovers);
                 if state_refused && !self.state_refused {
                     tracing::warn!(
                         "state dir refused: repairing what this qusd registered from its own \

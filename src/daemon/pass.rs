@@ -29,32 +29,41 @@ pub struct Job {
     pub restore: KernelEntries,
     /// qusd's records from its last pass (see [`Request::remembered`]).
     pub remembered: Option<crate::model::OwnedEntries>,
+    /// Takeovers that failed earlier (see [`Request::failed_takeovers`]).
+    pub failed_takeovers: crate::model::FailedTakeovers,
 }
 
 /// How a pass ended, in what the loop keeps.
 pub enum Ended {
-    Done {
-        kernel_after: (bool, KernelEntries),
-        /// The native verdicts, when they may be kept (not provisional).
-        native: Option<NativeVerdicts>,
-        status: String,
-        /// The entries this pass wrote, each with what it wrote (to
-        /// notice the same repair made again and again).
-        repairs: Vec<(String, String)>,
-        /// Other tools' entries as the pass left them (neither owned nor
-        /// configured by qus): what the flush guard puts back.
-        others: KernelEntries,
-        /// Did qus own any entry after the pass?
-        owns_any: bool,
-        /// Entries whose interpreter was open for writing (ETXTBSY).
-        busy: Vec<String>,
-        /// The ownership records as the pass left them: qusd's memory of
-        /// what it registered, for passes while the state dir is refused.
-        owned_after: crate::model::OwnedEntries,
-        /// The state dir was refused: look again soon.
-        state_refused: bool,
-    },
+    Done(Box<Finished>),
     Failed(String),
+}
+
+/// What a pass that ran leaves for the loop.
+pub struct Finished {
+    pub kernel_after: (bool, KernelEntries),
+    /// The native verdicts, when they may be kept (not provisional).
+    pub native: Option<NativeVerdicts>,
+    pub status: String,
+    /// The entries this pass wrote, each with what it wrote (to
+    /// notice the same repair made again and again).
+    pub repairs: Vec<(String, String)>,
+    /// Other tools' entries as the pass left them (neither owned nor
+    /// configured by qus): what the flush guard puts back.
+    pub others: KernelEntries,
+    /// Did qus own any entry after the pass?
+    pub owns_any: bool,
+    /// Entries whose interpreter was open for writing (ETXTBSY).
+    pub busy: Vec<String>,
+    /// The ownership records as the pass left them: qusd's memory of
+    /// what it registered, for passes while the state dir is refused.
+    pub owned_after: crate::model::OwnedEntries,
+    /// The state dir was refused: look again soon.
+    pub state_refused: bool,
+    /// Entries this pass registered (or replaced).
+    pub registered: Vec<String>,
+    /// Takeovers that failed in this pass.
+    pub failed_takeovers: crate::model::FailedTakeovers,
 }
 
 impl Job {
@@ -64,6 +73,7 @@ impl Job {
             restore: self.restore.clone(),
             holds: self.holds.clone(),
             remembered: self.remembered.clone(),
+            failed_takeovers: self.failed_takeovers.clone(),
             ..Request::default()
         };
         let mode = Mode::Reconcile {
@@ -83,7 +93,7 @@ impl Job {
                     self.why,
                     pass.outcome.kernel_writes
                 );
-                Ended::Done {
+                Ended::Done(Box::new(Finished {
                     native: (!pass.world.native_provisional).then(|| pass.native().clone()),
                     repairs: repairs(&pass),
                     others: others(&pass),
@@ -95,9 +105,11 @@ impl Job {
                     busy: pass.outcome.busy.clone(),
                     owned_after: pass.owned_after.clone(),
                     state_refused: pass.state_refused,
+                    registered: repairs(&pass).into_iter().map(|(n, _)| n).collect(),
+                    failed_takeovers: pass.outcome.failed_takeovers.clone(),
                     kernel_after: pass.kernel_after,
                     status,
-                }
+                }))
             }
             Err(e) => {
                 tracing::error!("pass {} ({}) failed: {e:#}", self.number, self.why);

@@ -73,6 +73,9 @@ pub struct Request {
     /// state dir's when that is refused (made writable by others), so what
     /// this process registered is still repaired meanwhile.
     pub remembered: Option<crate::model::OwnedEntries>,
+    /// Takeovers that failed in qusd's earlier passes (see
+    /// [`crate::model::World::failed_takeovers`]).
+    pub failed_takeovers: crate::model::FailedTakeovers,
 }
 
 /// The kernel's side: binfmt_misc's state and entries.
@@ -118,16 +121,7 @@ impl KernelView {
 /// logged here, once per observation.
 pub fn observe(system: &System, request: &Request) -> Result<World> {
     let kernel = KernelView::read(&system.binfmt)?;
-    let (owned, owned_warning) = match (&request.remembered, system.state.refusal()) {
-        (Some(mine), Some(why)) => (
-            mine.clone(),
-            Some(format!(
-                "{why}; repairing what this qusd registered from its own records, and \
-                 writing nothing there, until that is fixed"
-            )),
-        ),
-        _ => system.state.load(),
-    };
+    let (owned, owned_warning) = ownership_records(system, request);
     if let Some(w) = &owned_warning {
         tracing::warn!("{w}");
     }
@@ -207,6 +201,7 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
         restorable,
         restore_refused,
         records_unwritable: None,
+        failed_takeovers: request.failed_takeovers.clone(),
         native_provisional,
         native_cache_key,
     })
@@ -269,6 +264,24 @@ fn custom_wants(
             want::custom_want(name, entry, candidate.as_ref(), host)
         })
         .collect()
+}
+
+/// The ownership records: the state dir's, or qusd's own (from its last
+/// pass) while the state dir is refused; with a warning when either is.
+fn ownership_records(
+    system: &System,
+    request: &Request,
+) -> (crate::model::OwnedEntries, Option<String>) {
+    match (&request.remembered, system.state.refusal()) {
+        (Some(mine), Some(why)) => (
+            mine.clone(),
+            Some(format!(
+                "{why}; repairing what this qusd registered from its own records, and \
+                 writing nothing there, until that is fixed"
+            )),
+        ),
+        _ => system.state.load(),
+    }
 }
 
 /// Say why an entry that should work cannot: a configured interpreter

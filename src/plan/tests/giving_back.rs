@@ -206,6 +206,56 @@ fn distro_takeover_replaces_only_the_distributions_entry_and_remembers_it() {
 }
 
 #[test]
+fn a_failed_takeover_is_not_tried_again_until_something_changed() {
+    let s = spec("/q", "PF");
+    let theirs = spec("/theirs", "F");
+    let mode = Mode::reconcile(Takeover::All);
+    let failed = |wanted: &EntrySpec, ident: Identity, theirs: &EntrySpec| {
+        let mut f = crate::model::FailedTakeovers::new();
+        f.insert(
+            "qemu-a".to_string(),
+            crate::model::FailedTakeover {
+                wanted: wanted.clone(),
+                identity: ident,
+                theirs: theirs.clone(),
+                why: "Permission denied".into(),
+            },
+        );
+        f
+    };
+    let mut w = world_with(
+        vec![want("qemu-a", &s, id(1))],
+        kernel(&[("qemu-a", &theirs, true)]),
+        owned(&[]),
+        &[],
+        &[],
+    );
+    // Nothing changed: a conflict saying why, no write.
+    w.failed_takeovers = failed(&s, id(1), &theirs);
+    let p = crate::plan::plan(&w, &mode);
+    assert_eq!(only(&p).state, State::Conflict);
+    assert!(only(&p).actions.is_empty());
+    assert!(only(&p)
+        .detail
+        .as_deref()
+        .is_some_and(|d| d.contains("the takeover failed")));
+    // The emulator, qus's spec or their entry changed: tried again.
+    for changed in [
+        failed(&s, id(2), &theirs),
+        failed(&spec("/q", "P"), id(1), &theirs),
+        failed(&s, id(1), &spec("/other", "F")),
+    ] {
+        w.failed_takeovers = changed;
+        let p = crate::plan::plan(&w, &mode);
+        assert!(
+            matches!(&only(&p).actions[..], [Action::Replace { .. }]),
+            "{:#?}",
+            only(&p)
+        );
+    }
+}
+
+#[test]
 fn unregister_puts_back_what_was_taken_over_if_it_can() {
     let s = spec("/q", "PF");
     let theirs = spec("/theirs", "F");
