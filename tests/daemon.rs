@@ -565,6 +565,51 @@ fn unmounted_binfmt_misc_is_remounted_and_refilled() {
     assert_eq!(run_probe(&sb, "aarch64"), "qus-probe aarch64\n");
 }
 
+/// The first pass mounts binfmt_misc, and its watch on the new mount is
+/// armed only when the pass ends. An entry removed while that pass still
+/// runs (here: its `daemon.verify` probe of a hanging emulator) must be
+/// repaired all the same: events during a pass are never lost.
+#[test]
+fn a_removal_during_the_pass_that_mounts_binfmt_misc_is_repaired() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.search_bin("[daemon]\nverify = true\n");
+    let pids = sb.path().join("pids");
+    let hang = sb.bin().join("qemu-s390x-static");
+    fs::write(
+        &hang,
+        format!(
+            "#!/bin/sh\necho $$ >> '{}'\nexec sleep 1000\n",
+            pids.display()
+        ),
+    )
+    .expect("write");
+    fs::set_permissions(&hang, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let st = sb
+        .command("umount")
+        .arg(sb.binfmt())
+        .status()
+        .expect("umount");
+    assert!(st.success());
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd(Some(&n), &[]);
+    wait_for(
+        WAIT,
+        "the first pass to mount, register and hang in verify",
+        || pids.exists() && sb.has_entry("qemu-aarch64"),
+    );
+    assert!(
+        n.seen.iter().all(|m| !m.contains("READY=1")),
+        "the pass has not ended yet"
+    );
+    sb.write_inside(&sb.binfmt().join("qemu-aarch64"), "-1");
+    n.wait(30, "READY=1", |m| m.contains("READY=1"));
+    wait_for(WAIT, "qemu-aarch64 repaired", || {
+        sb.has_entry("qemu-aarch64")
+    });
+    assert!(d.count("mounted binfmt_misc at") == 1, "{}", d.log_text());
+}
+
 #[test]
 fn inotify_overflow_triggers_a_full_rescan() {
     let sb = Sandbox::new();
