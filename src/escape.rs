@@ -115,6 +115,33 @@ pub fn from_hex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Text from the system (a file name, an entry name, an interpreter
+/// path) as it may be shown to people: control characters (a newline that
+/// would forge a line, an ESC that would rewrite the terminal) and
+/// bidirectional overrides (that make it read differently from what it
+/// holds) escaped as `\xHH`; anything else as it is.
+pub fn clean(text: &str) -> String {
+    let suspect = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if text.chars().any(suspect) {
+        escape_readable(text.as_bytes())
+    } else {
+        text.to_string()
+    }
+}
+
+/// A path shown through [`clean`]: use where `path.display()` would print
+/// a name that comes from the system.
+pub struct Shown<'a>(pub &'a std::path::Path);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&clean(&self.0.display().to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

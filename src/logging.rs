@@ -37,7 +37,9 @@ pub fn init(default_level: &str, timestamps: bool) {
     }
     let message_only = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
         if field.name() == "message" {
-            write!(w, "{value:?}")
+            // Names in log lines come from the system: escaped, so a file
+            // called "x\nINFO registered …" forges no line.
+            write!(w, "{}", crate::escape::clean(&format!("{value:?}")))
         } else {
             Ok(())
         }

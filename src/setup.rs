@@ -266,9 +266,11 @@ impl CommonArgs {
 /// `error: top` then `  caused by: …` for each cause, and for a refused
 /// permission, what to do about it (never a bare "Permission denied").
 pub fn print_error(e: &anyhow::Error) {
-    eprintln!("error: {e}");
+    // Names in errors come from the system (a drop-in called "a\nb.toml"):
+    // shown escaped, so they can neither forge a line nor drive the terminal.
+    eprintln!("error: {}", crate::escape::clean(&e.to_string()));
     for cause in e.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+        eprintln!("  caused by: {}", crate::escape::clean(&cause.to_string()));
     }
     let denied = e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()

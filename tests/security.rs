@@ -375,6 +375,56 @@ fn state_files_are_reached_only_through_the_checked_directory() {
     );
 }
 
+/// Names from the system (drop-in file names here) are shown escaped in
+/// `qus config`, in errors and in qusd's log: a newline cannot forge a
+/// line, an ESC cannot drive the terminal, a right-to-left override cannot
+/// make a name read as another.
+#[test]
+fn names_from_the_system_are_escaped_in_config_errors_and_the_log() {
+    let sb = Sandbox::new();
+    sb.search_bin("");
+    let raw = |text: &str| text.contains('\x1b') || text.contains('\u{202e}');
+    sb.write_config(
+        "15-a\n\x1b[31m\u{202e}x.toml",
+        "[qemu]\nexclude = [\"s390x\"]\n",
+    );
+    let config = sb.qus_ok(&["config"]);
+    assert!(
+        !raw(&config),
+        "raw control characters in qus config:\n{config}"
+    );
+    assert!(
+        config.contains("15-a\\x0a\\x1b[31m\\xe2\\x80\\xaex.toml"),
+        "{config}"
+    );
+    let bad = sb.write_config("20-b\x1b[2Jy.toml", "[qemu]\nbogus = 1\n");
+    let out = sb.qus(&["register"]);
+    let err = stderr(&out);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(!raw(&err), "raw control characters in an error: {err:?}");
+    assert!(err.contains("20-b\\x1b[2Jy.toml:2"), "{err}");
+    fs::remove_file(&bad).expect("rm");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    sb.write_config(
+        "30-c\nINFO registered forged\x1b.toml",
+        "[qemu]\nbogus = 1\n",
+    );
+    wait_for(WAIT, "qusd to reject the drop-in", || {
+        d.count("configuration rejected") == 1
+    });
+    let log = d.log_text();
+    assert!(!raw(&log), "raw control characters in qusd's log");
+    assert!(
+        !log.lines().any(|l| l.starts_with("INFO registered forged")),
+        "a forged log line:\n{log}"
+    );
+    assert!(
+        log.contains("30-c\\x0aINFO registered forged\\x1b.toml:2"),
+        "{log}"
+    );
+}
+
 /// A state dir made writable by others while qusd runs: its records are
 /// refused (anyone could forge them), but qusd goes on repairing what it
 /// registered itself, from its own records, writing nothing there; once

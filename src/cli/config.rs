@@ -10,7 +10,7 @@ use clap::Args;
 use super::CommonArgs;
 use crate::binfmt::Matcher;
 use crate::config::{Config, CustomEntry, Sourced};
-use crate::escape;
+use crate::escape::{self, clean, Shown};
 
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
@@ -28,7 +28,7 @@ pub fn run(common: &CommonArgs, args: &ConfigArgs) -> Result<ExitCode> {
     let config = match common.load_config_with(&args.files) {
         Ok(c) => c,
         Err(e) if args.check => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", clean(&format!("{e:#}")));
             return Ok(ExitCode::from(1));
         }
         Err(e) => return Err(e),
@@ -99,19 +99,19 @@ pub fn render(c: &Config, dirs: &[std::path::PathBuf]) -> String {
 fn render_files(o: &mut String, c: &Config, dirs: &[std::path::PathBuf]) {
     let _ = writeln!(o, "# directories, lowest priority first:");
     for d in dirs {
-        let _ = writeln!(o, "#   {}", d.display());
+        let _ = writeln!(o, "#   {}", Shown(d));
     }
     let _ = writeln!(o, "# files applied, in order:");
     if c.files.is_empty() {
         let _ = writeln!(o, "#   (none: built-in defaults)");
     }
     for f in &c.files {
-        let _ = writeln!(o, "#   {}", f.display());
+        let _ = writeln!(o, "#   {}", Shown(f));
     }
     if !c.skipped.is_empty() {
         let _ = writeln!(o, "# files not applied:");
         for (f, why) in &c.skipped {
-            let _ = writeln!(o, "#   {}: {why}", f.display());
+            let _ = writeln!(o, "#   {}: {}", Shown(f), clean(why));
         }
     }
 }

@@ -104,7 +104,8 @@ fn report_items(plan: &Plan, mode: &Mode, named: bool) -> (usize, usize) {
     let mut refused = 0;
     let mut missing = 0;
     for item in plan.items.iter().filter(|i| mode.in_scope(&i.name)) {
-        let detail = item.detail.as_deref().unwrap_or("");
+        // Details name files and entries from the system: shown escaped.
+        let detail = crate::escape::clean(item.detail.as_deref().unwrap_or(""));
         match item.state {
             State::Refused => {
                 refused += 1;
@@ -116,7 +117,7 @@ fn report_items(plan: &Plan, mode: &Mode, named: bool) -> (usize, usize) {
                 eprintln!(
                     "qus: {} not registered: {}",
                     item.name,
-                    item.detail.as_deref().unwrap_or("no interpreter")
+                    crate::escape::clean(item.detail.as_deref().unwrap_or("no interpreter"))
                 );
             }
             State::Excluded | State::Native if named => {

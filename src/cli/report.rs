@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::escape;
+use crate::escape::clean;
 use crate::model::World;
 use crate::observe::{self, System};
 use crate::plan::{Item, Plan, State};
@@ -307,21 +307,6 @@ pub fn render(report: &Report, verbose: bool) -> String {
         .collect();
     let _ = writeln!(s, "{}", summary.join(", "));
     s
-}
-
-/// Control characters (a file name with a newline, say) must not forge
-/// lines in the table, and bidirectional overrides must not make it read
-/// differently from what it holds: both are shown escaped.
-pub fn clean(text: &str) -> String {
-    let suspect = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
-    if text.chars().any(suspect) {
-        escape::escape_readable(text.as_bytes())
-    } else {
-        text.to_string()
-    }
 }
 
 /// Say, on stderr, what every `C` entry (qus's or another tool's) means:

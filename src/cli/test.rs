@@ -8,8 +8,8 @@ use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 
-use super::report::clean;
 use super::{arch_names, CommonArgs};
+use crate::escape::clean;
 use crate::model::Native;
 use crate::observe::{self, Request};
 use crate::setuid::{self, Setuid};

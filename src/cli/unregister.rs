@@ -48,7 +48,7 @@ pub fn run(common: &CommonArgs, args: &UnregisterArgs) -> Result<ExitCode> {
     for item in &pass.plan.items {
         if item.actions.is_empty() {
             match (&item.kernel, &item.detail) {
-                (Some(_), Some(note)) => eprintln!("qus: {note}"),
+                (Some(_), Some(note)) => eprintln!("qus: {}", crate::escape::clean(note)),
                 _ => eprintln!("qus: {} is not registered", item.name),
             }
         }

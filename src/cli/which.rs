@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::Args;
 
-use super::report::clean;
 use super::CommonArgs;
 use crate::binfmt::Matcher;
+use crate::escape::clean;
 use crate::observe::{self, Request};
 
 #[derive(Debug, Args)]

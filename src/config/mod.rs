@@ -50,7 +50,7 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::Default => f.write_str("built-in default"),
-            Source::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Source::File { path, line } => write!(f, "{}:{line}", crate::escape::Shown(path)),
             Source::Override(what) => f.write_str(what),
             Source::Merged(parts) => {
                 let parts: Vec<String> = parts.iter().map(ToString::to_string).collect();
