@@ -169,15 +169,26 @@ fn the_flush_guard_restores_others_after_a_flush_only() {
     sb.register_raw(":WSLInterop:M::MZ::/bin/sh:PF");
     sb.register_raw(":jar:E::jar::/bin/sh:");
     sb.write_inside(&sb.binfmt().join("jar"), "0");
+    // An interpreter whose name ends in a tab: the read-back must keep it.
+    let tabbed = sb.bin().join("interp\t");
+    std::fs::copy("/bin/sh", &tabbed).expect("copy");
+    sb.register_raw(&format!(":tabbed:E::tabbed::{}:", tabbed.display()));
     let wsl = sb.entry("WSLInterop").expect("wsl");
     let jar = sb.entry("jar").expect("jar");
+    let tab = sb.entry("tabbed").expect("tabbed");
+    assert!(tab.contains("interp\t\n"), "{tab:?}");
     let mut n = NotifySocket::new(sb.path());
     let d = sb.qusd_ready(&mut n);
     sb.write_inside(&sb.binfmt().join("status"), "-1");
     wait_for(WAIT, "everything back after the flush", || {
-        sb.entries() == ["WSLInterop", "jar", "qemu-aarch64"]
+        sb.entries() == ["WSLInterop", "jar", "qemu-aarch64", "tabbed"]
     });
     assert_eq!(sb.entry("WSLInterop").as_deref(), Some(wsl.as_str()));
+    assert_eq!(
+        sb.entry("tabbed").as_deref(),
+        Some(tab.as_str()),
+        "byte for byte"
+    );
     assert_eq!(
         sb.entry("jar").as_deref(),
         Some(jar.as_str()),
@@ -186,7 +197,7 @@ fn the_flush_guard_restores_others_after_a_flush_only() {
     // One removed on its own: no fight.
     sb.write_inside(&sb.binfmt().join("jar"), "-1");
     d.settle(&sb);
-    assert_eq!(sb.entries(), ["WSLInterop", "qemu-aarch64"]);
+    assert_eq!(sb.entries(), ["WSLInterop", "qemu-aarch64", "tabbed"]);
 }
 
 /// `qus disable` changes the configuration, so qusd keeps the arch

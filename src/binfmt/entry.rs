@@ -324,11 +324,18 @@ pub fn parse_entry_file(text: &str) -> Result<KernelEntry, Invalid> {
     let mut mask = None;
     let mut extension = None;
     let mut after_interpreter = false;
-    for line in text.lines() {
+    for line in text.split('\n') {
         // The kernel prints the interpreter verbatim: one that contains a
         // newline spills into the next line, where `flags:` must follow.
         if std::mem::take(&mut after_interpreter) && !line.starts_with("flags:") {
             return invalid("the interpreter path contains a newline");
+        }
+        // ...and one that ends in a space, a tab or a CR keeps it: what is
+        // put back after a flush must be byte for byte what the kernel had.
+        if let Some(path) = line.strip_prefix("interpreter ") {
+            interpreter = Some(PathBuf::from(path));
+            after_interpreter = true;
+            continue;
         }
         let line = line.trim_end();
         let (key, value) = match line.split_once(' ') {
@@ -428,10 +435,26 @@ pub fn validate_interpreter(path: &std::path::Path) -> Result<(), Invalid> {
             text.len()
         ));
     }
-    if let Some(c) = text.chars().find(|c| *c == ':' || c.is_control()) {
+    // A tab is what the kernel holds and shows back as it is (another
+    // tool's entry may have one, and goes back byte for byte); ':' ends the
+    // field, a newline would spill into the next line of the read-back.
+    if let Some(c) = text
+        .chars()
+        .find(|c| *c == ':' || (c.is_control() && *c != '\t'))
+    {
         return invalid(format!("interpreter {text:?} contains {c:?}"));
     }
-    // The kernel's read-back trims it: it could never compare equal.
+    Ok(())
+}
+
+/// [`validate_interpreter`], and what a configured path should not have:
+/// no tab, and no space at either end (a typo far more often than a name).
+pub fn validate_configured_interpreter(path: &std::path::Path) -> Result<(), Invalid> {
+    validate_interpreter(path)?;
+    let text = path.to_string_lossy();
+    if text.contains('\t') {
+        return invalid(format!("interpreter {text:?} contains '\\t'"));
+    }
     if text.trim() != text {
         return invalid(format!(
             "interpreter {text:?} starts or ends with whitespace"
@@ -443,6 +466,15 @@ pub fn validate_interpreter(path: &std::path::Path) -> Result<(), Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_interpreter_read_back_keeps_trailing_blanks() {
+        let text = "enabled\ninterpreter /opt/x \t\nflags: \nextension .x\n";
+        let e = parse_entry_file(text).expect("parse");
+        assert_eq!(e.spec.interpreter, PathBuf::from("/opt/x \t"));
+        validate_interpreter(&e.spec.interpreter).expect("a tab the kernel holds is fine");
+        assert!(validate_configured_interpreter(&e.spec.interpreter).is_err());
+    }
 
     fn aarch64() -> EntrySpec {
         EntrySpec {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{ConfigError, CustomEntry, Source, Sourced};
-use crate::binfmt::entry::{validate_interpreter, EntrySpec, Flags, Matcher};
+use crate::binfmt::entry::{validate_configured_interpreter, EntrySpec, Flags, Matcher};
 use crate::escape;
 
 /// Raw `[entry.NAME]` fields merged across files, validated at the end.
@@ -49,7 +49,7 @@ pub(super) fn finish_entry(name: &str, raw: RawEntry) -> Result<CustomEntry, Con
     let fail = |at: &Source, msg: String| entry_error(name, at, msg);
     let interpreter = match &raw.interpreter {
         Some(i) => {
-            validate_interpreter(Path::new(&i.value))
+            validate_configured_interpreter(Path::new(&i.value))
                 .map_err(|e| fail(&i.source, format!("interpreter: {e}")))?;
             PathBuf::from(&i.value)
         }

@@ -14,7 +14,7 @@ use super::fragment::{List, TakeoverFragment};
 use super::span::FileCtx;
 use super::{Config, ConfigError, Others, Source, Sourced, Takeover};
 use crate::arch;
-use crate::binfmt::entry::{validate_interpreter, validate_name};
+use crate::binfmt::entry::{validate_configured_interpreter, validate_name};
 
 /// Lists across drop-ins follow containers.conf's convention: a later
 /// file's list replaces the earlier value, like every other key, so a
@@ -219,7 +219,7 @@ impl Merger {
         };
         let slot = c.arch.entry(canonical.to_string()).or_default();
         if let Some(i) = over.interpreter {
-            validate_interpreter(Path::new(i.get_ref()))
+            validate_configured_interpreter(Path::new(i.get_ref()))
                 .map_err(|e| ctx.error(Some(i.span()), format!("interpreter: {e}")))?;
             let s = ctx.sourced(i);
             slot.interpreter = Some(Sourced {
