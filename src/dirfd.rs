@@ -18,6 +18,13 @@ use rustix::fs::{AtFlags, Mode, OFlags, Stat};
 
 use crate::fsutil::with_path;
 
+/// Write `bytes` to `dir/name` atomically (see [`Dir::write_atomic`]),
+/// flushed to disk. `dir` may be a link to a directory (an `/etc/qus.d`
+/// that points elsewhere).
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
+    Dir::open_following(dir)?.write_atomic(name, bytes, mode, true)
+}
+
 /// An open directory.
 #[derive(Debug)]
 pub struct Dir {

@@ -1,6 +1,7 @@
-//! Writing files so that a crash, a concurrent reader or a planted
-//! symlink never sees or causes a half-written or misdirected file; and
-//! reading the small files the kernel generates without the size dance.
+//! Opening files anyone may have put where qus looks without blocking on
+//! them, and reading the small files the kernel generates without the size
+//! dance. (Writing, atomically and inside a checked directory, is
+//! `dirfd`'s.)
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
@@ -44,13 +45,6 @@ pub fn read_generated(path: &Path) -> io::Result<String> {
         }
     }
     String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
-
-/// Write `bytes` to `dir/name` atomically (see
-/// [`crate::dirfd::Dir::write_atomic`]), flushed to disk. `dir` may be a
-/// link to a directory (an `/etc/qus.d` that points elsewhere).
-pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
-    crate::dirfd::Dir::open_following(dir)?.write_atomic(name, bytes, mode, true)
 }
 
 /// The error, with the path it concerns in front.

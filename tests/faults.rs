@@ -15,6 +15,30 @@ fn sh(sb: &Sandbox, script: &str) {
     assert!(st.success(), "{script}");
 }
 
+/// An arch's emulator on a `noexec` tmpfs in the sandbox: qus's checks
+/// pass it, the kernel refuses to open it for execution under F.
+fn on_noexec_mount(sb: &Sandbox, arch: &str) -> std::path::PathBuf {
+    let noexec = sb.path().join("noexec");
+    fs::create_dir(&noexec).expect("mkdir");
+    sh(
+        sb,
+        &format!(
+            "mount -t tmpfs -o noexec,mode=755 tmpfs '{}'",
+            noexec.display()
+        ),
+    );
+    let emulator = noexec.join(format!("qemu-{arch}-static"));
+    sh(
+        sb,
+        &format!(
+            "cp '{}' '{1}' && chmod 755 '{1}'",
+            require_qemu(arch).display(),
+            emulator.display()
+        ),
+    );
+    emulator
+}
+
 /// The kernel refuses a registration qus's own checks allow: an
 /// interpreter on a `noexec` mount with F (the kernel cannot open it for
 /// execution). Logged, the others still registered, retried next time.
@@ -22,25 +46,7 @@ fn sh(sb: &Sandbox, script: &str) {
 fn kernel_refusal_is_logged_and_does_not_block_the_others() {
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
-    let noexec = sb.path().join("noexec");
-    fs::create_dir(&noexec).expect("mkdir");
-    sh(
-        &sb,
-        &format!(
-            "mount -t tmpfs -o noexec,mode=755 tmpfs '{}'",
-            noexec.display()
-        ),
-    );
-    let arm = noexec.join("qemu-arm-static");
-    sh(
-        &sb,
-        &format!(
-            "cp '{}' '{}' && chmod 755 '{}'",
-            require_qemu("arm").display(),
-            arm.display(),
-            arm.display()
-        ),
-    );
+    let arm = on_noexec_mount(&sb, "arm");
     sb.search_bin(&format!(
         "[qemu.arch.arm]\ninterpreter = \"{}\"\n",
         arm.display()
@@ -65,24 +71,7 @@ fn kernel_refusal_is_logged_and_does_not_block_the_others() {
 #[test]
 fn a_failed_takeover_puts_a_disabled_entry_back_disabled_and_once() {
     let sb = Sandbox::new();
-    let noexec = sb.path().join("noexec");
-    fs::create_dir(&noexec).expect("mkdir");
-    sh(
-        &sb,
-        &format!(
-            "mount -t tmpfs -o noexec,mode=755 tmpfs '{}'",
-            noexec.display()
-        ),
-    );
-    let arm64 = noexec.join("qemu-aarch64-static");
-    sh(
-        &sb,
-        &format!(
-            "cp '{}' '{1}' && chmod 755 '{1}'",
-            require_qemu("aarch64").display(),
-            arm64.display()
-        ),
-    );
+    let arm64 = on_noexec_mount(&sb, "aarch64");
     sb.search_bin(&format!(
         "takeover = true\n[qemu.arch.aarch64]\ninterpreter = \"{}\"\n",
         arm64.display()

@@ -78,7 +78,7 @@ fn write_managed(dir: &Path, file: &str, settings: &BTreeMap<String, bool>) -> R
     for (a, on) in settings {
         text.push_str(&format!("\n[qemu.arch.{a}]\nenabled = {on}\n"));
     }
-    crate::fsutil::write_atomic(dir, file, text.as_bytes(), 0o644)
+    crate::dirfd::write_atomic(dir, file, text.as_bytes(), 0o644)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
