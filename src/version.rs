@@ -56,9 +56,17 @@ impl<'a> Versions<'a> {
 /// (`qemu-aarch64 version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u18)`).
 fn ask(path: &Path) -> Option<String> {
     let mut cmd = Command::new(path);
-    cmd.arg("--version")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null());
+    // No stdin and no stderr for it: /dev/null where there is one, else an
+    // empty pipe (a chroot or a minimal image may have no /dev at all, and
+    // spawning would fail there for want of /dev/null).
+    let quiet = || {
+        if Path::new("/dev/null").exists() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        }
+    };
+    cmd.arg("--version").stdin(quiet()).stderr(quiet());
     parse(&crate::child::output_within(&mut cmd, TIMEOUT).ok()?)
 }
 

@@ -267,6 +267,31 @@ fn emulator_versions_are_cached_by_file_identity() {
     assert_eq!(version(&sb), real);
 }
 
+/// A chroot or a minimal image may have no `/dev`: the version is still
+/// read (stdin and stderr of `--version` are an empty pipe then).
+#[test]
+fn versions_are_read_where_there_is_no_dev_null() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.search_bin("");
+    sb.qus_ok(&["register"]);
+    let st = sb
+        .command("sh")
+        .args(["-c", "mount -t tmpfs -o mode=755 tmpfs /dev"])
+        .status()
+        .expect("mount");
+    assert!(st.success(), "hide /dev inside the sandbox");
+    let gone = sb
+        .command("test")
+        .args(["-e", "/dev/null"])
+        .status()
+        .expect("test");
+    assert!(!gone.success(), "/dev/null still there");
+    let table = sb.qus_ok(&["status", "-v"]);
+    let line = line_starting(&table, "qemu-aarch64 ");
+    assert!(line.contains("[QEMU "), "{table}");
+}
+
 #[test]
 fn dynamic_emulators_are_refused_under_f_and_static_ones_preferred() {
     let sb = Sandbox::new();
