@@ -84,8 +84,12 @@ build_one() {
     ctx=$(mktemp -d -p "$scratch")
     cp packaging/container/Containerfile "$ctx/"
     cp "target/$target/release/qus" "target/$target/release/qusd" "$ctx/"
-    # qus started as binfmt answers tonistiigi/binfmt's command line.
-    ln -s qus "$ctx/binfmt"
+    # qus started as binfmt answers tonistiigi/binfmt's command line. A
+    # link, added from a tar (COPY follows links and would add a second
+    # 3 MB copy of qus; ADD unpacks a local tar as it is).
+    mkdir -p "$ctx/links/usr/bin"
+    ln -s qus "$ctx/links/usr/bin/binfmt"
+    tar -C "$ctx/links" --owner=0 --group=0 --numeric-owner -cf "$ctx/links.tar" usr/bin/binfmt
     mkdir "$ctx/emulators"
     local qv
     qv=$(emulators_for "$deb" "$ctx/emulators")

@@ -22,6 +22,7 @@ trap 'b umount "$ctr" >/dev/null 2>&1; b rm "$ctr" >/dev/null 2>&1' EXIT
 mnt=$(b mount "$ctr")
 files=$(cd "$mnt" && find . -type f | sort)
 check "qus and qusd present" '[ -x "$mnt/usr/bin/qus" ] && [ -x "$mnt/usr/bin/qusd" ]'
+check "/usr/bin/binfmt is a link to qus, not a second copy" '[ "$(readlink "$mnt/usr/bin/binfmt")" = qus ]'
 n=$(find "$mnt/usr/bin" -name 'qemu-*' -type f | wc -l)
 check "$n QEMU emulators" '[ "$n" -ge 30 ]'
 check "nothing else in the image" '[ "$(echo "$files" | grep -vc -e "^./usr/bin/qemu-[^/]*$" -e "^./usr/bin/qusd\?$" -e "^./usr/bin/binfmt$")" = 0 ]'
