@@ -17,6 +17,7 @@
 //! and cost no pass, so qusd never loops.
 
 mod lifecycle;
+mod memory;
 mod notify;
 mod pass;
 mod rules;
@@ -109,20 +110,8 @@ struct Daemon {
     /// Other tools' entries as the last pass left them, and whether qus
     /// owned any then (for the flush guard).
     others_last: (KernelEntries, bool),
-    /// How long to wait before retrying after failed passes in a row.
-    backoff: Option<Duration>,
-    /// How long to wait before trying again entries whose interpreter was
-    /// open for writing (see [`rules::busy_retry`]).
-    busy_retry: Option<Duration>,
-    /// What this qusd registered, as its last pass left the records: it
-    /// goes on repairing those while the state dir is refused.
-    remembered: Option<crate::model::OwnedEntries>,
-    /// The last pass found the state dir refused: look again in a second,
-    /// so a fix is taken up at once (nothing watches its mode).
-    state_refused: bool,
-    /// Takeovers that failed, not tried again while nothing changed (see
-    /// [`crate::model::World::failed_takeovers`]).
-    failed_takeovers: crate::model::FailedTakeovers,
+    /// When to look again, qusd's own records, failed takeovers.
+    memory: memory::Memory,
     /// Held for qusd's whole life: one qusd per state dir.
     _instance: Option<crate::state::Claim>,
 }
@@ -247,11 +236,7 @@ impl Daemon {
             status: String::new(),
             native: None,
             repairs: RepairCounter::default(),
-            backoff: None,
-            busy_retry: None,
-            remembered: None,
-            state_refused: false,
-            failed_takeovers: Default::default(),
+            memory: memory::Memory::default(),
             others_last: (KernelEntries::new(), false),
             _instance: instance,
         };
@@ -413,7 +398,7 @@ impl Daemon {
                 self.config_dirs_seen = now;
                 if asked || config != self.system.config {
                     self.repairs.clear();
-                    self.failed_takeovers.clear();
+                    self.memory.new_configuration();
                 }
                 if config != self.system.config {
                     tracing::info!("configuration reloaded from {} file(s)", config.files.len());
@@ -496,8 +481,8 @@ impl Daemon {
             native: self.native.clone(),
             holds,
             restore: self.flushed_others(),
-            remembered: self.remembered.clone(),
-            failed_takeovers: self.failed_takeovers.clone(),
+            remembered: self.memory.remembered.clone(),
+            failed_takeovers: self.memory.failed_takeovers.clone(),
         };
         let (tx, rx) = oneshot::channel();
         let spawned = std::thread::Builder::new()
@@ -520,8 +505,9 @@ impl Daemon {
         done: Result<Ended, oneshot::error::RecvError>,
         announce: Announce,
     ) -> Option<Duration> {
-        let failed = !matches!(done, Ok(Ended::Done(_)));
-        self.backoff = rules::backoff(self.backoff, failed);
+        if !matches!(done, Ok(Ended::Done(_))) {
+            self.memory.pass_failed();
+        }
         match done {
             Ok(Ended::Done(finished)) => {
                 let pass::Finished {
@@ -531,34 +517,9 @@ impl Daemon {
                     repairs,
                     others,
                     owns_any,
-                    busy,
-                    owned_after,
-                    state_refused,
-                    registered,
-                    failed_takeovers,
+                    left,
                 } = *finished;
-                for name in registered {
-                    self.failed_takeovers.remove(&name);
-                }
-                self.failed_takeovers.extend(failed_takeovers);
-                if state_refused && !self.state_refused {
-                    tracing::warn!(
-                        "state dir refused: repairing what this qusd registered from its own \
-                         records, writing nothing there; looking again every second"
-                    );
-                } else if !state_refused && self.state_refused {
-                    tracing::info!("state dir trusted again: records are kept there again");
-                }
-                self.state_refused = state_refused;
-                self.remembered = Some(owned_after);
-                if self.busy_retry.is_none() && !busy.is_empty() {
-                    tracing::info!(
-                        "{}: interpreter open for writing (text file busy); trying again \
-                         until its writer closes it",
-                        busy.join(", ")
-                    );
-                }
-                self.busy_retry = rules::busy_retry(self.busy_retry, !busy.is_empty());
+                self.memory.take_in(left);
                 self.others_last = (others, owns_any);
                 self.last_kernel = Some(kernel_after);
                 if let Some(native) = native {
@@ -590,8 +551,6 @@ impl Daemon {
         self.arm();
         self.publish();
         self.announce(announce);
-        self.backoff
-            .or(self.busy_retry)
-            .or(self.state_refused.then_some(rules::STATE_RECHECK))
+        self.memory.next_try()
     }
 }

@@ -53,17 +53,8 @@ pub struct Finished {
     pub others: KernelEntries,
     /// Did qus own any entry after the pass?
     pub owns_any: bool,
-    /// Entries whose interpreter was open for writing (ETXTBSY).
-    pub busy: Vec<String>,
-    /// The ownership records as the pass left them: qusd's memory of
-    /// what it registered, for passes while the state dir is refused.
-    pub owned_after: crate::model::OwnedEntries,
-    /// The state dir was refused: look again soon.
-    pub state_refused: bool,
-    /// Entries this pass registered (or replaced).
-    pub registered: Vec<String>,
-    /// Takeovers that failed in this pass.
-    pub failed_takeovers: crate::model::FailedTakeovers,
+    /// What qusd's memory takes in (see [`super::memory::Memory`]).
+    pub left: super::memory::Left,
 }
 
 impl Job {
@@ -102,11 +93,13 @@ impl Job {
                         .1
                         .keys()
                         .any(|n| pass.owned_after.contains_key(n)),
-                    busy: pass.outcome.busy.clone(),
-                    owned_after: pass.owned_after.clone(),
-                    state_refused: pass.state_refused,
-                    registered: repairs(&pass).into_iter().map(|(n, _)| n).collect(),
-                    failed_takeovers: pass.outcome.failed_takeovers.clone(),
+                    left: super::memory::Left {
+                        busy: pass.outcome.busy.clone(),
+                        owned_after: pass.owned_after.clone(),
+                        state_refused: pass.state_refused,
+                        registered: repairs(&pass).into_iter().map(|(n, _)| n).collect(),
+                        failed_takeovers: pass.outcome.failed_takeovers.clone(),
+                    },
                     kernel_after: pass.kernel_after,
                     status,
                 }))
