@@ -411,7 +411,7 @@ fn names_from_the_system_are_escaped_in_config_errors_and_the_log() {
         "[qemu]\nbogus = 1\n",
     );
     wait_for(WAIT, "qusd to reject the drop-in", || {
-        d.count("configuration rejected") == 1
+        d.count("configuration rejected") >= 1
     });
     let log = d.log_text();
     assert!(!raw(&log), "raw control characters in qusd's log");
@@ -454,7 +454,7 @@ fn a_state_dir_made_0777_stops_no_repair() {
     );
     fs::set_permissions(sb.state(), fs::Permissions::from_mode(0o700)).expect("chmod 0700");
     wait_for(20, "qusd to take the fixed state dir up again", || {
-        d.count("state dir trusted again") == 1
+        d.count("state dir trusted again") >= 1
     });
     // Back to normal: a removal is repaired and recorded as before.
     sb.write_inside(&sb.binfmt().join("qemu-aarch64"), "-1");
