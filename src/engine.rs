@@ -26,8 +26,9 @@ pub struct Pass {
     pub records_note: Option<String>,
     /// The ownership records after the pass.
     pub owned_after: crate::model::OwnedEntries,
-    /// Was the state dir refused, so the pass ran on qusd's own records?
-    pub state_refused: bool,
+    /// Why the state dir was refused, when the pass ran on qusd's own
+    /// records instead.
+    pub state_refused: Option<String>,
     /// binfmt_misc (global switch, entries) as this pass left it: what the
     /// daemon compares later events against, to tell its own writes from
     /// others'. Computed from what the pass did, never re-read: a change
@@ -199,7 +200,7 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
         outcome: outcome.after(prepared),
         records_note,
         owned_after: owned,
-        state_refused: refused.is_some(),
+        state_refused: refused,
         kernel_after,
     })
 }

@@ -446,12 +446,20 @@ fn a_state_dir_made_0777_stops_no_repair() {
         "qemu-aarch64 repaired while the state dir is 0777",
         || sb.has_entry("qemu-aarch64"),
     );
-    assert!(d.count("state dir refused") >= 1, "{}", d.log_text());
+    assert!(
+        d.count("repairing what this qusd registered from its own records") >= 1,
+        "{}",
+        d.log_text()
+    );
     assert_eq!(
         fs::read_to_string(&records).expect("records"),
         before,
         "wrote into a refused state dir"
     );
+    // qusd looks again every second meanwhile: let it, twice.
+    wait_for(20, "two more passes while the state dir is refused", || {
+        d.count("looking again in 1s") >= 2
+    });
     fs::set_permissions(sb.state(), fs::Permissions::from_mode(0o700)).expect("chmod 0700");
     wait_for(20, "qusd to take the fixed state dir up again", || {
         d.count("state dir trusted again") >= 1
@@ -462,6 +470,13 @@ fn a_state_dir_made_0777_stops_no_repair() {
     assert!(fs::read_to_string(&records)
         .expect("records")
         .contains("qemu-aarch64"));
+    // Said when it began, not on each of the passes a second apart.
+    assert_eq!(
+        d.count("repairing what this qusd registered from its own records"),
+        1,
+        "{}",
+        d.log_text()
+    );
 }
 
 /// A read-only state dir: qus registers anyway, without records, and

@@ -16,8 +16,8 @@ pub struct Left {
     pub busy: Vec<String>,
     /// The ownership records as the pass left them.
     pub owned_after: OwnedEntries,
-    /// The state dir was refused.
-    pub state_refused: bool,
+    /// Why the state dir was refused, if it was.
+    pub state_refused: Option<String>,
     /// Entries this pass registered, replaced or enabled.
     pub registered: Vec<String>,
     /// Takeovers that failed in this pass.
@@ -55,15 +55,17 @@ impl Memory {
             self.failed_takeovers.remove(name);
         }
         self.failed_takeovers.extend(left.failed_takeovers);
-        if left.state_refused && !self.state_refused {
-            tracing::warn!(
-                "state dir refused: repairing what this qusd registered from its own \
-                 records, writing nothing there; looking again every second"
-            );
-        } else if !left.state_refused && self.state_refused {
-            tracing::info!("state dir trusted again: records are kept there again");
+        match (&left.state_refused, self.state_refused) {
+            (Some(why), false) => tracing::warn!(
+                "{why}; repairing what this qusd registered from its own records, writing \
+                 nothing there; looking again every second"
+            ),
+            (None, true) => {
+                tracing::info!("state dir trusted again: records are kept there again")
+            }
+            _ => {}
         }
-        self.state_refused = left.state_refused;
+        self.state_refused = left.state_refused.is_some();
         self.remembered = Some(left.owned_after);
         if self.busy_retry.is_none() && !left.busy.is_empty() {
             tracing::info!(
@@ -73,6 +75,11 @@ impl Memory {
             );
         }
         self.busy_retry = rules::busy_retry(self.busy_retry, !left.busy.is_empty());
+    }
+
+    /// Is the next try a retry after failed passes?
+    pub fn after_failure(&self) -> bool {
+        self.backoff.is_some()
     }
 
     /// A new configuration (or SIGHUP): failed takeovers may work now.
@@ -102,7 +109,7 @@ mod tests {
         Left {
             busy: if busy { vec!["qemu-a".into()] } else { vec![] },
             owned_after: OwnedEntries::new(),
-            state_refused: refused,
+            state_refused: refused.then(|| "refused".to_string()),
             registered: vec![],
             failed_takeovers: FailedTakeovers::new(),
         }

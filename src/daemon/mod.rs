@@ -286,7 +286,13 @@ impl Daemon {
         settle: &mut Settle,
     ) -> Running {
         if let Some(delay) = self.finish(done, announce) {
-            tracing::info!("retrying in {delay:?}");
+            if self.memory.after_failure() {
+                tracing::info!("retrying in {delay:?}");
+            } else {
+                // A busy interpreter or a refused state dir: said once
+                // when it began, not on every look.
+                tracing::debug!("looking again in {delay:?}");
+            }
             settle.retry(delay, std::time::Instant::now());
         } else if self.changed_while_unwatched() {
             tracing::info!("binfmt_misc changed during the pass; another pass");

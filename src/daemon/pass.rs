@@ -96,7 +96,7 @@ impl Job {
                     left: super::memory::Left {
                         busy: pass.outcome.busy.clone(),
                         owned_after: pass.owned_after.clone(),
-                        state_refused: pass.state_refused,
+                        state_refused: pass.state_refused.clone(),
                         registered: repairs(&pass).into_iter().map(|(n, _)| n).collect(),
                         failed_takeovers: pass.outcome.failed_takeovers.clone(),
                     },

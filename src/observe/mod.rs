@@ -267,19 +267,16 @@ fn custom_wants(
 }
 
 /// The ownership records: the state dir's, or qusd's own (from its last
-/// pass) while the state dir is refused; with a warning when either is.
+/// pass) while the state dir is refused; with a warning when the state
+/// dir's are unusable.
 fn ownership_records(
     system: &System,
     request: &Request,
 ) -> (crate::model::OwnedEntries, Option<String>) {
     match (&request.remembered, system.state.refusal()) {
-        (Some(mine), Some(why)) => (
-            mine.clone(),
-            Some(format!(
-                "{why}; repairing what this qusd registered from its own records, and \
-                 writing nothing there, until that is fixed"
-            )),
-        ),
+        // qusd says so when it starts and when it ends (see
+        // daemon::memory), not on every pass meanwhile.
+        (Some(mine), Some(_)) => (mine.clone(), None),
         _ => system.state.load(),
     }
 }
