@@ -201,39 +201,15 @@ fn an_emulator_closed_before_its_chmod_waits_for_its_mode() {
 /// writer's close (reported as `#INODE`) must bring the retry.
 #[test]
 fn an_emulator_busy_at_registration_is_registered_when_its_writer_closes() {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::OpenOptionsExt;
     let sb = Sandbox::new();
     sb.search_bin("");
     let mut n = NotifySocket::new(sb.path());
     let d = sb.qusd_ready(&mut n);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_TMPFILE)
-        .mode(0o755)
-        .open(sb.bin())
-        .expect("O_TMPFILE in the search dir");
-    f.write_all(&fs::read(require_qemu("riscv64")).expect("read"))
-        .expect("write");
-    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", f.as_raw_fd())).expect("path");
-    let to = std::ffi::CString::new(
-        sb.bin()
-            .join("qemu-riscv64-static")
-            .into_os_string()
-            .into_encoded_bytes(),
-    )
-    .expect("path");
-    // SAFETY: both paths are NUL-terminated strings that live across the call.
-    let rc = unsafe {
-        libc::linkat(
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::AT_SYMLINK_FOLLOW,
-        )
-    };
-    assert_eq!(rc, 0, "linkat: {}", std::io::Error::last_os_error());
+    let f = common::link_in_from_tmpfile(
+        &sb.bin(),
+        "qemu-riscv64-static",
+        &fs::read(require_qemu("riscv64")).expect("read"),
+    );
     wait_for(
         WAIT,
         "the registration to fail while the file is open",

@@ -528,30 +528,15 @@ fn read_only_state_dir_keeps_working() {
 /// name, CLOSE_WRITE under `#ino`) is registered, not held forever.
 #[test]
 fn emulator_linked_in_from_o_tmpfile_is_registered() {
-    require_tool("python3", "python3");
     let sb = Sandbox::new();
     sb.search_bin("");
     let mut n = NotifySocket::new(sb.path());
     let d = sb.qusd_ready(&mut n);
-    let script = format!(
-        "import os, ctypes\n\
-         libc = ctypes.CDLL(None, use_errno=True)\n\
-         fd = os.open('{bin}', os.O_TMPFILE | os.O_WRONLY, 0o755)\n\
-         os.write(fd, open('{src}', 'rb').read())\n\
-         os.fchmod(fd, 0o755)\n\
-         # linkat(AT_FDCWD, /proc/self/fd/N, AT_FDCWD, name, AT_SYMLINK_FOLLOW)\n\
-         r = libc.linkat(-100, ('/proc/self/fd/%d' % fd).encode(), -100,\n\
-                         b'{bin}/qemu-aarch64-static', 0x400)\n\
-         assert r == 0, os.strerror(ctypes.get_errno())\n\
-         os.close(fd)\n",
-        bin = sb.bin().display(),
-        src = require_qemu("aarch64").display()
-    );
-    let st = Command::new("python3")
-        .args(["-c", &script])
-        .status()
-        .expect("python3");
-    assert!(st.success());
+    drop(common::link_in_from_tmpfile(
+        &sb.bin(),
+        "qemu-aarch64-static",
+        &fs::read(require_qemu("aarch64")).expect("read"),
+    ));
     wait_for(WAIT, "the linked-in emulator registered", || {
         sb.has_entry("qemu-aarch64")
     });

@@ -47,6 +47,32 @@ fn bin_or(name: &str, built: &str) -> String {
     }
 }
 
+/// Install `bytes` as `dir/name` the way some installers do: written into
+/// an unnamed `O_TMPFILE` in `dir` (mode 0755), then linked in with
+/// `linkat` (CREATE under its name; the close is reported as `#INODE`).
+/// Returns the file, still open for writing: dropping it is the close.
+pub fn link_in_from_tmpfile(dir: &Path, name: &str, bytes: &[u8]) -> fs::File {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .mode(0o755)
+        .open(dir)
+        .expect("O_TMPFILE in the directory");
+    f.write_all(bytes).expect("write");
+    rustix::fs::linkat(
+        rustix::fs::CWD,
+        format!("/proc/self/fd/{}", f.as_raw_fd()).as_str(),
+        rustix::fs::CWD,
+        dir.join(name).as_path(),
+        rustix::fs::AtFlags::SYMLINK_FOLLOW,
+    )
+    .expect("linkat the O_TMPFILE in");
+    f
+}
+
 /// Fail (never skip) with a message saying what to install.
 pub fn require_tool(tool: &str, package: &str) {
     let found = std::env::var_os("PATH")
