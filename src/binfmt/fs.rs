@@ -238,10 +238,12 @@ impl BinfmtMisc {
         write_once(&self.entry_path(name)?, "-1")
     }
 
-    /// Is this entry enabled (the first line of its file)?
+    /// Is this entry enabled (read as every entry file is read)?
     pub fn entry_enabled(&self, name: &str) -> io::Result<bool> {
         let text = crate::fsutil::read_generated(&self.entry_path(name)?)?;
-        Ok(text.lines().next() == Some("enabled"))
+        parse_entry_file(&text)
+            .map(|e| e.enabled)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
     }
 
     /// Enable or disable one entry.
