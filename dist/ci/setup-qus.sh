@@ -47,22 +47,49 @@ if [ -z "${QUS_SUDO+set}" ]; then
 fi
 sudo_do() { if [ -n "$QUS_SUDO" ]; then $QUS_SUDO "$@"; else "$@"; fi; }
 die() { echo "qus: $*" >&2; exit 1; }
-work=$(mktemp -d "${RUNNER_TEMP:-/tmp}/qus-setup.XXXXXX")
+
+# Every input is checked against its grammar before any use: no value
+# becomes an option, a sed expression or a path outside what it names.
+[[ $qemu =~ ^(system|[0-9]+(\.[0-9]+)*)$ ]] ||
+    die "QUS_QEMU (the qemu input) must be a channel such as 11, 10 or 7.2, or system; got '$qemu'"
+[[ $flags =~ ^[POCF]*$ ]] || die "QUS_FLAGS (the flags input) may only hold the letters P, O, C and F; got '$flags'"
+[[ $version =~ ^[0-9A-Za-z][0-9A-Za-z.+~-]*$ ]] || die "QUS_VERSION must be a version such as 0.9.0; got '$version'"
+read -r -a list <<<"${platforms//,/ }"
+[ ${#list[@]} -gt 0 ] || die "QUS_PLATFORMS (the platforms input) names no platform"
+for p in "${list[@]}"; do
+    [[ $p =~ ^[A-Za-z0-9][A-Za-z0-9/._-]*$ ]] ||
+        die "QUS_PLATFORMS (the platforms input): '$p' is not an arch or platform name (such as arm64, linux/arm/v7 or all)"
+done
+
+# Everything this script writes, qus itself included, goes into a directory
+# it creates here (mktemp: new, owned by the caller, mode 0700), under a
+# parent no one else can rename it in. Nothing goes to a fixed path such as
+# /tmp/qus, which another local user could have made first and swap the
+# binary in between install and run (qus runs as root).
+parent=${RUNNER_TEMP:-${TMPDIR:-/tmp}}
+[ -d "$parent" ] && [ ! -L "$parent" ] || die "$parent (RUNNER_TEMP or TMPDIR) is not a directory"
+read -r p_uid p_mode < <(stat -c '%u %a' "$parent")
+if [ "$p_uid" != "$(id -u)" ] && [ "$p_uid" != 0 ]; then
+    die "$parent (RUNNER_TEMP or TMPDIR) belongs to uid $p_uid, not to you or root: not writing there"
+fi
+if (( 8#$p_mode & 8#022 )) && ! (( 8#$p_mode & 8#1000 )); then
+    die "$parent (RUNNER_TEMP or TMPDIR) is writable by others without the sticky bit: not writing there"
+fi
+work=$(mktemp -d "$parent/qus-setup.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-read -r -a list <<<"${platforms//,/ }"
-
 if [ -n "${QUS_IMAGE:-}" ]; then
+    [[ $QUS_IMAGE =~ ^[A-Za-z0-9][A-Za-z0-9._/:@-]*$ ]] || die "QUS_IMAGE (the image input) is not an image reference; got '$QUS_IMAGE'"
     engine=${QUS_ENGINE:-$(command -v docker || command -v podman || true)}
     [ -n "$engine" ] || die "QUS_IMAGE needs docker or podman (or QUS_ENGINE)"
     [[ $flags == *F* ]] ||
         echo "qus: warning: flags $flags without F: the entries name the image's emulators, which are gone when its container exits" >&2
     echo "qus: $QUS_IMAGE with $engine"
-    "$engine" run --rm --privileged "$QUS_IMAGE" register --flags "$flags" "${list[@]}"
+    "$engine" run --rm --privileged "$QUS_IMAGE" register --flags "$flags" -- "${list[@]}"
     if [ "${list[*]}" = all ]; then
         "$engine" run --rm --privileged "$QUS_IMAGE" test
     else
-        "$engine" run --rm --privileged "$QUS_IMAGE" test "${list[@]}"
+        "$engine" run --rm --privileged "$QUS_IMAGE" test -- "${list[@]}"
     fi
     echo "qus: ready for: ${list[*]}"
     [ -z "${GITHUB_OUTPUT:-}" ] || echo "platforms=${list[*]}" >> "$GITHUB_OUTPUT"
@@ -96,16 +123,14 @@ qus=${QUS_BIN:-}
 if [ -z "$qus" ] && [ "${QUS_BUILD:-}" = 1 ]; then
     echo "qus: building qus from $src"
     cargo install --quiet --locked --path "$src" --root "$work/build" --bins
-    mkdir -p "${RUNNER_TEMP:-/tmp}/qus/bin"
-    cp "$work/build/bin/qus" "${RUNNER_TEMP:-/tmp}/qus/bin/qus"
-    qus=${RUNNER_TEMP:-/tmp}/qus/bin/qus
+    qus=$work/build/bin/qus
 elif [ -z "$qus" ]; then
     t=qus-$version-linux-$arch.tar.gz
     fetch "$t" || die "the release at $release has no $t"
-    mkdir -p "${RUNNER_TEMP:-/tmp}/qus/bin"
+    # Unpacked from the checked tarball, in the private directory, and run
+    # from there: the file that runs is the file that was checked.
     tar -xzf "$work/$t" -C "$work" ./usr/bin/qus
-    install -m755 "$work/usr/bin/qus" "${RUNNER_TEMP:-/tmp}/qus/bin/qus"
-    qus=${RUNNER_TEMP:-/tmp}/qus/bin/qus
+    qus=$work/usr/bin/qus
 fi
 
 if [ "$qemu" = system ]; then
@@ -126,7 +151,7 @@ else
     # The release's archive of this channel for this arch, if it has one.
     emu=""
     if sums 2>/dev/null; then
-        emu=$(sed -n "s/^[0-9a-f]*  \(qemu-$qemu\(\.[0-9]*\)*-linux-$arch\.tar\.zst\)\$/\1/p" "$work/SHA256SUMS" | head -1)
+        emu=$(sed -n "s/^[0-9a-f]*  \(qemu-${qemu//./\\.}\(\.[0-9]*\)*-linux-$arch\.tar\.zst\)\$/\1/p" "$work/SHA256SUMS" | head -1)
     fi
     if [ -n "$emu" ] && fetch "$emu"; then
         # zstd's decoder takes the archive's 128 MiB window by default.
@@ -153,11 +178,11 @@ fi
 
 # -E: keep QUS_BINFMT_MISC and friends through sudo.
 run_qus() { if [ -n "$QUS_SUDO" ]; then $QUS_SUDO -E "$qus" "$@"; else "$qus" "$@"; fi; }
-run_qus register --flags "$flags" "${list[@]}"
+run_qus register --flags "$flags" -- "${list[@]}"
 if [ "${list[*]}" = all ]; then
     run_qus test
 else
-    run_qus test "${list[@]}"
+    run_qus test -- "${list[@]}"
 fi
 echo "qus: ready for: ${list[*]}"
 if [ -n "${GITHUB_OUTPUT:-}" ]; then

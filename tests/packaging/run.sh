@@ -227,6 +227,12 @@ if [[ $ci_out == *"platforms=arm64 linux/s390x"* && $ci_out == *"qus-probe aarch
     echo "ok   setup-qus.sh with QUS_BIN and no release takes QEMU channel 11 from Debian, registers and tests arm64 and linux/s390x; foreign programs run"
 else bad "setup-qus.sh: $ci_out"; fi
 
+# Inputs are checked against their grammar before any use: a platform
+# that would be an option is refused (the qemu input: with the release).
+inj_out=$(QUS_BIN=/bin/false QUS_PLATFORMS="arm64,--help" dist/ci/setup-qus.sh 2>&1) && bad "setup-qus.sh took --help for a platform"
+[[ $inj_out == *"'--help' is not an arch or platform name"* ]] &&
+    echo "ok   a platform input that would be an option is refused" || bad "platforms input --help: $inj_out"
+
 step "Kubernetes manifests"
 kubernetes-validate --strict packaging/kubernetes/qus.yaml || bad "kubernetes-validate"
 
@@ -328,15 +334,52 @@ if make -s release >/dev/null 2>"$TMPDIR/release.err"; then
             QUS_BINFMT_MISC=$bm QUS_STATE_DIR=$(mktemp -d)/state QUS_CONFIG_DIRS=$conf QUS_QEMU_DIR=$emu \
             QUS_RELEASE_URL=$1 QUS_PLATFORMS=arm64,riscv64,linux/ppc64le dist/ci/setup-qus.sh &&
         probes/bin/riscv64 && echo "entry: $(sed -n "s/^interpreter //p" "$bm/qemu-riscv64")" &&
-        echo "qus: $(ls "$run"/qus/bin)"' sh "http://127.0.0.1:$port" 2>&1)
+        echo "left in RUNNER_TEMP: [$(ls -A "$run")]"' sh "http://127.0.0.1:$port" 2>&1)
     took=$((($(date +%s%N) - start) / 1000000))
-    kill "$http" 2>/dev/null; wait "$http" 2>/dev/null || true
     bytes=$(echo "$act_out" | sed -n 's/.*(\([0-9]*\) bytes, sha256 ok)/\1/p' | paste -sd+ | bc)
     if [[ $act_out == *"qus-probe riscv64"* && $act_out == *"entry: /tmp/"*"/qemu/qemu-riscv64"* &&
-          $act_out == *"3 pass"* && $act_out == *"qus: qus"* && $act_out == *"sha256 ok"* &&
+          $act_out == *"3 pass"* && $act_out == *"left in RUNNER_TEMP: []"* && $act_out == *"sha256 ok"* &&
           $act_out != *"Debian's archive"* ]]; then
         echo "ok   setup-qus.sh from the release: $bytes bytes downloaded and checked, $took ms to qus test passing"
     else bad "setup-qus.sh from the release: $act_out"; fi
+    # A local user who made /tmp/qus/bin first (the fixed path the script
+    # once installed qus to, then ran it from as root) and swaps in a
+    # payload whenever something else appears there: the script, run as
+    # root with no RUNNER_TEMP, writes nothing there and runs only the
+    # binary it checked, from its own mktemp directory.
+    attacker=${QUS_ROOTLESS_USER:-qustest}
+    as_attacker() { setpriv --reuid "$attacker" --regid "$attacker" --clear-groups "$@"; }
+    pwned=/var/tmp/qus-pwned-by-$attacker
+    rm -rf /tmp/qus "$pwned"
+    as_attacker mkdir -p /tmp/qus/bin
+    as_attacker chmod 0777 /tmp/qus /tmp/qus/bin
+    printf '#!/bin/sh\ntouch %s\necho 32 registered, 0 errors\n' "$pwned" > "$TMPDIR/payload"
+    chmod 0755 "$TMPDIR/payload"
+    as_attacker cp "$TMPDIR/payload" /tmp/qus/payload
+    as_attacker sh -c 'cd /tmp/qus/bin && while :; do
+        if [ -e qus ] && ! cmp -s qus ../payload; then echo "root wrote $(stat -c %U qus)" >> ../seen; cp ../payload .q && mv -f .q qus; fi
+        [ -e ../stop ] && exit 0; done' &
+    swapper=$!
+    hole_out=$(unshare --user --map-root-user --mount sh -c '
+        bm=$(mktemp -d) && mount -t binfmt_misc none "$bm" &&
+        env -u QUS_BIN -u RUNNER_TEMP -u TMPDIR PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+            QUS_BINFMT_MISC=$bm QUS_STATE_DIR=$(mktemp -d)/state QUS_CONFIG_DIRS=$(mktemp -d) QUS_QEMU_DIR=$(mktemp -d)/qemu \
+            QUS_RELEASE_URL=$1 QUS_PLATFORMS=arm64 dist/ci/setup-qus.sh' sh "http://127.0.0.1:$port" 2>&1)
+    hole_rc=$?
+    as_attacker touch /tmp/qus/stop; wait "$swapper" 2>/dev/null || true
+    if [ $hole_rc = 0 ] && [[ $hole_out == *"1 pass"* ]] && [ ! -e "$pwned" ] && [ ! -e /tmp/qus/seen ] &&
+       [ -z "$(ls -A /tmp/qus/bin)" ]; then
+        echo "ok   a local user's /tmp/qus/bin with a payload swapper: nothing written there, nothing of theirs run as root"
+    else bad "setup-qus.sh ran or wrote where another user could swap it (rc $hole_rc; $(cat /tmp/qus/seen 2>/dev/null); pwned: $(ls "$pwned" 2>&1)): $hole_out"; fi
+    rm -rf /tmp/qus "$pwned"
+    # A qemu input that would be a sed program (GNU sed's e command runs a
+    # shell command) where the script reads the release's SHA256SUMS.
+    marker=$TMPDIR/sed-e-ran
+    inj_out=$(QUS_BIN=/bin/false QUS_RELEASE_URL="http://127.0.0.1:$port" QUS_QEMU_DIR=$TMPDIR/inj-qemu QUS_CONFIG_DIRS=$TMPDIR/inj-conf \
+        QUS_QEMU="11\)/;e touch $marker;#" dist/ci/setup-qus.sh 2>&1) && bad "setup-qus.sh took a sed program as its qemu input"
+    [[ $inj_out == *"must be a channel such as 11"* ]] && [ ! -e "$marker" ] &&
+        echo "ok   a qemu input holding a sed program is refused before any use" || bad "qemu input injection: $inj_out"
+    kill "$http" 2>/dev/null; wait "$http" 2>/dev/null || true
     # A tampered asset is refused, not installed.
     tampered=$(mktemp -d)
     cp "$ra"/* "$tampered/" && printf 'x' >> "$tampered/qus-$v-linux-amd64.tar.gz"
@@ -349,7 +392,7 @@ if make -s release >/dev/null 2>"$TMPDIR/release.err"; then
             QUS_CONFIG_DIRS=$(mktemp -d) QUS_QEMU_DIR=$(mktemp -d) QUS_RELEASE_URL=$1 dist/ci/setup-qus.sh' \
         sh "http://127.0.0.1:$port" "$tampered" 2>&1) && bad "setup-qus.sh installed a tampered tarball"
     kill "$http" 2>/dev/null; wait "$http" 2>/dev/null || true
-    [[ $bad_out == *"does not match its SHA256SUMS line"* ]] && [ ! -e "$tampered/qus/bin/qus" ] &&
+    [[ $bad_out == *"does not match its SHA256SUMS line"* ]] && [ -z "$(ls -A "$tampered" | grep -v '^qus-\|^qemu-\|^SHA256SUMS$')" ] &&
         echo "ok   a tarball that does not match SHA256SUMS is refused" || bad "tampered tarball: $bad_out"
     rm -rf "$tampered"
     ls -l "$ra" | awk 'NR > 1 {print $5, $9}'
