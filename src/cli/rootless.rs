@@ -69,6 +69,7 @@ pub struct BuildahArgs {
 /// `qus run`: enter a namespace of our own, give it a private binfmt_misc
 /// with the wanted entries, exec CMD. CMD's exit status is ours (exec).
 pub fn run(common: &CommonArgs, args: &RunArgs) -> Result<ExitCode> {
+    needs_own_instance("run")?;
     let arches = super::arch_names(&args.arch)?;
     if !args.here {
         userns::enter_new()?;
@@ -182,6 +183,7 @@ fn private_runtime_dir() -> Result<()> {
 /// `qus podman ARGS`: `podman unshare qus ARGS` (options given before
 /// `podman` go along).
 pub fn podman(common: &CommonArgs, args: &PodmanArgs) -> Result<ExitCode> {
+    needs_own_instance("podman")?;
     let qus = std::env::current_exe().context("finding the qus executable")?;
     let err = tool("podman")?
         .arg("unshare")
@@ -194,6 +196,7 @@ pub fn podman(common: &CommonArgs, args: &PodmanArgs) -> Result<ExitCode> {
 
 /// `qus buildah ARGS`: `buildah unshare qus run --here -- buildah ARGS`.
 pub fn buildah(common: &CommonArgs, args: &BuildahArgs) -> Result<ExitCode> {
+    needs_own_instance("buildah")?;
     let qus = std::env::current_exe().context("finding the qus executable")?;
     let mut cmd = tool("buildah")?;
     cmd.arg("unshare")
@@ -206,6 +209,20 @@ pub fn buildah(common: &CommonArgs, args: &BuildahArgs) -> Result<ExitCode> {
     }
     let err = cmd.arg("--").arg("buildah").args(&args.args).exec();
     bail!("cannot run buildah: {err}")
+}
+
+/// Refuse up front, naming the kernel needed, where a user namespace cannot
+/// have a binfmt_misc of its own (before Linux 6.7: Debian 12's 6.1,
+/// Ubuntu 22.04's 5.15, RHEL 9's 5.14), rather than fail later on a mount
+/// with a bare "permission denied".
+fn needs_own_instance(command: &str) -> Result<()> {
+    match userns::kernel_at_least(6, 7) {
+        (_, true) => Ok(()),
+        (release, false) => bail!(
+            "`qus {command}` needs Linux 6.7 or later (a user namespace's own binfmt_misc); \
+             this is Linux {release}. Here only root can register, host-wide: `sudo qus register`"
+        ),
+    }
 }
 
 /// A container tool, or an error saying what to install.
