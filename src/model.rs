@@ -228,6 +228,12 @@ pub struct World {
     /// Kernel entries the distribution registered (from its binfmt.d
     /// files: the interpreter is one of its QEMU files or wrappers).
     pub distro: std::collections::BTreeSet<String>,
+    /// The distribution's entries whose interpreter is the very file qus
+    /// would register (by device and inode, through its links) and passes
+    /// the safety rules: adopted as they are when their magic and flags
+    /// also do what qus's would (see `plan::adoptable`), so a boot after
+    /// `systemd-binfmt` writes nothing for them.
+    pub distro_same_file: std::collections::BTreeSet<String>,
     /// Owned entries whose replaced entry can be put back (its
     /// interpreter still exists).
     pub restorable: std::collections::BTreeSet<String>,

@@ -313,6 +313,9 @@ fn judge(want: &Want, world: &World, takeover: Takeover) -> Item {
         Some(k) if k.spec.equivalent(&desired.spec) => {
             judge_same(&mut item, k, desired, target, &facts)
         }
+        Some(k) if adoptable(want, k, &desired.spec, world) => {
+            judge_adopted(&mut item, k, desired, target, &facts)
+        }
         Some(k) => judge_takeover(&mut item, k, target, world, takeover, &facts),
     }
     item
@@ -422,6 +425,78 @@ fn judge_same(
         item.actions.push(Action::Record(target));
     }
     item.owned = true;
+}
+
+/// Does the distribution's entry already do what qus would register? The
+/// same emulator file (`distro_same_file`: by inode, through its links);
+/// every flag qus wants and no other but `O` (Debian registers `OPF` where
+/// qus would `PF`: the kernel then hands the emulator an open descriptor
+/// of the program, which changes nothing it runs); and a magic that
+/// catches the arch's programs as qus's does: the same magic and mask, or
+/// (Debian's masks differ from upstream's in bits no Linux program sets)
+/// both catch the arch's executables and position-independent programs
+/// (its probe, as `ET_EXEC` and `ET_DYN`). Then replacing it would only
+/// rewrite it: at every boot after `systemd-binfmt`, and at every
+/// `systemctl restart systemd-binfmt`.
+pub(crate) fn adoptable(want: &Want, k: &KernelEntry, wanted: &EntrySpec, world: &World) -> bool {
+    let (have, need) = (k.spec.flags.normalized(), wanted.flags.normalized());
+    let flags_ok = have.preserve_argv0 == need.preserve_argv0
+        && have.fix_binary == need.fix_binary
+        && have.credentials == need.credentials
+        && (have.open_binary || !need.open_binary);
+    let catches_the_same = k.spec.matcher.equivalent(&wanted.matcher)
+        || want
+            .arch
+            .as_deref()
+            .and_then(crate::probe::find)
+            .map(|p| crate::elf::both_types(p.program))
+            .is_some_and(|heads| {
+                heads.len() == 2
+                    && heads
+                        .iter()
+                        .all(|h| k.spec.matcher.catches(h) && wanted.matcher.catches(h))
+            });
+    world.distro_same_file.contains(&want.name) && flags_ok && catches_the_same
+}
+
+/// Adopt the distribution's entry as it is: recorded with itself as the
+/// entry it replaced, which is what tells an adopted entry from one qus
+/// registered. Under `F` a changed emulator file re-registers the
+/// distribution's own line (the kernel then opens the new file); `qus
+/// unregister` and the package's removal leave it in place, as it was.
+fn judge_adopted(
+    item: &mut Item,
+    k: &KernelEntry,
+    desired: &crate::model::Desired,
+    target: Target,
+    facts: &Facts<'_>,
+) {
+    let as_is = crate::model::Desired {
+        spec: k.spec.clone(),
+        identity: desired.identity,
+    };
+    let target = Target {
+        spec: k.spec.clone(),
+        replaced: Some(k.spec.clone()),
+        ..target
+    };
+    judge_same(item, k, &as_is, target, facts);
+    item.wanted = Some(k.spec.clone());
+    if item.state != State::Stale {
+        item.detail = Some(format!(
+            "the distribution's entry (flags {}, {}), adopted as it is: the same emulator file",
+            k.spec.flags,
+            k.spec.interpreter.display()
+        ));
+    }
+}
+
+/// Is this record one of an adopted entry (see [`judge_adopted`])?
+pub(crate) fn adopted_as_is(record: &Owned) -> bool {
+    record
+        .replaced
+        .as_ref()
+        .is_some_and(|r| r.equivalent(&record.spec))
 }
 
 /// Same name, different registration: may qus take it over? Only what

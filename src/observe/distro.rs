@@ -58,6 +58,33 @@ pub fn distro_entries(
     distro
 }
 
+/// Of the distribution's entries, those whose interpreter resolves to the
+/// very file qus wants for that name (device and inode: Debian's
+/// `/usr/libexec/qemu-binfmt/ARCH-binfmt-P` is a link to the emulator qus
+/// finds in `/usr/bin`) and passes the same safety rules. Only a stat per
+/// distribution entry qus wants; the planner decides from magic and flags
+/// whether it is adopted as it is.
+pub fn same_file_as_wanted(
+    distro: &BTreeSet<String>,
+    kernel: &KernelEntries,
+    wanted: &Wanted,
+    dirs: &crate::safety::DirCache,
+) -> BTreeSet<String> {
+    wanted
+        .items
+        .iter()
+        .filter(|w| distro.contains(&w.name))
+        .filter_map(|w| {
+            let desired = w.want.as_ref().ok()?;
+            let entry = kernel.get(&w.name)?;
+            let same = super::emulators::identity_of(&entry.spec.interpreter)
+                .is_ok_and(|id| id.dev == desired.identity.dev && id.ino == desired.identity.ino);
+            (same && crate::safety::check_interpreter(&entry.spec.interpreter, dirs).is_ok())
+                .then(|| w.name.clone())
+        })
+        .collect()
+}
+
 /// The entries the distribution's binfmt.d files register: name →
 /// interpreter.
 fn shipped_entries(dirs: &[PathBuf]) -> BTreeMap<String, PathBuf> {

@@ -185,6 +185,7 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
     let handlers = handlers(&kernel.entries, &kernel.match_order, kernel.live());
     let broken_handlers = broken_handlers(&wanted, &handlers, &kernel.entries, &owned);
     let distro = distro::distro_entries(&kernel.entries, &owned, &wanted, &system.roots);
+    let distro_same_file = distro::same_file_as_wanted(&distro, &kernel.entries, &wanted, &dirs);
     let (restorable, restore_refused) = restorable(&owned, &dirs);
     Ok(World {
         mounted: kernel.mounted,
@@ -198,6 +199,7 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
         handlers,
         broken_handlers,
         distro,
+        distro_same_file,
         restorable,
         restore_refused,
         records_unwritable: None,

@@ -87,6 +87,17 @@ pub(super) fn unregister(world: &World, reconciled: Plan, mode: &Mode) -> Plan {
                          unregister again",
                         item.name
                     ));
+                } else if recorded && record.is_some_and(super::adopted_as_is) {
+                    // The distribution's entry, adopted as it was: it
+                    // stays; only the record goes.
+                    item.owned = false;
+                    item.detail = Some(format!(
+                        "{} is the distribution's entry, adopted as it was: left in place",
+                        item.name
+                    ));
+                    item.actions.push(Action::Forget {
+                        name: item.name.clone(),
+                    });
                 } else if recorded || configured_same {
                     // Put back what qus took the name over from, too.
                     item.actions = withdraw(&item.name, "qus unregister".into(), world);

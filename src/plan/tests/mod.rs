@@ -6,6 +6,7 @@ use crate::model::{Desired, Identity, Owned, Wanted};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+mod adopting;
 mod giving_back;
 
 /// The planner over a world made of these parts.
