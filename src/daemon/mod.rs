@@ -360,7 +360,8 @@ impl Daemon {
 
     /// `guard.others`: other tools' entries to put back, when binfmt_misc
     /// was flushed (see [`rules::flushed`]).
-    fn flushed_others(&self) -> KernelEntries {
+    fn flushed_others(&mut self) -> KernelEntries {
+        let vanished = self.watch.take_vanished();
         let (others, owned_any) = &self.others_last;
         if !self.system.config.guard_others.value {
             return KernelEntries::new();
@@ -368,7 +369,7 @@ impl Daemon {
         let Some((_, now)) = self.kernel_now() else {
             return KernelEntries::new();
         };
-        if !rules::flushed(others, *owned_any, &now) {
+        if !rules::flushed(others, *owned_any, &now, &vanished) {
             return KernelEntries::new();
         }
         tracing::warn!(

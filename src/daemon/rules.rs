@@ -161,8 +161,25 @@ impl RepairCounter {
 /// its own stays removed, so qusd never fights a deliberate removal. A
 /// flush takes qus's own entries too; with none of those, at least two
 /// others must have gone together.
-pub fn flushed(others_last: &KernelEntries, owned_any: bool, kernel_now: &KernelEntries) -> bool {
-    !others_last.is_empty() && kernel_now.is_empty() && (owned_any || others_last.len() >= 2)
+///
+/// `systemd-binfmt` flushes and then at once registers its own entries
+/// again (a restart of it flushes twice), so binfmt_misc is seldom empty
+/// by the time qusd looks. `vanished` (the names binfmt_misc reported
+/// removed since the last pass began) tells that case: every other tool's
+/// entry went, none is back, and more went with them.
+pub fn flushed(
+    others_last: &KernelEntries,
+    owned_any: bool,
+    kernel_now: &KernelEntries,
+    vanished: &BTreeSet<String>,
+) -> bool {
+    if others_last.is_empty() || others_last.keys().any(|n| kernel_now.contains_key(n)) {
+        return false;
+    }
+    if kernel_now.is_empty() {
+        return owned_any || others_last.len() >= 2;
+    }
+    others_last.keys().all(|n| vanished.contains(n)) && vanished.len() > others_last.len()
 }
 
 /// The vanished-config rule: a config directory that was there when the

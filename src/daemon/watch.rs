@@ -142,9 +142,17 @@ pub struct WatchSet {
     /// between the close and the chmod would refuse it as not executable.
     /// They wait for their ATTRIB (or the quiet spell) instead.
     awaiting_mode: HashSet<PathBuf>,
+    /// Entry names binfmt_misc reported removed since the last look (see
+    /// [`super::rules::flushed`]).
+    vanished: std::collections::BTreeSet<String>,
 }
 
 impl WatchSet {
+    /// The entry names removed from binfmt_misc since the last call.
+    pub fn take_vanished(&mut self) -> std::collections::BTreeSet<String> {
+        std::mem::take(&mut self.vanished)
+    }
+
     pub fn new(watches: Watches) -> WatchSet {
         WatchSet {
             watches,
@@ -152,6 +160,7 @@ impl WatchSet {
             emulator_names: HashSet::new(),
             in_progress: HashMap::new(),
             awaiting_mode: HashSet::new(),
+            vanished: Default::default(),
         }
     }
 
@@ -305,6 +314,11 @@ impl WatchSet {
                     if event.mask.contains(EventMask::UNMOUNT) {
                         tracing::warn!("binfmt_misc at {} was unmounted", dir.display());
                         t.rearm = true;
+                    }
+                    if event.mask.contains(EventMask::DELETE) {
+                        if let Some(name) = event.name.as_deref().and_then(|n| n.to_str()) {
+                            self.vanished.insert(name.to_string());
+                        }
                     }
                     t.kernel = true;
                 }

@@ -175,16 +175,52 @@ fn a_flush_is_everything_gone_at_once() {
     let two = entries(&["python3.11", "wine"]);
     let one = entries(&["python3.11"]);
     let none = KernelEntries::new();
+    let seen = BTreeSet::new();
     // Everything gone, qus owned some: a flush.
-    assert!(flushed(&one, true, &none));
+    assert!(flushed(&one, true, &none, &seen));
     // Two others gone together, qus owned none: a flush.
-    assert!(flushed(&two, false, &none));
+    assert!(flushed(&two, false, &none, &seen));
     // One other entry gone on its own, qus owning none: its removal.
-    assert!(!flushed(&one, false, &none));
+    assert!(!flushed(&one, false, &none, &seen));
     // Something still there: not a flush (one entry was removed).
-    assert!(!flushed(&two, true, &entries(&["wine"])));
+    assert!(!flushed(&two, true, &entries(&["wine"]), &seen));
     // Nothing of others' to put back.
-    assert!(!flushed(&none, true, &none));
+    assert!(!flushed(&none, true, &none, &seen));
+}
+
+#[test]
+fn a_flush_followed_by_registrations_is_still_a_flush() {
+    // systemd-binfmt's restart: everything removed, then its own entries
+    // registered again before qusd looks.
+    let one = entries(&["wine"]);
+    let distro_back = entries(&["qemu-aarch64", "qemu-s390x"]);
+    let names = |n: &[&str]| {
+        n.iter()
+            .map(|s| s.to_string())
+            .collect::<BTreeSet<String>>()
+    };
+    assert!(flushed(
+        &one,
+        true,
+        &distro_back,
+        &names(&["wine", "qemu-aarch64", "qemu-s390x"])
+    ));
+    // The other tool removed its entry alone: its removal, not a flush.
+    assert!(!flushed(&one, true, &distro_back, &names(&["wine"])));
+    // It is back already: nothing to put back.
+    assert!(!flushed(
+        &one,
+        true,
+        &entries(&["wine", "qemu-aarch64"]),
+        &names(&["wine", "qemu-aarch64"])
+    ));
+    // Others' entries that never went: not a flush.
+    assert!(!flushed(
+        &one,
+        true,
+        &distro_back,
+        &names(&["qemu-aarch64", "qemu-s390x"])
+    ));
 }
 
 #[test]
