@@ -176,6 +176,10 @@ fn run(flags: &Flags) -> Result<()> {
     if mounted && !flags.version {
         warn_if_instance_dies_with_us(&system);
     }
+    let scope = where_entries_go(&system);
+    if let (Some(note), false) = (&scope, flags.version) {
+        eprintln!("qus: {note}");
+    }
     if flags.version {
         let world = observe::observe(&system, &Request::default())?;
         let qemu = emulator_version(&system, &world).unwrap_or_else(|| "none".into());
@@ -189,11 +193,34 @@ fn run(flags: &Flags) -> Result<()> {
         uninstall(&system, list)?;
     }
     if let Some(list) = &flags.install {
-        install(&system, list)?;
+        install(&system, list, scope.is_some())?;
     }
     let world = observe::observe(&system, &Request::default())?;
     println!("{}", status_json(&world, system.binfmt.root())?);
     Ok(())
+}
+
+/// Where registrations made here take effect, when that is not the host:
+/// on Linux 6.7+ a container in a user namespace of its own (rootless
+/// podman with `--privileged`, LXD/Incus, Sysbox) gets a binfmt_misc
+/// instance of its own, which the host never uses (tonistiigi/binfmt#261,
+/// podman#26966). `None` on the host's instance.
+pub(super) fn where_entries_go(system: &crate::observe::System) -> Option<String> {
+    match crate::userns::instance_at(system.binfmt.root()) {
+        crate::userns::Instance::Host => None,
+        crate::userns::Instance::Private => Some(
+            "this binfmt_misc is this user namespace's own, not the host's (a rootless \
+             engine, LXD/Incus or Sysbox container on Linux 6.7+): what is registered here \
+             runs only programs started inside this namespace; the host's entries are \
+             unchanged and the host cannot use these"
+                .into(),
+        ),
+        crate::userns::Instance::Ancestor => Some(
+            "this binfmt_misc belongs to a parent user namespace and cannot be changed from \
+             here: nothing registered here reaches it"
+                .into(),
+        ),
+    }
 }
 
 /// Under a rootless engine the binfmt_misc just mounted is the user
@@ -235,7 +262,7 @@ fn emulator_version(
 }
 
 /// `-install`: `all` or a comma list of platforms or arch names.
-fn install(system: &crate::observe::System, list: &str) -> Result<()> {
+fn install(system: &crate::observe::System, list: &str, not_host: bool) -> Result<()> {
     let wanted: Vec<(String, Option<&'static arch::Arch>)> = if list == "all" {
         ALL.iter().map(|a| (a.to_string(), arch::find(a))).collect()
     } else {
@@ -286,6 +313,10 @@ fn install(system: &crate::observe::System, list: &str) -> Result<()> {
         let item = pass.plan.items.iter().find(|i| i.name == name);
         let verdict = match (failed, item.map(|i| (&i.state, &i.detail))) {
             (Some((_, why)), _) => why.clone(),
+            (
+                None,
+                Some((State::Registered | State::Missing | State::Stale | State::Disabled, _)),
+            ) if not_host => "OK (in this user namespace's own binfmt_misc, not the host's)".into(),
             (
                 None,
                 Some((State::Registered | State::Missing | State::Stale | State::Disabled, _)),

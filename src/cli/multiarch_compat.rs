@@ -197,6 +197,10 @@ fn run(asked: &Asked) -> Result<bool> {
     {
         super::binfmt_compat::warn_if_instance_dies_with_us(&system);
     }
+    let scope = super::binfmt_compat::where_entries_go(&system);
+    if let Some(note) = &scope {
+        eprintln!("qus: {note}");
+    }
     for o in &asked.ignored {
         eprintln!("qus: {o} ignored: qus finds the emulators on its search path (qus.d(5): [qemu] search_path)");
     }
@@ -217,7 +221,7 @@ fn run(asked: &Asked) -> Result<bool> {
         ..Request::default()
     };
     let pass = crate::engine::run(&system, &request, Mode::reconcile(takeover))?;
-    let (ok, registered) = report(&pass);
+    let (ok, registered) = report(&pass, scope.is_some());
     if asked.reset {
         say_what_reset_kept(&system, &registered)?;
     }
@@ -236,7 +240,12 @@ fn run(asked: &Asked) -> Result<bool> {
 /// `qemu-binfmt-conf.sh`'s "Setting … as binfmt interpreter for …" line
 /// per arch registered (stdout), the failures on stderr; whether none
 /// failed, and the entries registered.
-fn report(pass: &crate::engine::Pass) -> (bool, BTreeSet<String>) {
+fn report(pass: &crate::engine::Pass, not_host: bool) -> (bool, BTreeSet<String>) {
+    let where_ = if not_host {
+        " (in this user namespace's own binfmt_misc, not the host's)"
+    } else {
+        ""
+    };
     let mut ok = true;
     let mut registered = BTreeSet::new();
     for item in &pass.plan.items {
@@ -252,7 +261,7 @@ fn report(pass: &crate::engine::Pass) -> (bool, BTreeSet<String>) {
         match item.state {
             State::Registered | State::Missing | State::Stale | State::Disabled => {
                 println!(
-                    "Setting {} as binfmt interpreter for {arch}",
+                    "Setting {} as binfmt interpreter for {arch}{where_}",
                     spec.interpreter.display()
                 );
                 registered.insert(item.name.clone());

@@ -178,6 +178,32 @@ out=$(as_user buildah run --network=none qus-c -- uname -m 2>&1)
     bad "plain buildah run: $out"
 as_user buildah rm qus-c >/dev/null 2>&1
 
+echo "== the image's entry points in a user namespace's own instance"
+# What rootless podman --privileged, LXD/Incus and Sysbox give a container
+# on Linux 6.7+: podman's user namespace (the one rootless containers run
+# in), with binfmt_misc mounted afresh at the usual path. The entry points
+# register there, must say that the host never uses it, and keep their
+# stdout as their peers' (tonistiigi's JSON).
+ln -sf qus "$bin/binfmt"
+as_user qus podman unregister --all >/dev/null 2>&1
+errf=$(mktemp); chmod 0666 "$errf"
+out=$(as_user podman unshare unshare --mount sh -c "binfmt --install arm64 2>$errf"); rc=$?
+err=$(cat "$errf")
+supported=$(jq -r '.supported | join(",")' <<<"$out" 2>/dev/null)
+[ $rc = 0 ] && [[ $supported == *linux/arm64* ]] && [[ $err == *"this user namespace's own, not the host's"* ]] &&
+    [[ $err == *"installing: arm64 OK (in this user namespace's own binfmt_misc, not the host's)"* ]] &&
+    ok "binfmt --install in podman's namespace: valid JSON ($supported), says the host's binfmt_misc is not used" ||
+    bad "binfmt --install in podman's namespace (rc $rc): $out / $err"
+out=$(as_user podman run --rm --arch arm64 localhost/qus-arm64 /bin/uname -m 2>&1)
+[ "$out" = aarch64 ] && ok "... where podman's containers use it: arm64 prints aarch64" || bad "after binfmt --install: $out"
+out=$(as_user podman unshare unshare --mount sh -c "qus --reset -p yes 2>$errf"); rc=$?
+err=$(cat "$errf")
+[[ $err == *"this user namespace's own, not the host's"* && $out == *"as binfmt interpreter for aarch64 (in this user namespace's own binfmt_misc, not the host's)"* ]] &&
+    ok "--reset -p yes in podman's namespace says where the entries went" || bad "--reset in podman's namespace (rc $rc): $out / $err"
+as_user podman unshare unshare --mount sh -c "binfmt --uninstall 'qemu-*'" >/dev/null 2>&1
+as_user qus podman unregister --all >/dev/null 2>&1
+rm -f "$errf" "$bin/binfmt"
+
 echo "== host untouched"
 after=$(host_listing)
 [ "$before" = "$after" ] && ok "host binfmt_misc unchanged ($(echo "$before" | head -1))" ||
