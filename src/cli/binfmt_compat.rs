@@ -416,13 +416,10 @@ fn status_json(world: &crate::model::World, root: &std::path::Path) -> Result<St
 }
 
 /// Whether an entry name matches a `-uninstall` glob, as Go's
-/// `filepath.Match` (tonistiigi's) does: `*`, `?` and `[…]`. A malformed
-/// pattern matches only itself.
+/// `filepath.Match` (tonistiigi's) decides (see [`super::go_match`]). A
+/// malformed pattern matches only itself.
 fn glob(pattern: &str, name: &str) -> bool {
-    match glob::Pattern::new(pattern) {
-        Ok(p) => p.matches(name),
-        Err(_) => pattern == name,
-    }
+    super::go_match::matches(pattern, name).unwrap_or(pattern == name)
 }
 
 #[cfg(test)]
@@ -466,5 +463,10 @@ mod tests {
         assert!(!glob("qemu-arm", "qemu-armeb"));
         assert!(glob("qemu-[ab]*", "qemu-aarch64"));
         assert!(glob("qemu-[", "qemu-["));
+        // Go's classes: ^ negates, ! does not.
+        assert!(!glob("[^q]*", "qemu-aarch64"));
+        assert!(glob("qemu-[!a]*", "qemu-aarch64"));
+        assert!(!glob("qemu-[!a]*", "qemu-riscv64"));
+        assert!(glob("[!q]*", "qemu-aarch64"));
     }
 }

@@ -5,6 +5,7 @@ mod binfmt_compat;
 mod config;
 mod dry_run;
 mod export;
+mod go_match;
 mod multiarch_compat;
 mod peers;
 mod register;
