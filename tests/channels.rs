@@ -165,3 +165,74 @@ fn channel_10_runs_busybox_and_has_openat2() {
 fn channel_7_2_runs_busybox_and_lacks_openat2() {
     check_channel("7.2", false);
 }
+
+/// A package planted in the cache under the expected name (here one whose
+/// `qemu-aarch64` is `/bin/true`) is never unpacked: channel.sh checks
+/// every cached package against the SHA256 of the signed index before each
+/// use, drops a mismatch and downloads the real one (safety round four,
+/// point 5: a restored CI cache is exactly this case).
+#[test]
+fn a_planted_cached_package_is_refused_and_fetched_again() {
+    channel("10"); // the real package is in the cache
+    let _one = FETCH.lock().unwrap_or_else(|p| p.into_inner());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/qemu/channel.sh");
+    let arch = Command::new("dpkg")
+        .arg("--print-architecture")
+        .output()
+        .expect("dpkg");
+    let arch = stdout(&arch).trim().to_string();
+    let out = Command::new(script)
+        .args(["--deb", "10", &arch])
+        .output()
+        .expect("channel.sh --deb");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cached = PathBuf::from(
+        stdout(&out)
+            .split_whitespace()
+            .nth(1)
+            .expect("version and path")
+            .to_string(),
+    );
+    // The planted package: qemu-aarch64 is /bin/true.
+    let work = tempfile::tempdir().expect("tempdir");
+    let root = work.path().join("pkg");
+    std::fs::create_dir_all(root.join("DEBIAN")).expect("mkdir");
+    std::fs::create_dir_all(root.join("usr/bin")).expect("mkdir");
+    std::fs::copy("/bin/true", root.join("usr/bin/qemu-aarch64")).expect("copy");
+    std::fs::write(
+        root.join("DEBIAN/control"),
+        "Package: qemu-user\nVersion: 1:10.0.0\nArchitecture: all\nMaintainer: x <x@x>\nDescription: planted\n",
+    )
+    .expect("control");
+    let built = Command::new("dpkg-deb")
+        .args(["-b", "-Zgzip"])
+        .arg(&root)
+        .arg(&cached)
+        .output()
+        .expect("dpkg-deb");
+    assert!(built.status.success(), "{}", stderr(&built));
+    let dest = work.path().join("emu");
+    std::fs::create_dir_all(&dest).expect("mkdir");
+    let out = Command::new(script)
+        .args(["10", &arch])
+        .arg(&dest)
+        .output()
+        .expect("channel.sh");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not match the SHA256 of the signed index"),
+        "{}",
+        stderr(&out)
+    );
+    let unpacked = std::fs::read(dest.join("qemu-aarch64")).expect("qemu-aarch64 unpacked");
+    assert_ne!(unpacked, std::fs::read("/bin/true").expect("/bin/true"));
+    let version = Command::new(dest.join("qemu-aarch64"))
+        .arg("--version")
+        .output()
+        .expect("run it");
+    assert!(
+        stdout(&version).contains("qemu-aarch64 version 10."),
+        "{}",
+        stdout(&version)
+    );
+}

@@ -104,13 +104,32 @@ candidates() {
 }
 list=$(candidates) || { refresh; list=$(candidates); } || die "no $package for $arch in $suites"
 
+# The SHA256 the signed index (verified by apt-get update) gives a version.
+indexed_sha256() {
+    apt-cache "${apt_opts[@]}" show "$package:$arch=$1" 2>/dev/null | sed -n 's/^SHA256: //p' | head -1
+}
+# Is this file the package the signed index lists? Checked on every use,
+# a cached file too: a cache is only as trusted as whoever could write it
+# (a restored CI cache, a planted file with the expected name).
+matches_index() {
+    local want
+    want=$(indexed_sha256 "$2")
+    [ -n "$want" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$want" ]
+}
+
 # The first candidate that downloads (a mirror may list a build it does not
-# have yet), from the cache if it is there.
+# have yet), from the cache if it is there and matches the index.
 version="" file=""
 for v in $list; do
     # The name apt-get download gives it (the epoch's colon escaped).
     f=$debs/${package}_${v/:/%3a}_$arch.deb
+    if [ -e "$f" ] && ! matches_index "$f" "$v"; then
+        echo "channel.sh: $f does not match the SHA256 of the signed index: not using it; downloading again" >&2
+        rm -f "$f"
+    fi
     if [ -e "$f" ] || { (cd "$debs" && apt-get "${apt_opts[@]}" download "$package:$arch=$v" >/dev/null 2>&1) && [ -e "$f" ]; }; then
+        matches_index "$f" "$v" ||
+            die "$f does not match the SHA256 the signed index gives $package:$arch=$v: not unpacking it"
         version=$v file=$f
         break
     fi
