@@ -1191,3 +1191,70 @@ fn restores_pass_the_safety_rules_too() {
     sb.qus_ok(&["unregister", "--all"]);
     assert_eq!(sb.entry("qemu-aarch64").as_deref(), Some(before.as_str()));
 }
+
+/// Only programs the host runs are registered as emulators: an empty file,
+/// a text file and another arch's program named like emulators were each
+/// registered PF and shown as `registered` (safety round four, point 8);
+/// now each is refused, with the reason in `qus status`, and nothing is
+/// written for them. The real emulator beside them still registers.
+#[test]
+fn files_named_like_emulators_that_are_not_host_programs_are_refused() {
+    let sb = Sandbox::new();
+    sb.install_emulator("riscv64");
+    let plant = |name: &str, bytes: &[u8]| {
+        let p = sb.bin().join(name);
+        fs::write(&p, bytes).expect("plant");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
+    };
+    plant("qemu-aarch64-static", b"");
+    plant("qemu-arm-static", b"this is a text file, not an emulator\n");
+    // A real aarch64 program (the aarch64 probe) named like the s390x emulator.
+    let aarch64_program = fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/probes/bin/aarch64"))
+        .expect("aarch64 probe");
+    plant("qemu-s390x-static", &aarch64_program);
+    sb.search_bin("");
+    let out = sb.qus(&["register", "aarch64", "arm", "s390x", "riscv64"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "refusals fail register: {}",
+        stderr(&out)
+    );
+    assert_eq!(
+        sb.entries(),
+        vec!["qemu-riscv64".to_string()],
+        "only the real emulator is registered"
+    );
+    let status = sb.status();
+    let detail = |name: &str| {
+        let e = status["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in status"))
+            .clone();
+        (
+            e["state"].as_str().unwrap_or("").to_string(),
+            e["detail"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    let (state, why) = detail("qemu-aarch64");
+    assert_eq!(state, "refused");
+    assert!(why.contains("is empty"), "{why}");
+    let (state, why) = detail("qemu-arm");
+    assert_eq!(state, "refused");
+    assert!(why.contains("neither ELF nor a #! script"), "{why}");
+    let (state, why) = detail("qemu-s390x");
+    assert_eq!(state, "refused");
+    assert!(
+        why.contains("a program for aarch64, not for this host"),
+        "{why}"
+    );
+    assert_eq!(detail("qemu-riscv64").0, "registered");
+    let out = sb.run_program(
+        "probe-riscv64",
+        &fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/probes/bin/riscv64")).expect("probe"),
+    );
+    assert_eq!(common::stdout(&out), "qus-probe riscv64\n");
+}

@@ -89,7 +89,9 @@ pub fn arch_want(
             let catch_host = over
                 .and_then(|o| o.catch_host_programs.as_ref())
                 .is_some_and(|c| c.value);
-            match dynamic_under_f(found, flags, allow_dynamic) {
+            match not_a_host_program(found, native, host.host_heads)
+                .or_else(|| dynamic_under_f(found, flags, allow_dynamic))
+            {
                 Some(why) => Err(Skip::Refused(why)),
                 None => checked(
                     EntrySpec {
@@ -169,6 +171,62 @@ pub fn flags_for_kernel(mut flags: Flags, kernel_has_p_bit: bool) -> (Flags, boo
         flags.preserve_argv0 = false;
     }
     (flags, dropped)
+}
+
+/// An emulator must be a program this host runs itself: an ELF executable
+/// (`ET_EXEC` or `ET_DYN`) for this machine (the class, byte order and
+/// `e_machine` of qus's own executable) or for an arch the kernel loads
+/// natively (an i386 build on x86_64), or a `#!` script (a wrapper that
+/// sets `QEMU_CPU`, say). Anything else named like an emulator (an empty
+/// file, a text file, another arch's program) would be registered only
+/// for every foreign program to fail; it is refused, with the reason.
+/// `None` when the head could not be read: the safety rules say why.
+fn not_a_host_program(
+    found: &Candidate,
+    native: &NativeVerdicts,
+    host_heads: &[Vec<u8>],
+) -> Option<String> {
+    let path = found.path.display();
+    let head = found.head.as_deref()?;
+    if head.is_empty() {
+        return Some(format!("{path} is empty: not an emulator"));
+    }
+    if head.starts_with(b"#!") {
+        return None;
+    }
+    if head.len() < 20 || !head.starts_with(b"\x7fELF") {
+        return Some(format!(
+            "{path} is not a program (neither ELF nor a #! script): not an emulator"
+        ));
+    }
+    let e_type = match head[5] {
+        2 => u16::from_be_bytes([head[16], head[17]]),
+        _ => u16::from_le_bytes([head[16], head[17]]),
+    };
+    if !matches!(e_type, 2 | 3) {
+        return Some(format!(
+            "{path} is an ELF file but not an executable (e_type {e_type}): not an emulator"
+        ));
+    }
+    let key = |h: &[u8]| h.get(..20).map(|h| (h[4], h[5], h[18], h[19]));
+    if host_heads
+        .iter()
+        .any(|h| key(h).is_some() && key(h) == key(head))
+    {
+        return None;
+    }
+    let theirs = crate::arch::ARCHES.iter().find(|a| a.matches(head));
+    if theirs.is_some_and(|a| matches!(native.get(a.name), Some(Native::Yes(_)))) {
+        return None;
+    }
+    if host_heads.is_empty() {
+        // This executable's own header could not be read: no judgement.
+        return None;
+    }
+    Some(format!(
+        "{path} is a program for {}, not for this host: it cannot run here as an emulator",
+        theirs.map_or("another machine", |a| a.name)
+    ))
 }
 
 /// Refuse a dynamically linked emulator under `F` unless allowed.

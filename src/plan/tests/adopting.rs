@@ -213,3 +213,34 @@ fn debians_own_masks_are_adopted_where_they_catch_the_same_programs() {
         assert_eq!(only(&p).state, State::Registered, "{arch}");
     }
 }
+
+#[test]
+fn after_a_flush_an_adopted_entry_goes_back_as_the_distributions_line() {
+    let debian = spec("/usr/libexec/qemu-binfmt/aarch64-binfmt-P", "OPF");
+    let ours = spec("/usr/bin/qemu-aarch64-static", "PF");
+    let mut w = world(&debian, &ours, false, Some(adopted_record(&debian, id(1))));
+    w.kernel.clear();
+    w.match_order.clear();
+    w.restorable = ["qemu-a".to_string()].into();
+    let p = super::super::plan(&w, &Mode::reconcile(Takeover::Distro));
+    assert!(
+        matches!(&only(&p).actions[..], [Action::Register(t)] if t.spec == debian && t.replaced.as_ref() == Some(&debian)),
+        "{p:#?}"
+    );
+    // Not when the emulator file changed since, or the line's interpreter
+    // is gone: then qus's own, which gives the distribution's back when
+    // qus unregisters (as after a takeover).
+    for (ident, restorable) in [(id(7), true), (id(1), false)] {
+        let mut w = world(&debian, &ours, false, Some(adopted_record(&debian, ident)));
+        w.kernel.clear();
+        w.match_order.clear();
+        if restorable {
+            w.restorable = ["qemu-a".to_string()].into();
+        }
+        let p = super::super::plan(&w, &Mode::reconcile(Takeover::Distro));
+        assert!(
+            matches!(&only(&p).actions[..], [Action::Register(t)] if t.spec == ours && t.replaced.as_ref() == Some(&debian)),
+            "{p:#?}"
+        );
+    }
+}

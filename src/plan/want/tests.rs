@@ -199,9 +199,19 @@ fn a_dynamic_emulator_is_refused_under_f_unless_allowed() {
 
 #[test]
 fn an_entry_catching_its_own_interpreter_is_refused_even_when_host_programs_may_be_caught() {
+    // On an aarch64 host (an aarch64 program is one the host runs).
     let looping = safe("/opt/qemu-aarch64", aarch64_head(), None);
     let c = config("[qemu.arch.aarch64]\ncatch_host_programs = true\n");
-    let why = skip_reason(&want(&c, &Overrides::default(), Some(&looping)));
+    let own = vec![aarch64_head()];
+    let w = arch_want(
+        &c,
+        &NativeVerdicts::new(),
+        &Overrides::default(),
+        aarch64(),
+        Some(&looping),
+        host(&own),
+    );
+    let why = skip_reason(&w);
     assert!(
         why.contains("its own interpreter /opt/qemu-aarch64"),
         "{why}"
@@ -211,6 +221,14 @@ fn an_entry_catching_its_own_interpreter_is_refused_even_when_host_programs_may_
 #[test]
 fn an_entry_catching_the_host_programs_needs_catch_host_programs() {
     let own = vec![aarch64_head()]; // an aarch64 host
+                                    // A wrapper script as the emulator: it does not catch itself.
+    let static_emulator = || {
+        safe(
+            "/usr/bin/qemu-aarch64-static",
+            b"#!/bin/sh\nexec x\n".to_vec(),
+            None,
+        )
+    };
     let c = config("");
     let w = arch_want(
         &c,
@@ -307,4 +325,67 @@ fn a_custom_entry_catching_non_pie_host_programs_is_refused() {
         "{:?}",
         w.want
     );
+}
+
+#[test]
+fn only_programs_the_host_runs_are_emulators() {
+    let c = config("");
+    let reason = |head: &[u8]| {
+        let found = safe("/usr/bin/qemu-aarch64-static", head.to_vec(), None);
+        match want(&c, &Overrides::default(), Some(&found)).want {
+            Ok(_) => "wanted".to_string(),
+            Err(skip) => format!("{skip:?}"),
+        }
+    };
+    assert!(reason(b"").contains("is empty"), "{}", reason(b""));
+    assert!(reason(b"just some text\n").contains("neither ELF nor a #! script"));
+    let mut s390x = x86_64_head();
+    s390x[5] = 2; // big-endian: e_type and e_machine too
+    s390x[16] = 0;
+    s390x[17] = 2;
+    s390x[18] = 0;
+    s390x[19] = 0x16;
+    assert!(
+        reason(&s390x).contains("a program for s390x, not for this host"),
+        "{}",
+        reason(&s390x)
+    );
+    assert!(reason(&aarch64_head()).contains("a program for aarch64"));
+    let mut shared_object = x86_64_head();
+    shared_object[16] = 1; // ET_REL
+    assert!(reason(&shared_object).contains("not an executable"));
+    // The host's own machine, as ET_EXEC or ET_DYN, and a #! wrapper: fine.
+    assert_eq!(reason(&x86_64_head()), "wanted");
+    let mut pie = x86_64_head();
+    pie[16] = 3;
+    assert_eq!(reason(&pie), "wanted");
+    assert_eq!(
+        reason(b"#!/bin/sh\nQEMU_CPU=max exec qemu \"$@\"\n"),
+        "wanted"
+    );
+    // An arch the kernel loads natively (i386 on x86_64) runs too.
+    let mut i386 = x86_64_head();
+    i386[4] = 1;
+    i386[18] = 3;
+    let native: NativeVerdicts = [("i386".to_string(), Native::Yes("loads".into()))].into();
+    let own = vec![x86_64_head()];
+    let found = safe("/usr/bin/qemu-aarch64-static", i386.clone(), None);
+    let w = arch_want(
+        &c,
+        &native,
+        &Overrides::default(),
+        aarch64(),
+        Some(&found),
+        host(&own),
+    );
+    assert!(w.want.is_ok(), "{w:?}");
+    let w = arch_want(
+        &c,
+        &NativeVerdicts::new(),
+        &Overrides::default(),
+        aarch64(),
+        Some(&found),
+        host(&own),
+    );
+    assert!(skip_reason(&w).contains("a program for i386"), "{w:?}");
 }
