@@ -586,6 +586,57 @@ fn a_removal_during_the_pass_that_mounts_binfmt_misc_is_repaired() {
     assert!(d.count("mounted binfmt_misc at") == 1, "{}", d.log_text());
 }
 
+/// Safety round four, point 2: binfmt_misc unmounted again after the pass
+/// mounted it and before its watch is armed (here: while that pass hangs
+/// in `daemon.verify`). The watch then lands on the directory underneath
+/// and no event ever comes: qusd checks what it armed, sees no mount, and
+/// runs another pass that mounts and fills binfmt_misc again.
+#[test]
+fn an_unmount_before_the_watch_is_armed_is_seen_and_repaired() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.search_bin("[daemon]\nverify = true\n");
+    let pids = sb.path().join("pids");
+    let hang = sb.bin().join("qemu-s390x-static");
+    fs::write(
+        &hang,
+        format!(
+            "#!/bin/sh\necho $$ >> '{}'\nexec sleep 1000\n",
+            pids.display()
+        ),
+    )
+    .expect("write");
+    fs::set_permissions(&hang, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let umount = || {
+        let st = sb
+            .command("umount")
+            .arg(sb.binfmt())
+            .status()
+            .expect("umount");
+        assert!(st.success());
+    };
+    umount();
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd(Some(&n), &[]);
+    wait_for(
+        WAIT,
+        "the first pass to mount, register and hang in verify",
+        || pids.exists() && sb.has_entry("qemu-aarch64"),
+    );
+    // Gone again before the pass ends and arms its watch.
+    umount();
+    n.wait(30, "READY=1", |m| m.contains("READY=1"));
+    wait_for(WAIT, "binfmt_misc mounted and filled again", || {
+        d.count("mounted binfmt_misc at") == 2 && sb.has_entry("qemu-aarch64")
+    });
+    assert!(
+        d.log_text()
+            .contains("is not mounted (unmounted as the pass ended)"),
+        "{}",
+        d.log_text()
+    );
+}
+
 #[test]
 fn inotify_overflow_triggers_a_full_rescan() {
     let sb = Sandbox::new();

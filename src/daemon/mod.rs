@@ -294,6 +294,15 @@ impl Daemon {
                 tracing::debug!("looking again in {delay:?}");
             }
             settle.retry(delay, std::time::Instant::now());
+        } else if !self.system.binfmt.is_mounted() {
+            // Unmounted after the pass mounted it and before the watch was
+            // armed: the watch landed on the directory underneath, and no
+            // event would ever come. Mount and fill it again now.
+            tracing::warn!(
+                "binfmt_misc at {} is not mounted (unmounted as the pass ended); another pass",
+                self.system.binfmt.root().display()
+            );
+            settle.retry(Duration::ZERO, std::time::Instant::now());
         } else if self.changed_while_unwatched() {
             tracing::info!("binfmt_misc changed during the pass; another pass");
             settle.retry(Duration::ZERO, std::time::Instant::now());
@@ -556,6 +565,15 @@ impl Daemon {
             self.status.push_str(&format!("; {why}"));
         }
         self.arm();
+        if matches!(self.last_kernel, Some(_)) && !self.system.binfmt.is_mounted() {
+            // What the pass registered went with the mount: say so, never
+            // "registered" (the next pass mounts it again).
+            self.last_kernel = None;
+            self.status = format!(
+                "binfmt_misc at {} was unmounted as the pass ended; mounting it again",
+                self.system.binfmt.root().display()
+            );
+        }
         self.publish();
         self.announce(announce);
         self.memory.next_try()
