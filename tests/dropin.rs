@@ -170,8 +170,9 @@ fn multiarchs_reset_line_registers_and_keeps_what_it_cannot_replace() {
     assert!(out.status.success(), "{}", stderr(&out));
     // stdout: qemu-binfmt-conf.sh's line per arch, nothing else.
     let lines: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    // The sandbox's binfmt_misc is a user namespace's own: each line says so.
     let want_aarch64 = format!(
-        "Setting {} as binfmt interpreter for aarch64",
+        "Setting {} as binfmt interpreter for aarch64 (in this user namespace's own binfmt_misc, not the host's)",
         sb.bin().join("qemu-aarch64-static").display()
     );
     assert!(lines.contains(&want_aarch64), "{lines:?}");

@@ -176,8 +176,10 @@ fn run(flags: &Flags) -> Result<()> {
     if mounted && !flags.version {
         warn_if_instance_dies_with_us(&system);
     }
+    // Said where something is installed or uninstalled; a plain status
+    // call prints only the JSON, as tonistiigi's does.
     let scope = where_entries_go(&system);
-    if let (Some(note), false) = (&scope, flags.version) {
+    if let (Some(note), true) = (&scope, flags.install.is_some() || flags.uninstall.is_some()) {
         eprintln!("qus: {note}");
     }
     if flags.version {

@@ -22,9 +22,16 @@ emu=$(command -v "qemu-$qarch-static" || command -v "qemu-$qarch" || true)
 [ -n "$emu" ] || { echo "foreign-stage.sh: needs qemu-$qarch-static (apt-get install qemu-user-static)" >&2; exit 1; }
 conf=/usr/lib/binfmt.d/qemu-$qarch.conf
 [ -e "$conf" ] || { echo "foreign-stage.sh: $conf missing (apt-get install qemu-user-static)" >&2; exit 1; }
-# root's ids, 1:1, for the second stage's user namespace.
-grep -q '^root:0:65536$' /etc/subuid || echo 'root:0:65536' >> /etc/subuid
-grep -q '^root:0:65536$' /etc/subgid || echo 'root:0:65536' >> /etc/subgid
+# root's ids, 1:1, for the second stage's user namespace (newuidmap asks
+# /etc/subuid even for root), only while it runs: left there, it would make
+# uid 65534 one of root's own subordinate ids for everything else on this
+# machine (qus's safety rules read /etc/subuid too).
+added=""
+for f in /etc/subuid /etc/subgid; do
+    grep -qx 'root:0:65536' "$f" 2>/dev/null || { echo 'root:0:65536' >> "$f"; added="$added $f"; }
+done
+cleanup() { for f in $added; do sed -i '/^root:0:65536$/d' "$f"; done; }
+trap cleanup EXIT
 
 debootstrap --foreign --variant=minbase --arch="$arch" --include="$pkgs" "$dist" "$root" "$mirror"
 mkdir -p "$root/etc/initramfs-tools/conf.d"
@@ -46,5 +53,4 @@ unshare --user --map-users=0,0,65536 --map-groups=0,0,65536 --mount --pid --net 
     set -e
     mkdir -p /tmp/qus-fs-bm && mount -t binfmt_misc none /tmp/qus-fs-bm
     printf "%s" "$LINE" > /tmp/qus-fs-bm/register
-    mount -t binfmt_misc none "$ROOT/proc" 2>/dev/null || true; umount "$ROOT/proc" 2>/dev/null || true
     chroot "$ROOT" /debootstrap/debootstrap --second-stage'
