@@ -308,7 +308,15 @@ fn judge(want: &Want, world: &World, takeover: Takeover) -> Item {
     match kernel {
         None => {
             item.state = State::Missing;
-            item.actions.push(Action::Register(target));
+            item.actions
+                .push(Action::Register(match readopt(want, desired, world) {
+                    Some(line) => Target {
+                        spec: line.clone(),
+                        replaced: Some(line),
+                        ..target
+                    },
+                    None => target,
+                }));
         }
         Some(k) if k.spec.equivalent(&desired.spec) => {
             judge_same(&mut item, k, desired, target, &facts)
@@ -439,12 +447,19 @@ fn judge_same(
 /// rewrite it: at every boot after `systemd-binfmt`, and at every
 /// `systemctl restart systemd-binfmt`.
 pub(crate) fn adoptable(want: &Want, k: &KernelEntry, wanted: &EntrySpec, world: &World) -> bool {
-    let (have, need) = (k.spec.flags.normalized(), wanted.flags.normalized());
-    let flags_ok = have.preserve_argv0 == need.preserve_argv0
-        && have.fix_binary == need.fix_binary
-        && have.credentials == need.credentials
-        && (have.open_binary || !need.open_binary);
-    let catches_the_same = k.spec.matcher.equivalent(&wanted.matcher)
+    world.distro_same_file.contains(&want.name) && does_the_same(want, &k.spec, wanted)
+}
+
+/// Would `have` run the arch's programs as `wanted` does, given that both
+/// name one emulator file? The flags qus wants and no other but `O`, and
+/// a magic that catches the same programs (see [`adoptable`]).
+fn does_the_same(want: &Want, have: &EntrySpec, wanted: &EntrySpec) -> bool {
+    let (got, need) = (have.flags.normalized(), wanted.flags.normalized());
+    let flags_ok = got.preserve_argv0 == need.preserve_argv0
+        && got.fix_binary == need.fix_binary
+        && got.credentials == need.credentials
+        && (got.open_binary || !need.open_binary);
+    let catches_the_same = have.matcher.equivalent(&wanted.matcher)
         || want
             .arch
             .as_deref()
@@ -454,9 +469,24 @@ pub(crate) fn adoptable(want: &Want, k: &KernelEntry, wanted: &EntrySpec, world:
                 heads.len() == 2
                     && heads
                         .iter()
-                        .all(|h| k.spec.matcher.catches(h) && wanted.matcher.catches(h))
+                        .all(|h| have.matcher.catches(h) && wanted.matcher.catches(h))
             });
-    world.distro_same_file.contains(&want.name) && flags_ok && catches_the_same
+    flags_ok && catches_the_same
+}
+
+/// After a flush (`systemctl restart systemd-binfmt` wipes every entry),
+/// an adopted entry goes back as the distribution's own line, not as
+/// qus's: `systemd-binfmt` then registers that same line again, and
+/// nothing needs replacing afterwards. Only while the emulator file is the
+/// one adopted, the line's interpreter still passes the safety rules, and
+/// it still does what qus's entry would.
+fn readopt(want: &Want, desired: &crate::model::Desired, world: &World) -> Option<EntrySpec> {
+    let record = world.owned.get(&want.name)?;
+    (adopted_as_is(record)
+        && record.identity == Some(desired.identity)
+        && world.restorable.contains(&want.name)
+        && does_the_same(want, &record.spec, &desired.spec))
+    .then(|| record.spec.clone())
 }
 
 /// Adopt the distribution's entry as it is: recorded with itself as the

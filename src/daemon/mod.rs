@@ -565,7 +565,7 @@ impl Daemon {
             self.status.push_str(&format!("; {why}"));
         }
         self.arm();
-        if matches!(self.last_kernel, Some(_)) && !self.system.binfmt.is_mounted() {
+        if self.last_kernel.is_some() && !self.system.binfmt.is_mounted() {
             // What the pass registered went with the mount: say so, never
             // "registered" (the next pass mounts it again).
             self.last_kernel = None;

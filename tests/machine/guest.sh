@@ -15,6 +15,7 @@
 #   PASS|FAIL SCENARIO SECONDS DETAIL
 # /qus/machine.env says what this machine has (see tests/machine/run.sh).
 set -uo pipefail
+export LC_ALL=C
 . /qus/machine.env
 bm=/proc/sys/fs/binfmt_misc
 results=/qus/results.txt
