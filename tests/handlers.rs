@@ -200,6 +200,40 @@ fn the_flush_guard_restores_others_after_a_flush_only() {
     assert_eq!(sb.entries(), ["WSLInterop", "qemu-aarch64", "tabbed"]);
 }
 
+/// systemd-binfmt flushes and registers its own entries again at once, so
+/// binfmt_misc is not empty by the time qusd looks (on Debian 13 another
+/// tool's entry stayed gone after `systemctl restart systemd-binfmt`): the
+/// names binfmt_misc reported removed tell the flush all the same.
+#[test]
+fn the_flush_guard_sees_a_flush_followed_at_once_by_registrations() {
+    let sb = Sandbox::new();
+    sb.install_emulator("aarch64");
+    sb.search_bin("[guard]\nothers = true\n");
+    sb.register_raw(":WSLInterop:M::MZ::/bin/sh:PF");
+    let wsl = sb.entry("WSLInterop").expect("wsl");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    // As systemd-binfmt does: flush, then register its own, in one go.
+    let st = sb
+        .command("sh")
+        .arg("-c")
+        .arg("printf -- -1 > \"$1/status\" && printf ':distro-jar:E::jar::/bin/sh:' > \"$1/register\"")
+        .arg("sh")
+        .arg(sb.binfmt())
+        .status()
+        .expect("sh");
+    assert!(st.success());
+    wait_for(WAIT, "the other tool's entry back after the flush", || {
+        sb.entries() == ["WSLInterop", "distro-jar", "qemu-aarch64"]
+    });
+    assert_eq!(sb.entry("WSLInterop").as_deref(), Some(wsl.as_str()));
+    assert!(
+        d.log_text().contains("binfmt_misc was flushed"),
+        "{}",
+        d.log_text()
+    );
+}
+
 /// `qus disable` changes the configuration, so qusd keeps the arch
 /// unregistered; `qus enable` brings it back. A plain `qus unregister`
 /// beside a running qusd says that qusd will undo it.

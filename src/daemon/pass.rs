@@ -87,7 +87,7 @@ impl Job {
                 Ended::Done(Box::new(Finished {
                     native: (!pass.world.native_provisional).then(|| pass.native().clone()),
                     repairs: repairs(&pass),
-                    others: others(&pass),
+                    others: others(&pass, &self.restore),
                     owns_any: pass
                         .kernel_after
                         .1
@@ -113,13 +113,23 @@ impl Job {
 }
 
 /// Entries in the kernel after the pass that qus neither owns nor names.
-fn others(pass: &Pass) -> KernelEntries {
-    pass.kernel_after
+///
+/// With the ones this pass put back after a flush: a second flush that
+/// lands between putting them back and observing (`systemctl restart
+/// systemd-binfmt` flushes twice) must find them remembered, or the next
+/// pass would not know to put them back again.
+fn others(pass: &Pass, restored: &KernelEntries) -> KernelEntries {
+    let mut others: KernelEntries = pass
+        .kernel_after
         .1
         .iter()
         .filter(|(name, _)| !pass.plan.items.iter().any(|i| &i.name == *name))
         .map(|(n, e)| (n.clone(), e.clone()))
-        .collect()
+        .collect();
+    for (name, entry) in restored {
+        others.entry(name.clone()).or_insert_with(|| entry.clone());
+    }
+    others
 }
 
 /// The kernel writes a pass made, by entry, with a fingerprint of each.
