@@ -187,7 +187,10 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
     // keeps it on (`binfmt.enable`). Read from the kernel instead, a
     // switch-off that lands between the preparation and the observation
     // would pass for qusd's own echo and never be repaired.
-    let keeps_on = reconciling && system.config.binfmt_enable.value && world.mounted;
+    let keeps_on = reconciling
+        && system.config.binfmt_enable.value
+        && world.mounted
+        && !request.holds.contains(plan::SWITCH_HOLD);
     let kernel_after = (
         world.enabled.unwrap_or(false) || keeps_on,
         plan::kernel_after(&world.kernel, &outcome.done),
@@ -266,6 +269,7 @@ pub fn preparation(system: &System, request: &Request) -> Result<Preparation> {
         path: system.binfmt.root().to_path_buf(),
         mount: config.binfmt_mount.value,
         enable: config.binfmt_enable.value,
+        switch_held: request.holds.contains(plan::SWITCH_HOLD),
     };
     let ready = observe::readiness(&system.binfmt);
     let flushed = observe::flushed(&request.restore);

@@ -31,7 +31,7 @@ mod unregister;
 pub mod want;
 
 pub use action::{kernel_after, Action, Target};
-pub use prepare::{prepare, Allowed, Flushed, Preparation, Readiness};
+pub use prepare::{prepare, Allowed, Flushed, Preparation, Readiness, SWITCH_HOLD};
 pub use want::Overrides;
 
 /// What a plan is for.

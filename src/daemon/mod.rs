@@ -324,7 +324,7 @@ impl Daemon {
                     kernel: true,
                     ..Trigger::default()
                 };
-                !rules::is_echo(&kernel, Some(&now), Some(last))
+                !rules::is_echo(&kernel, Some(&now), Some(last), self.repairs.given_up())
             }
             _ => false,
         }
@@ -465,7 +465,12 @@ impl Daemon {
         } else {
             None
         };
-        if rules::is_echo(&t, now.as_ref(), self.last_kernel.as_ref()) {
+        if rules::is_echo(
+            &t,
+            now.as_ref(),
+            self.last_kernel.as_ref(),
+            self.repairs.given_up(),
+        ) {
             tracing::debug!(
                 "binfmt_misc is as the last pass left it (our own writes); nothing to do"
             );

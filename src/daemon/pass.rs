@@ -147,6 +147,9 @@ fn repairs(pass: &Pass) -> Vec<(String, String)> {
                 ),
             )),
             Action::Enable { name } => Some((name.clone(), "enable".into())),
+            // The global switch counts as a repair too: a loop switching it
+            // off is given up on like an entry someone keeps removing.
+            Action::SwitchOn => Some((crate::plan::SWITCH_HOLD.into(), "switch on".into())),
             _ => None,
         })
         .collect()

@@ -128,11 +128,18 @@ impl RepairCounter {
                 _ => 1,
             };
             if n >= GIVE_UP_AFTER {
-                let why = format!(
-                    "gave up on {name}: the same repair was undone {n} times in a row \
-                     (another registrar or qusd with another configuration?); \
-                     leaving it until the configuration changes or SIGHUP"
-                );
+                let why = if name == crate::plan::SWITCH_HOLD {
+                    format!(
+                        "gave up switching binfmt_misc back on: it was switched off again {n} \
+                         times in a row; leaving it off until the configuration changes or SIGHUP"
+                    )
+                } else {
+                    format!(
+                        "gave up on {name}: the same repair was undone {n} times in a row \
+                         (another registrar or qusd with another configuration?); \
+                         leaving it until the configuration changes or SIGHUP"
+                    )
+                };
                 self.given_up.insert(name.clone(), why);
                 newly.push(name.clone());
             } else {
@@ -226,26 +233,39 @@ const LONGEST_BUSY_RETRY: Duration = Duration::from_secs(4);
 /// changed, and it holds exactly what the last pass left (global switch
 /// and entries, compared the way the kernel shows them). Then it costs no
 /// pass, so qusd never loops on itself.
+///
+/// What qusd gave up on (`given_up`: entries, and the global switch as
+/// [`crate::plan::SWITCH_HOLD`]) does not count: giving up means no pass
+/// for that cause until something else changes, not a pass that then
+/// leaves it alone (a loop switching binfmt_misc off cost 1,918 passes in
+/// 15 s, a takeover war 110 in 10 s).
 pub fn is_echo(
     t: &Trigger,
     now: Option<&(bool, KernelEntries)>,
     last: Option<&(bool, KernelEntries)>,
+    given_up: &BTreeMap<String, String>,
 ) -> bool {
+    let switch_held = given_up.contains_key(crate::plan::SWITCH_HOLD);
     let unchanged = match (now, last) {
-        (Some((en, now)), Some((last_en, last))) => en == last_en && same_kernel(now, last),
+        (Some((en, now)), Some((last_en, last))) => {
+            (en == last_en || switch_held) && same_kernel(now, last, given_up)
+        }
         _ => false,
     };
     t.kernel_only() && unchanged
 }
 
 /// Do both hold the same entries, compared the way the kernel shows them
-/// (masked magic, C as OC)?
-fn same_kernel(a: &KernelEntries, b: &KernelEntries) -> bool {
-    a.len() == b.len()
-        && a.iter().all(|(name, e)| {
-            b.get(name)
-                .is_some_and(|f| f.enabled == e.enabled && f.spec.equivalent(&e.spec))
-        })
+/// (masked magic, C as OC), leaving out the `ignored` names?
+fn same_kernel(a: &KernelEntries, b: &KernelEntries, ignored: &BTreeMap<String, String>) -> bool {
+    let kept = |k: &KernelEntries| k.keys().filter(|n| !ignored.contains_key(*n)).count();
+    kept(a) == kept(b)
+        && a.iter()
+            .filter(|(n, _)| !ignored.contains_key(*n))
+            .all(|(name, e)| {
+                b.get(name)
+                    .is_some_and(|f| f.enabled == e.enabled && f.spec.equivalent(&e.spec))
+            })
 }
 
 /// One interpreter the configuration points at, with every path on its

@@ -10,12 +10,20 @@ use crate::binfmt::KernelEntry;
 
 use super::Action;
 
+/// The hold that stands for binfmt_misc's global switch (not an entry
+/// name: those cannot hold a `/`). qusd holds it once it gave up switching
+/// binfmt_misc back on, as it holds an entry it gave up repairing.
+pub const SWITCH_HOLD: &str = "binfmt_misc/status";
+
 /// What the configuration allows (`binfmt.mount`, `binfmt.enable`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allowed {
     pub path: PathBuf,
     pub mount: bool,
     pub enable: bool,
+    /// qusd gave up switching it on: someone switched it off again each
+    /// time (see [`SWITCH_HOLD`]).
+    pub switch_held: bool,
 }
 
 /// binfmt_misc's state before anything is done.
@@ -63,8 +71,15 @@ pub fn prepare(
         });
     }
     if ready.enabled == Some(false) {
-        if allowed.enable {
+        if allowed.enable && !allowed.switch_held {
             p.actions.push(Action::SwitchOn);
+        } else if allowed.enable {
+            p.notes.push(
+                "binfmt_misc is disabled globally, and qusd gave up switching it back on \
+                 (switched off again each time): left off until the configuration changes \
+                 or SIGHUP"
+                    .into(),
+            );
         } else {
             p.notes.push(
                 "binfmt_misc is disabled globally; no entry works until it is enabled \
@@ -97,7 +112,25 @@ mod tests {
             path: PathBuf::from("/proc/sys/fs/binfmt_misc"),
             mount,
             enable,
+            switch_held: false,
         }
+    }
+
+    #[test]
+    fn a_held_switch_is_left_off_and_said() {
+        let off = Readiness {
+            mounted: true,
+            enabled: Some(false),
+        };
+        let held = Allowed {
+            switch_held: true,
+            ..allowed(true, true)
+        };
+        let p = prepare(off, &held, &[]).expect("prepared");
+        assert!(p.actions.is_empty(), "{p:?}");
+        assert!(p.notes[0].contains("gave up switching it back on"), "{p:?}");
+        let p = prepare(off, &allowed(true, true), &[]).expect("prepared");
+        assert_eq!(p.actions, vec![Action::SwitchOn]);
     }
 
     fn flushed(name: &str, refused: Option<&str>) -> Flushed {

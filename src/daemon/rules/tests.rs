@@ -270,33 +270,100 @@ fn busy_interpreters_are_tried_again_soon_then_every_few_seconds() {
 
 #[test]
 fn only_an_unchanged_kernel_after_kernel_events_is_an_echo() {
+    let none = BTreeMap::new();
     let last = (true, entries(&["qemu-aarch64"]));
     let same = (true, entries(&["qemu-aarch64"]));
-    assert!(is_echo(&kernel(), Some(&same), Some(&last)));
+    assert!(is_echo(&kernel(), Some(&same), Some(&last), &none));
     // Someone else removed it, or switched binfmt_misc off.
     assert!(!is_echo(
         &kernel(),
         Some(&(true, KernelEntries::new())),
-        Some(&last)
+        Some(&last),
+        &none
     ));
     assert!(!is_echo(
         &kernel(),
         Some(&(false, same.1.clone())),
-        Some(&last)
+        Some(&last),
+        &none
     ));
     // Disabled by hand: same spec, not enabled.
     let mut disabled = same.1.clone();
     if let Some(e) = disabled.get_mut("qemu-aarch64") {
         e.enabled = false;
     }
-    assert!(!is_echo(&kernel(), Some(&(true, disabled)), Some(&last)));
+    assert!(!is_echo(
+        &kernel(),
+        Some(&(true, disabled)),
+        Some(&last),
+        &none
+    ));
     // A file changed too: a pass, even with the kernel as left.
     let mut both = kernel();
     both.merge(files());
-    assert!(!is_echo(&both, Some(&same), Some(&last)));
+    assert!(!is_echo(&both, Some(&same), Some(&last), &none));
     // No pass yet, or binfmt_misc unreadable: never an echo.
-    assert!(!is_echo(&kernel(), Some(&same), None));
-    assert!(!is_echo(&kernel(), None, Some(&last)));
+    assert!(!is_echo(&kernel(), Some(&same), None, &none));
+    assert!(!is_echo(&kernel(), None, Some(&last), &none));
+}
+
+#[test]
+fn what_qusd_gave_up_on_wakes_no_pass() {
+    let last = (true, entries(&["qemu-aarch64", "qemu-s390x"]));
+    let s390x_gone = (true, entries(&["qemu-aarch64"]));
+    let switched_off = (false, last.1.clone());
+    let given_up = |names: &[&str]| -> BTreeMap<String, String> {
+        names
+            .iter()
+            .map(|n| (n.to_string(), "gave up".to_string()))
+            .collect()
+    };
+    // A takeover war over qemu-s390x, given up: its changes wake nothing.
+    assert!(is_echo(
+        &kernel(),
+        Some(&s390x_gone),
+        Some(&last),
+        &given_up(&["qemu-s390x"])
+    ));
+    assert!(!is_echo(
+        &kernel(),
+        Some(&s390x_gone),
+        Some(&last),
+        &given_up(&[])
+    ));
+    // The global switch, given up: switching it off again wakes nothing…
+    let switch = given_up(&[crate::plan::SWITCH_HOLD]);
+    assert!(is_echo(
+        &kernel(),
+        Some(&switched_off),
+        Some(&last),
+        &switch
+    ));
+    // …but anything else that changes still does.
+    assert!(!is_echo(
+        &kernel(),
+        Some(&(false, s390x_gone.1.clone())),
+        Some(&last),
+        &switch
+    ));
+}
+
+#[test]
+fn the_global_switch_is_given_up_on_like_an_entry() {
+    let mut c = RepairCounter::default();
+    let t0 = Instant::now();
+    let switch_on = vec![(
+        crate::plan::SWITCH_HOLD.to_string(),
+        "switch on".to_string(),
+    )];
+    let mut given = Vec::new();
+    for i in 0..GIVE_UP_AFTER {
+        given = c.count(&switch_on, t0 + Duration::from_millis(u64::from(i) * 10));
+    }
+    assert_eq!(given, vec![crate::plan::SWITCH_HOLD.to_string()]);
+    assert!(
+        c.given_up()[crate::plan::SWITCH_HOLD].contains("gave up switching binfmt_misc back on")
+    );
 }
 
 #[test]
