@@ -234,6 +234,13 @@ pub struct World {
     /// also do what qus's would (see `plan::adoptable`), so a boot after
     /// `systemd-binfmt` writes nothing for them.
     pub distro_same_file: std::collections::BTreeSet<String>,
+    /// Kernel entries, qus's or any tool's, whose interpreter someone
+    /// other than root could replace (not root's, writable by others, or
+    /// reached through a directory or link others control), with why: an
+    /// entry whose interpreter a user can swap runs every matching program
+    /// through that user's code, and with `C` every matching setuid
+    /// program as root (a known persistence trick).
+    pub risky: BTreeMap<String, String>,
     /// Owned entries whose replaced entry can be put back (its
     /// interpreter still exists).
     pub restorable: std::collections::BTreeSet<String>,

@@ -1258,3 +1258,66 @@ fn files_named_like_emulators_that_are_not_host_programs_are_refused() {
     );
     assert_eq!(common::stdout(&out), "qus-probe riscv64\n");
 }
+
+/// Safety round four, point 10: binfmt_misc as a way to root. An entry
+/// (another tool's or qus's) whose interpreter a user can replace runs
+/// that user's code for every matching program, and with C every matching
+/// setuid program as root. `qus status` marks it, `--check` fails on it,
+/// and qusd says it once when it appears. The interpreters here belong to
+/// a real second user (uid 65533, mapped one to one) or are writable by
+/// everyone.
+#[test]
+fn entries_whose_interpreter_a_user_could_replace_are_marked() {
+    let sb = Sandbox::with_host_ids();
+    sb.install_emulator("aarch64");
+    sb.search_bin("");
+    let mut n = NotifySocket::new(sb.path());
+    let d = sb.qusd_ready(&mut n);
+    assert_eq!(sb.qus(&["status", "--check"]).status.code(), Some(0));
+    let users = sb.path().join("users");
+    fs::create_dir(&users).expect("mkdir");
+    let theirs = users.join("interp");
+    fs::copy("/bin/true", &theirs).expect("copy");
+    chown(&theirs, 65533);
+    sb.register_raw(&format!(":userland:E::qusuland::{}:C", theirs.display()));
+    let open = users.join("open-interp");
+    fs::copy("/bin/true", &open).expect("copy");
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).expect("chmod");
+    sb.register_raw(&format!(":openland:E::qusoland::{}:", open.display()));
+    wait_for(WAIT, "qusd to say it", || {
+        d.count("userland: its interpreter could be replaced") == 1
+            && d.count("openland: its interpreter could be replaced") == 1
+    });
+    let status = sb.status();
+    let row = |name: &str| {
+        status["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in status"))["unsafe_interpreter"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let why = row("userland");
+    assert!(
+        why.contains("with C") && why.contains("owned by uid 65533"),
+        "{why}"
+    );
+    assert!(row("openland").contains("writable by group or others"));
+    assert_eq!(row("qemu-aarch64"), "", "qus's own is fine");
+    let check = sb.qus(&["status", "--check"]);
+    assert_eq!(check.status.code(), Some(1));
+    let text = sb.qus_ok(&["status"]);
+    assert!(text.contains("UNSAFE INTERPRETER"), "{text}");
+    // Once: another pass (a SIGHUP) does not say it again.
+    d.signal("HUP");
+    d.settle(&sb);
+    assert_eq!(
+        d.count("userland: its interpreter could be replaced"),
+        1,
+        "{}",
+        d.log_text()
+    );
+}

@@ -69,6 +69,10 @@ pub struct EntryReport {
     /// Known failures of that QEMU version for this arch
     /// (`version::KNOWN`); empty when none or the version is unknown.
     pub known_failures: Vec<&'static str>,
+    /// Why the kernel entry's interpreter could be replaced by someone
+    /// other than root (whoever registered it); `null` when it cannot.
+    /// `status --check` fails on it.
+    pub unsafe_interpreter: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -86,6 +90,11 @@ pub fn build(system: &System, world: &World, plan: &Plan) -> Report {
         .iter()
         .map(|item| {
             let mut e = entry_report(item);
+            e.unsafe_interpreter = item
+                .kernel
+                .as_ref()
+                .and(world.risky.get(&item.name))
+                .cloned();
             let desired = world
                 .wanted
                 .items
@@ -176,6 +185,7 @@ fn foreign_rows(world: &World, plan: &Plan) -> Vec<EntryReport> {
                 used: None,
                 emulator_version: None,
                 known_failures: vec![],
+                unsafe_interpreter: world.risky.get(name).cloned(),
             })
         })
         .collect()
@@ -184,6 +194,9 @@ fn foreign_rows(world: &World, plan: &Plan) -> Vec<EntryReport> {
 /// Does this row need someone's attention? (What `status --check` counts.)
 /// An arch without an emulator does not: most hosts lack some.
 pub fn needs_attention(e: &EntryReport) -> bool {
+    if e.unsafe_interpreter.is_some() {
+        return true;
+    }
     match e.state {
         State::Missing
         | State::Disabled
@@ -218,6 +231,7 @@ fn entry_report(item: &Item) -> EntryReport {
         used: item.handlers.first().cloned(),
         emulator_version: None,
         known_failures: vec![],
+        unsafe_interpreter: None,
     }
 }
 
@@ -265,6 +279,10 @@ pub fn render(report: &Report, verbose: bool) -> String {
                 .unwrap_or_default(),
             _ => e.detail.clone().unwrap_or_default(),
         };
+        let shown = match &e.unsafe_interpreter {
+            Some(why) => format!("{shown} UNSAFE INTERPRETER: {why}"),
+            None => shown,
+        };
         let shown = match (&e.emulator_version, verbose) {
             (Some(v), true) if e.known_failures.is_empty() => format!("{shown} [QEMU {v}]"),
             (Some(v), true) => {
@@ -306,6 +324,18 @@ pub fn render(report: &Report, verbose: bool) -> String {
         .map(|(k, v)| format!("{v} {k}"))
         .collect();
     let _ = writeln!(s, "{}", summary.join(", "));
+    let unsafe_rows = report
+        .entries
+        .iter()
+        .filter(|e| e.unsafe_interpreter.is_some())
+        .count();
+    if unsafe_rows > 0 {
+        let _ = writeln!(
+            s,
+            "{unsafe_rows} entries with an interpreter someone other than root could replace: \
+             whoever can, runs their code for every matching program (with C, as root)"
+        );
+    }
     s
 }
 

@@ -110,6 +110,8 @@ struct Daemon {
     /// Other tools' entries as the last pass left them, and whether qus
     /// owned any then (for the flush guard).
     others_last: (KernelEntries, bool),
+    /// Entries with an interpreter others could replace, as last said.
+    risky_seen: std::collections::BTreeMap<String, String>,
     /// When to look again, qusd's own records, failed takeovers.
     memory: memory::Memory,
     /// Held for qusd's whole life: one qusd per state dir.
@@ -238,6 +240,7 @@ impl Daemon {
             repairs: RepairCounter::default(),
             memory: memory::Memory::default(),
             others_last: (KernelEntries::new(), false),
+            risky_seen: Default::default(),
             _instance: instance,
         };
         d.config_dirs_seen = d.existing_config_dirs();
@@ -539,7 +542,19 @@ impl Daemon {
                     others,
                     owns_any,
                     left,
+                    risky,
                 } = *finished;
+                // Said once when it appears (and again only after it went).
+                for (name, why) in &risky {
+                    if !self.risky_seen.contains_key(name) {
+                        tracing::warn!(
+                            entry = name.as_str(),
+                            "{name}: its interpreter could be replaced by someone other than \
+                             root: {why}"
+                        );
+                    }
+                }
+                self.risky_seen = risky;
                 self.memory.take_in(left);
                 self.others_last = (others, owns_any);
                 self.last_kernel = Some(kernel_after);

@@ -55,6 +55,9 @@ pub struct Finished {
     pub owns_any: bool,
     /// What qusd's memory takes in (see [`super::memory::Memory`]).
     pub left: super::memory::Left,
+    /// Entries whose interpreter someone other than root could replace,
+    /// with why (see [`crate::model::World::risky`]).
+    pub risky: std::collections::BTreeMap<String, String>,
 }
 
 impl Job {
@@ -85,6 +88,7 @@ impl Job {
                     pass.outcome.kernel_writes
                 );
                 Ended::Done(Box::new(Finished {
+                    risky: pass.world.risky.clone(),
                     native: (!pass.world.native_provisional).then(|| pass.native().clone()),
                     repairs: repairs(&pass),
                     others: others(&pass, &self.restore),

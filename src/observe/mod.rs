@@ -186,6 +186,7 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
     let broken_handlers = broken_handlers(&wanted, &handlers, &kernel.entries, &owned);
     let distro = distro::distro_entries(&kernel.entries, &owned, &wanted, &system.roots);
     let distro_same_file = distro::same_file_as_wanted(&distro, &kernel.entries, &wanted, &dirs);
+    let risky = risky_interpreters(&kernel.entries, &dirs);
     let (restorable, restore_refused) = restorable(&owned, &dirs);
     Ok(World {
         mounted: kernel.mounted,
@@ -200,6 +201,7 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
         broken_handlers,
         distro,
         distro_same_file,
+        risky,
         restorable,
         restore_refused,
         records_unwritable: None,
@@ -221,6 +223,34 @@ fn native_heads(own: &[Vec<u8>], native: &NativeVerdicts) -> Vec<Vec<u8>> {
         }
     }
     heads
+}
+
+/// Every kernel entry whose interpreter could be replaced by someone other
+/// than root, with the safety rules' reason (the same rules qus applies to
+/// what it registers). An interpreter that is missing, not executable or
+/// not a regular file is a broken entry, not a way in: not listed here.
+fn risky_interpreters(
+    kernel: &crate::binfmt::KernelEntries,
+    dirs: &safety::DirCache,
+) -> std::collections::BTreeMap<String, String> {
+    kernel
+        .iter()
+        .filter(|(_, e)| std::fs::symlink_metadata(&e.spec.interpreter).is_ok())
+        .filter_map(|(name, e)| {
+            let why = safety::check_interpreter(&e.spec.interpreter, dirs)
+                .err()?
+                .0;
+            let replaceable = why.contains("owned by uid") || why.contains("writable");
+            replaceable.then(|| {
+                let c = if e.spec.flags.credentials {
+                    "with C (every matching setuid program runs as root through it): "
+                } else {
+                    ""
+                };
+                (name.clone(), format!("{c}{why}"))
+            })
+        })
+        .collect()
 }
 
 /// Which entries qus took over can go back: their interpreter exists and
