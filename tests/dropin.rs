@@ -117,6 +117,18 @@ fn setup_qemu_actions_sequence_works_against_qus_as_binfmt() {
     );
     assert!(sb.entry("qemu-aarch64").is_none());
     assert!(sb.entry("qemu-riscv64").is_some());
+    // The install took qemu-riscv64 over: uninstalling it puts the other
+    // tool's entry back, and says so rather than a bare OK.
+    let un = binfmt(&sb, &["--uninstall", "riscv64"]);
+    assert!(
+        stderr(&un).contains("uninstalling: qemu-riscv64 OK: qus's entry removed, and the entry it had replaced is back"),
+        "{}",
+        stderr(&un)
+    );
+    let back = sb
+        .entry("qemu-riscv64")
+        .expect("the other tool's entry is back");
+    assert!(back.contains("flags: F"), "{back}");
 }
 
 #[test]
@@ -245,4 +257,29 @@ fn qus_test_mounts_binfmt_misc_where_a_container_has_none() {
     let test = sb.qus(&["test", "aarch64"]);
     assert!(test.status.success(), "{}{}", stdout(&test), stderr(&test));
     assert!(stdout(&test).contains("1 pass"), "{}", stdout(&test));
+}
+
+/// Safety round four, point 9: the JSON listed a platform as supported
+/// when its entry's interpreter no longer existed. As tonistiigi's runs a
+/// test program per platform, a platform is supported only when its
+/// probe really runs.
+#[test]
+fn a_platform_whose_interpreter_is_gone_is_not_supported() {
+    let sb = Sandbox::new();
+    let emu = sb.install_emulator("aarch64");
+    sb.install_emulator("riscv64");
+    sb.search_bin("");
+    // Without F the kernel opens the interpreter at each exec: gone, it fails.
+    sb.qus_ok(&["register", "--flags", "P"]);
+    std::fs::remove_file(&emu).expect("remove the aarch64 emulator");
+    assert!(sb.has_entry("qemu-aarch64"), "the entry is still there");
+    let j = json(&binfmt(&sb, &[]));
+    let supported: Vec<&str> = j["supported"]
+        .as_array()
+        .expect("supported")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(supported.contains(&"linux/riscv64"), "{supported:?}");
+    assert!(!supported.contains(&"linux/arm64"), "{supported:?}");
 }

@@ -1321,3 +1321,24 @@ fn entries_whose_interpreter_a_user_could_replace_are_marked() {
         d.log_text()
     );
 }
+
+/// Safety round four, point 9: `qus which` on a FIFO hung until someone
+/// wrote to it; it now refuses anything but a regular file at once.
+#[test]
+fn qus_which_refuses_a_fifo_at_once() {
+    let sb = Sandbox::new();
+    let fifo = sb.path().join("fifo");
+    let st = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(st.success());
+    let out = common::output_within(
+        sb.command(common::qus_bin()).arg("which").arg(&fifo),
+        20,
+        "qus which FIFO to return",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+}

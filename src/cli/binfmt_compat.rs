@@ -370,9 +370,24 @@ fn uninstall(system: &crate::observe::System, list: &str) -> Result<()> {
         },
     )?;
     for n in &ours {
-        match pass.outcome.failed.iter().find(|(a, _)| a.entry() == n) {
-            Some((_, why)) => eprintln!("uninstalling: {n} {why}"),
-            None => eprintln!("uninstalling: {n} OK"),
+        // What qus had taken the name over from goes back: the platform
+        // may still be supported, through that entry. Say so.
+        let put_back = pass.outcome.done.iter().find_map(|a| match a {
+            crate::plan::Action::Restore { name, spec } if name == n => Some(spec),
+            _ => None,
+        });
+        match (
+            pass.outcome.failed.iter().find(|(a, _)| a.entry() == n),
+            put_back,
+        ) {
+            (Some((_, why)), _) => eprintln!("uninstalling: {n} {why}"),
+            (None, Some(spec)) => eprintln!(
+                "uninstalling: {n} OK: qus's entry removed, and the entry it had replaced is back \
+                 ({}, flags {}), so its platform may still run",
+                spec.interpreter.display(),
+                spec.flags
+            ),
+            (None, None) => eprintln!("uninstalling: {n} OK"),
         }
     }
     Ok(())
@@ -381,9 +396,15 @@ fn uninstall(system: &crate::observe::System, list: &str) -> Result<()> {
 /// The status JSON: `supported` (platforms the kernel runs now, native
 /// first), `emulators` (enabled entries by name, or null).
 fn status_json(world: &crate::model::World, root: &std::path::Path) -> Result<String> {
+    // As tonistiigi's runs a test binary per platform: a platform is
+    // supported when the arch's probe really runs, through whichever entry
+    // catches it (one whose interpreter is gone fails here).
     let runs = |name: &str| -> bool {
         matches!(world.native.get(name), Some(Native::Yes(_)))
-            || probe::find(name).is_some_and(|p| world.catcher(p.program).is_some())
+            || probe::find(name).is_some_and(|p| {
+                world.catcher(p.program).is_some()
+                    && probe::run(p, std::time::Duration::from_secs(10)) == probe::RunResult::Pass
+            })
     };
     let own = arch::find(&arch::kernel_machine()).map(|a| a.name);
     let mut supported: Vec<&str> = PLATFORMS

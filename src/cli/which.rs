@@ -22,7 +22,8 @@ pub struct WhichArgs {
 
 pub fn run(common: &CommonArgs, args: &WhichArgs) -> Result<ExitCode> {
     let mut header = vec![0u8; 256];
-    let n = std::fs::File::open(&args.file)
+    // Non-blocking, regular files only: a FIFO would hang the command.
+    let n = crate::fsutil::open_regular(&args.file)
         .and_then(|mut f| std::io::Read::read(&mut f, &mut header))
         .with_context(|| format!("reading {}", args.file.display()))?;
     header.truncate(n);
