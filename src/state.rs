@@ -87,6 +87,12 @@ fn ancestors_trusted(dir: &Path, me: u32) -> Result<(), String> {
     let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) else {
         return Ok(());
     };
+    parent_trusted(parent, dir, me)
+}
+
+/// [`ancestors_trusted`] from `parent` up, for the state dir `dir` (which
+/// may not exist yet: then `parent` is its nearest existing ancestor).
+fn parent_trusted(parent: &Path, dir: &Path, me: u32) -> Result<(), String> {
     let owner_ok = |uid: u32| uid == me || crate::safety::trusted_owner(uid);
     for step in parent.ancestors().filter(|p| !p.as_os_str().is_empty()) {
         let meta = fs::symlink_metadata(step).map_err(|e| format!("{}: {e}", step.display()))?;
@@ -195,7 +201,23 @@ impl StateDir {
     /// May the caller trust this directory (see [`StateDir::open_checked`])?
     /// `Ok(false)`: it does not exist.
     fn trusted(&self) -> Result<bool, String> {
-        self.open_checked().map(|d| d.is_some())
+        match self.open_checked()? {
+            Some(_) => Ok(true),
+            None => self.way_to_missing_dir().map(|()| false),
+        }
+    }
+
+    /// For a state dir still to be made: are the directories that exist on
+    /// its way trusted? Checked before anything is created, so a state dir
+    /// under a directory another user owns is refused without leaving a
+    /// directory of the caller's behind in theirs.
+    fn way_to_missing_dir(&self) -> Result<(), String> {
+        match self.dir.ancestors().skip(1).find(|p| p.exists()) {
+            Some(existing) => {
+                parent_trusted(existing, &self.dir, rustix::process::geteuid().as_raw())
+            }
+            None => Ok(()),
+        }
     }
 
     /// Why the state dir is refused (another user owns it or may write it,
@@ -210,6 +232,7 @@ impl StateDir {
         if let Some(dir) = self.open_checked().map_err(refused)? {
             return Ok(dir);
         }
+        self.way_to_missing_dir().map_err(refused)?;
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)

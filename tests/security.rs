@@ -1050,6 +1050,28 @@ fn a_state_dir_under_another_users_directory_is_refused() {
         .collect();
     assert!(left.is_empty(), "root wrote into it: {left:?}");
     assert!(sb.entries().is_empty(), "registered with untrusted records");
+    // A state dir to be made there (`--state-dir /home/u/x/state` as
+    // root): refused before anything is created in the user's directory.
+    let fresh = parent.join("fresh").join("state");
+    let out = sb
+        .command(common::qus_bin())
+        .args(["--binfmt-misc", &sb.binfmt().display().to_string()])
+        .args(["--state-dir", &fresh.display().to_string()])
+        .args(["--config-dir", &sb.etc().display().to_string()])
+        .args(["--host-arch", "x86_64"])
+        .arg("register")
+        .output()
+        .expect("qus");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("owned by uid {USER}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !parent.join("fresh").exists(),
+        "root made a directory in the user's"
+    );
     // The same layout with the parent root's again: works.
     chown(&parent, 0);
     let out = run(&["register"]);

@@ -304,8 +304,25 @@ fn breaks_host(
                 .into(),
         );
     }
+    // The host runs scripts itself too: by their `#!` line, whatever
+    // their name. An entry for `#!` at offset 0, or for the `.sh` that
+    // every shell script is named with, would take them all.
+    let script = matcher.catches(b"#!/bin/sh\n")
+        || matches!(matcher, Matcher::Extension(e) if HOST_SCRIPT_EXTENSIONS.contains(&e.as_str()));
+    if !catch_host_programs && script {
+        return Some(
+            "it would catch the host's own scripts (#! or .sh): every script would go to \
+             its interpreter instead (set catch_host_programs = true for this entry if \
+             that is really meant)"
+                .into(),
+        );
+    }
     None
 }
+
+/// Extensions the host's own scripts carry, which the kernel runs by
+/// their `#!` line.
+const HOST_SCRIPT_EXTENSIONS: &[&str] = &["sh", "bash"];
 
 /// "no qemu-x-static or qemu-x in /usr/bin:/usr/local/bin"
 fn not_found(config: &Config, arch: &Arch) -> String {

@@ -389,3 +389,39 @@ fn only_programs_the_host_runs_are_emulators() {
     );
     assert!(skip_reason(&w).contains("a program for i386"), "{w:?}");
 }
+
+/// Safety round four, point 9: a custom entry for `#!` or for `.sh` took
+/// every script the host runs; refused unless catch_host_programs.
+#[test]
+fn a_custom_entry_catching_the_hosts_scripts_is_refused() {
+    let c = config(
+        "[entry.hashbang]\ninterpreter = \"/usr/bin/wine\"\nmagic = \"#!\"\n\
+         [entry.shell]\ninterpreter = \"/usr/bin/wine\"\ntype = \"extension\"\nextension = \"sh\"\n\
+         [entry.python]\ninterpreter = \"/usr/bin/wine\"\ntype = \"extension\"\nextension = \"pyz\"\n\
+         [entry.allowed]\ninterpreter = \"/usr/bin/wine\"\nmagic = \"#!\"\ncatch_host_programs = true\n",
+    );
+    let own = vec![x86_64_head()];
+    let found = safe("/usr/bin/wine", x86_64_head(), None);
+    for name in ["hashbang", "shell"] {
+        let w = custom_want(
+            name,
+            c.entries.get(name).expect(name),
+            Some(&found),
+            host(&own),
+        );
+        assert!(
+            skip_reason(&w).contains("host's own scripts"),
+            "{name}: {:?}",
+            w.want
+        );
+    }
+    for name in ["python", "allowed"] {
+        let w = custom_want(
+            name,
+            c.entries.get(name).expect(name),
+            Some(&found),
+            host(&own),
+        );
+        assert!(w.want.is_ok(), "{name}: {:?}", w.want);
+    }
+}
