@@ -128,3 +128,10 @@ aarch64-linux-gnu-as -o "$tmp/setuid-aarch64.o" src/setuid/aarch64.S
 aarch64-linux-gnu-ld -static -N -s --build-id=none --no-warn-rwx-segments \
     -o bin/setuid-aarch64 "$tmp/setuid-aarch64.o"
 echo "setuid-aarch64: $(wc -c < bin/setuid-aarch64) bytes"
+
+# The pointer-authentication probe (`qus test`'s cost of PAC under the
+# emulator's default CPU against a CPU model without it), for aarch64.
+aarch64-linux-gnu-as --defsym ITERATIONS=1000000 -o "$tmp/aarch64-pac.o" src/aarch64-pac.S
+aarch64-linux-gnu-ld -static -N -s --build-id=none --no-warn-rwx-segments \
+    -o bin/aarch64-pac "$tmp/aarch64-pac.o"
+echo "aarch64-pac: $(wc -c < bin/aarch64-pac) bytes"

@@ -7,6 +7,7 @@ mod dry_run;
 mod export;
 mod go_match;
 mod multiarch_compat;
+mod pac_cost;
 mod peers;
 mod register;
 mod report;

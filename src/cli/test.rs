@@ -77,6 +77,9 @@ pub struct ArchResult {
     pub syscalls: Option<std::collections::BTreeMap<&'static str, syscalls::Found>>,
     /// The checked calls it lacks that userlands do not cope without.
     pub lacking: Vec<&'static str>,
+    /// aarch64 through an entry: what pointer authentication costs under
+    /// the emulator's default CPU (see `pac_cost`); `null` otherwise.
+    pub pac: Option<super::pac_cost::PacCost>,
 }
 
 #[derive(Debug, Serialize)]
@@ -223,6 +226,9 @@ fn test_arch(
             let path = &e.spec.interpreter;
             versions.of(path, &observe::identity_of(path).ok()?)
         }),
+        pac: (a.name == "aarch64" && result == ProbeResult::Pass)
+            .then(|| super::pac_cost::measure(timeout))
+            .flatten(),
     }
 }
 
@@ -239,6 +245,7 @@ impl ArchResult {
             emulator_version: None,
             syscalls: None,
             lacking: vec![],
+            pac: None,
         }
     }
 }
@@ -303,6 +310,7 @@ fn untested_entries(world: &crate::model::World, done: &[ArchResult]) -> Vec<Arc
                 emulator_version: None,
                 syscalls: None,
                 lacking: vec![],
+                pac: None,
             })
         })
         .collect()
@@ -322,6 +330,13 @@ fn render(r: &TestReport) -> String {
         if !a.lacking.is_empty() {
             detail.push_str(&format!("; lacks {}", a.lacking.join(", ")));
         }
+        if let Some(pac) = &a.pac {
+            if pac.ratio > super::pac_cost::WORTH_SAYING {
+                detail.push_str(&format!("; PAC costs {:.1}x", pac.ratio));
+            } else {
+                detail.push_str("; PAC costs nothing measurable");
+            }
+        }
         s.push_str(&format!(
             "{:<13} {:<15} {:<18} {:>6}  {}\n",
             a.arch,
@@ -336,6 +351,15 @@ fn render(r: &TestReport) -> String {
     let summary: Vec<String> = r.summary.iter().map(|(k, v)| format!("{v} {k}")).collect();
     s.push_str(&format!("\n{}\n", summary.join(", ")));
     s.push_str(&lacking_notes(&r.results));
+    for a in &r.results {
+        let advice = a
+            .pac
+            .as_ref()
+            .and_then(|pac| super::pac_cost::advice(pac, a.emulator_version.as_deref()));
+        if let Some(line) = advice {
+            s.push_str(&format!("{line}\n"));
+        }
+    }
     if let Some(su) = &r.setuid {
         s.push_str(&match &su.found {
             Setuid::Works => format!(
