@@ -283,3 +283,42 @@ fn a_platform_whose_interpreter_is_gone_is_not_supported() {
     assert!(supported.contains(&"linux/riscv64"), "{supported:?}");
     assert!(!supported.contains(&"linux/arm64"), "{supported:?}");
 }
+
+/// Safety round four, point 3: each `docker run --rm` of the image starts
+/// with an empty /run/qusd. qus's entries registered by an earlier
+/// container are still qus's to a later one (they are exactly what it
+/// registers), so setup-qemu-action's `reset` (`-uninstall 'qemu-*'`)
+/// removes them instead of saying another tool registered them. A fresh
+/// state dir per run, as engines give.
+#[test]
+fn a_later_container_with_fresh_state_recognises_qus_entries() {
+    let sb = Sandbox::new();
+    sb.search_bin("");
+    sb.install_emulator("aarch64");
+    let run = |args: &[&str]| {
+        let state = tempfile::tempdir().expect("fresh state");
+        let link = sb.path().join("tools").join("binfmt");
+        if !link.exists() {
+            std::fs::create_dir_all(link.parent().expect("dir")).expect("mkdir tools");
+            symlink(qus_bin(), &link).expect("symlink binfmt -> qus");
+        }
+        sb.command(&link)
+            .env("QUS_STATE_DIR", state.path().join("run-qusd"))
+            .env("QUS_CONFIG_DIRS", sb.etc())
+            .arg("--mount")
+            .arg(sb.binfmt())
+            .args(args)
+            .output()
+            .expect("binfmt")
+    };
+    let first = run(&["--install", "arm64"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(sb.has_entry("qemu-aarch64"));
+    let second = run(&["--uninstall", "qemu-*"]);
+    assert!(
+        stderr(&second).contains("uninstalling: qemu-aarch64 OK"),
+        "{}",
+        stderr(&second)
+    );
+    assert!(!sb.has_entry("qemu-aarch64"), "qus's own entry stayed");
+}

@@ -351,8 +351,21 @@ fn uninstall(system: &crate::observe::System, list: &str) -> Result<()> {
         }
         names.extend(matched.into_iter().cloned());
     }
-    let (ours, theirs): (BTreeSet<String>, BTreeSet<String>) =
-        names.into_iter().partition(|n| world.owned.contains_key(n));
+    // qus's own: recorded, or exactly what qus registers under that name.
+    // The second counts where records do not last: each `docker run --rm`
+    // of the image starts with an empty /run/qusd, and the entries an
+    // earlier container registered are still qus's.
+    let identical =
+        |n: &String| {
+            world.kernel.get(n).is_some_and(|k| {
+                world.wanted.items.iter().any(|w| {
+                    &w.name == n && w.want.as_ref().is_ok_and(|d| d.spec.equivalent(&k.spec))
+                })
+            })
+        };
+    let (ours, theirs): (BTreeSet<String>, BTreeSet<String>) = names
+        .into_iter()
+        .partition(|n| world.owned.contains_key(n) || identical(n));
     for n in &theirs {
         eprintln!(
             "uninstalling: {n} left in place: another tool registered it, and qus removes \
