@@ -617,7 +617,7 @@ fn an_unmount_before_the_watch_is_armed_is_seen_and_repaired() {
     };
     umount();
     let mut n = NotifySocket::new(sb.path());
-    let d = sb.qusd(Some(&n), &[]);
+    let mut d = sb.qusd(Some(&n), &[]);
     wait_for(
         WAIT,
         "the first pass to mount, register and hang in verify",
@@ -635,6 +635,18 @@ fn an_unmount_before_the_watch_is_armed_is_seen_and_repaired() {
         "{}",
         d.log_text()
     );
+    // The new mount's pass verifies again and hangs the same way: stop
+    // qusd (it kills its probes), and leave no hanging emulator behind.
+    d.signal("TERM");
+    let _ = d.wait_exit(30);
+    for pid in fs::read_to_string(&pids)
+        .unwrap_or_default()
+        .split_whitespace()
+    {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", pid])
+            .status();
+    }
 }
 
 /// Safety round four, point 4: a loop switching binfmt_misc off cost
