@@ -89,7 +89,12 @@ seq_out=$(unshare --user --map-root-user --mount --pid --fork sh -c '
 status=$(sed -n '/^== status$/,/^== stderr of status$/p' <<<"$seq_out" | sed '1d;$d')
 platforms=$(python3 -c 'import json, sys; print(",".join(json.loads(sys.argv[1])["supported"]))' "$status" 2>&1)
 check "--version answers on stderr ($(sed -n '/^== version$/{n;p}' <<<"$seq_out"))" 'grep -q "^binfmt/qus-.* qemu/'"$channel"'\." <<<"$seq_out"'
-check "--install logs each platform as tonistiigi does" 'grep -q "^installing: arm64 OK$" <<<"$seq_out" && grep -q "^installing: linux/arm/v7 OK$" <<<"$seq_out"'
+# This namespace's binfmt_misc is its own (not the host's): each line says
+# so after tonistiigi's OK, and one line before them says why.
+check "--install logs each platform as tonistiigi does, saying the host's binfmt_misc is not the one" \
+    'grep -q "^installing: arm64 OK (in this user namespace.s own binfmt_misc, not the host.s)$" <<<"$seq_out" &&
+     grep -q "^installing: linux/arm/v7 OK (in this user namespace.s own binfmt_misc, not the host.s)$" <<<"$seq_out" &&
+     grep -q "this binfmt_misc is this user namespace.s own, not the host.s" <<<"$seq_out"'
 check "qus says on stderr that it registers PF, not CF" 'grep -q "not tonistiigi/binfmt.s CF" <<<"$seq_out"'
 check "stdout with no arguments is the JSON setup-qemu-action parses: platforms=$platforms" \
     '[[ $platforms == linux/amd64,* && $platforms == *linux/arm64* && $platforms == *linux/riscv64* && $platforms == *linux/arm/v7* ]]'
