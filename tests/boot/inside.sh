@@ -34,11 +34,16 @@ say test_all "$(qus --state-dir /run/qusd test 2>&1 | grep -E '^[0-9]+ ' | tail 
 say setuid "$(qus --state-dir /run/qusd test aarch64 2>&1 | grep '^setuid:')"
 say version "$(qus --state-dir /run/qusd status -v | grep '^qemu-aarch64 ' | sed -n 's/.*\[QEMU \([^];]*\).*/\1/p')"
 
-# systemd-binfmt flushes every entry and registers Debian's own ones.
+# systemd-binfmt flushes every entry and registers Debian's own ones;
+# qusd adopts those that name its emulator files (Debian's
+# /usr/libexec/qemu-binfmt links) and registers the rest again.
 systemctl restart systemd-binfmt
 say binfmt_restart_result "$(systemctl show -p Result --value systemd-binfmt)"
-sleep 0.5
-if wait_for 15 grep -q '^interpreter /usr/bin/qemu-aarch64-static' $bm/qemu-aarch64 \
+same_emulator() {
+    i=$(sed -n 's/^interpreter //p' $bm/qemu-aarch64 2>/dev/null)
+    [ -n "$i" ] && [ "$(readlink -f "$i")" = "$(readlink -f /usr/bin/qemu-aarch64-static)" ]
+}
+if wait_for 15 same_emulator \
    && wait_for 15 test "$(ls $bm | grep -c '^qemu-')" -ge "$(ls /usr/lib/binfmt.d/qemu-*.conf | wc -l)"; then
     say restored_after_systemd_binfmt yes
 else
