@@ -353,19 +353,18 @@ if make -s release >/dev/null 2>"$TMPDIR/release.err"; then
     rm -rf /tmp/qus "$pwned"
     as_attacker mkdir -p /tmp/qus/bin
     as_attacker chmod 0777 /tmp/qus /tmp/qus/bin
-    printf '#!/bin/sh\ntouch %s\necho 32 registered, 0 errors\n' "$pwned" > "$TMPDIR/payload"
-    chmod 0755 "$TMPDIR/payload"
-    as_attacker cp "$TMPDIR/payload" /tmp/qus/payload
+    as_attacker sh -c 'printf "#!/bin/sh\ntouch %s\necho 32 registered, 0 errors\n" "$1" > /tmp/qus/payload &&
+        chmod 0755 /tmp/qus/payload' sh "$pwned"
     as_attacker sh -c 'cd /tmp/qus/bin && while :; do
         if [ -e qus ] && ! cmp -s qus ../payload; then echo "root wrote $(stat -c %U qus)" >> ../seen; cp ../payload .q && mv -f .q qus; fi
         [ -e ../stop ] && exit 0; done' &
     swapper=$!
+    hole_rc=0
     hole_out=$(unshare --user --map-root-user --mount sh -c '
         bm=$(mktemp -d) && mount -t binfmt_misc none "$bm" &&
         env -u QUS_BIN -u RUNNER_TEMP -u TMPDIR PATH=/usr/sbin:/usr/bin:/sbin:/bin \
             QUS_BINFMT_MISC=$bm QUS_STATE_DIR=$(mktemp -d)/state QUS_CONFIG_DIRS=$(mktemp -d) QUS_QEMU_DIR=$(mktemp -d)/qemu \
-            QUS_RELEASE_URL=$1 QUS_PLATFORMS=arm64 dist/ci/setup-qus.sh' sh "http://127.0.0.1:$port" 2>&1)
-    hole_rc=$?
+            QUS_RELEASE_URL=$1 QUS_PLATFORMS=arm64 dist/ci/setup-qus.sh' sh "http://127.0.0.1:$port" 2>&1) || hole_rc=$?
     as_attacker touch /tmp/qus/stop; wait "$swapper" 2>/dev/null || true
     if [ $hole_rc = 0 ] && [[ $hole_out == *"1 pass"* ]] && [ ! -e "$pwned" ] && [ ! -e /tmp/qus/seen ] &&
        [ -z "$(ls -A /tmp/qus/bin)" ]; then
