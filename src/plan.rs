@@ -306,18 +306,7 @@ fn judge(want: &Want, world: &World, takeover: Takeover) -> Item {
         replaced: record.and_then(|r| r.replaced.clone()),
     };
     match kernel {
-        None => {
-            item.state = State::Missing;
-            item.actions
-                .push(Action::Register(match readopt(want, desired, world) {
-                    Some(line) => Target {
-                        spec: line.clone(),
-                        replaced: Some(line),
-                        ..target
-                    },
-                    None => target,
-                }));
-        }
+        None => judge_absent(&mut item, want, desired, target, world),
         Some(k) if k.spec.equivalent(&desired.spec) => {
             judge_same(&mut item, k, desired, target, &facts)
         }
@@ -327,6 +316,27 @@ fn judge(want: &Want, world: &World, takeover: Takeover) -> Item {
         Some(k) => judge_takeover(&mut item, k, target, world, takeover, &facts),
     }
     item
+}
+
+/// No entry of that name: register it; an adopted entry a flush wiped
+/// goes back as the distribution's own line (see [`readopt`]).
+fn judge_absent(
+    item: &mut Item,
+    want: &Want,
+    desired: &crate::model::Desired,
+    target: Target,
+    world: &World,
+) {
+    item.state = State::Missing;
+    item.actions
+        .push(Action::Register(match readopt(want, desired, world) {
+            Some(line) => Target {
+                spec: line.clone(),
+                replaced: Some(line),
+                ..target
+            },
+            None => target,
+        }));
 }
 
 /// What qus knows of its own past with an entry.

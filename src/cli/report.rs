@@ -264,45 +264,8 @@ pub fn render(report: &Report, verbose: bool) -> String {
         "ENTRY", "ARCH", "STATE", "FLAGS", "OWNED"
     );
     for e in &report.entries {
-        let shown = match e.state {
-            State::Registered
-            | State::Missing
-            | State::Disabled
-            | State::Stale
-            | State::Foreign => e
-                .interpreter
-                .clone()
-                .map(|i| match &e.detail {
-                    Some(d) => format!("{i} ({d})"),
-                    None => i,
-                })
-                .unwrap_or_default(),
-            _ => e.detail.clone().unwrap_or_default(),
-        };
-        let shown = match &e.unsafe_interpreter {
-            Some(why) => format!("{shown} UNSAFE INTERPRETER: {why}"),
-            None => shown,
-        };
-        let shown = match (&e.emulator_version, verbose) {
-            (Some(v), true) if e.known_failures.is_empty() => format!("{shown} [QEMU {v}]"),
-            (Some(v), true) => {
-                format!("{shown} [QEMU {v}; known: {}]", e.known_failures.join("; "))
-            }
-            _ => shown,
-        };
-        let flags = match e.state {
-            State::Registered
-            | State::Missing
-            | State::Disabled
-            | State::Stale
-            | State::Conflict
-            | State::Foreign => e
-                .flags
-                .clone()
-                .filter(|f| !f.is_empty())
-                .unwrap_or_else(|| "-".into()),
-            _ => "-".into(),
-        };
+        let shown = detail_cell(e, verbose);
+        let flags = flags_cell(e);
         let _ = writeln!(
             s,
             "{:<20} {:<13} {:<15} {:<5} {:<5} {}",
@@ -337,6 +300,49 @@ pub fn render(report: &Report, verbose: bool) -> String {
         );
     }
     s
+}
+
+/// The INTERPRETER / DETAIL cell of one row: the interpreter (with the
+/// detail) where there is an entry to speak of, else the detail; a mark
+/// for an interpreter others could replace; `verbose` adds the QEMU version.
+fn detail_cell(e: &EntryReport, verbose: bool) -> String {
+    let shown = match e.state {
+        State::Registered | State::Missing | State::Disabled | State::Stale | State::Foreign => e
+            .interpreter
+            .clone()
+            .map(|i| match &e.detail {
+                Some(d) => format!("{i} ({d})"),
+                None => i,
+            })
+            .unwrap_or_default(),
+        _ => e.detail.clone().unwrap_or_default(),
+    };
+    let shown = match &e.unsafe_interpreter {
+        Some(why) => format!("{shown} UNSAFE INTERPRETER: {why}"),
+        None => shown,
+    };
+    match (&e.emulator_version, verbose) {
+        (Some(v), true) if e.known_failures.is_empty() => format!("{shown} [QEMU {v}]"),
+        (Some(v), true) => format!("{shown} [QEMU {v}; known: {}]", e.known_failures.join("; ")),
+        _ => shown,
+    }
+}
+
+/// The FLAGS cell: the flags where an entry is or should be, else `-`.
+fn flags_cell(e: &EntryReport) -> String {
+    match e.state {
+        State::Registered
+        | State::Missing
+        | State::Disabled
+        | State::Stale
+        | State::Conflict
+        | State::Foreign => e
+            .flags
+            .clone()
+            .filter(|f| !f.is_empty())
+            .unwrap_or_else(|| "-".into()),
+        _ => "-".into(),
+    }
 }
 
 /// Say, on stderr, what every `C` entry (qus's or another tool's) means:

@@ -186,9 +186,9 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
     let broken_handlers = broken_handlers(&wanted, &handlers, &kernel.entries, &owned);
     let distro = distro::distro_entries(&kernel.entries, &owned, &wanted, &system.roots);
     let distro_same_file = distro::same_file_as_wanted(&distro, &kernel.entries, &wanted, &dirs);
-    let risky = risky_interpreters(&kernel.entries, &dirs);
     let (restorable, restore_refused) = restorable(&owned, &dirs);
     Ok(World {
+        risky: risky_interpreters(&kernel.entries, &dirs),
         mounted: kernel.mounted,
         enabled: kernel.enabled,
         kernel: kernel.entries,
@@ -201,7 +201,6 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
         broken_handlers,
         distro,
         distro_same_file,
-        risky,
         restorable,
         restore_refused,
         records_unwritable: None,
