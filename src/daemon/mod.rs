@@ -556,6 +556,8 @@ impl Daemon {
                 }
                 self.risky_seen = risky;
                 self.memory.take_in(left);
+                let others =
+                    rules::others_to_remember(&self.others_last.0, others, self.watch.vanished());
                 self.others_last = (others, owns_any);
                 self.last_kernel = Some(kernel_after);
                 if let Some(native) = native {

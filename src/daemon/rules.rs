@@ -189,6 +189,29 @@ pub fn flushed(
     others_last.keys().all(|n| vanished.contains(n)) && vanished.len() > others_last.len()
 }
 
+/// Other tools' entries to remember after a pass: those the pass saw, and
+/// those it did not see because a flush removed them while it ran (they
+/// vanished together with others, and the next pass, woken by that flush,
+/// is the one to put them back). Without the second, a flush landing
+/// during a pass (`systemctl restart systemd-binfmt` flushes twice, and a
+/// package upgrade restarts it while qusd re-registers) made qusd forget
+/// them.
+pub fn others_to_remember(
+    last: &KernelEntries,
+    seen: KernelEntries,
+    vanished: &BTreeSet<String>,
+) -> KernelEntries {
+    let mut others = seen;
+    if vanished.len() >= 2 {
+        for (name, entry) in last {
+            if vanished.contains(name) {
+                others.entry(name.clone()).or_insert_with(|| entry.clone());
+            }
+        }
+    }
+    others
+}
+
 /// The vanished-config rule: a config directory that was there when the
 /// configuration in force was loaded and is gone now (an unmounted
 /// volume, a directory being replaced) keeps that configuration until it

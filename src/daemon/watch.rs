@@ -153,6 +153,11 @@ impl WatchSet {
         std::mem::take(&mut self.vanished)
     }
 
+    /// The entry names removed since the last [`take_vanished`](Self::take_vanished), kept.
+    pub fn vanished(&self) -> &std::collections::BTreeSet<String> {
+        &self.vanished
+    }
+
     pub fn new(watches: Watches) -> WatchSet {
         WatchSet {
             watches,

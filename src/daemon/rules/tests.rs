@@ -426,3 +426,26 @@ fn holds_are_given_up_entries_and_files_being_written() {
     });
     assert_eq!(h.into_iter().collect::<Vec<_>>(), ["qemu-arm"]);
 }
+
+#[test]
+fn others_wiped_by_a_flush_during_a_pass_are_remembered() {
+    let last = entries(&["wine"]);
+    let names = |n: &[&str]| {
+        n.iter()
+            .map(|s| s.to_string())
+            .collect::<BTreeSet<String>>()
+    };
+    // A flush while the pass ran: wine vanished with others; remembered.
+    let kept = others_to_remember(
+        &last,
+        KernelEntries::new(),
+        &names(&["wine", "qemu-aarch64"]),
+    );
+    assert!(kept.contains_key("wine"));
+    // Removed on its own: forgotten, never put back.
+    let kept = others_to_remember(&last, KernelEntries::new(), &names(&["wine"]));
+    assert!(kept.is_empty());
+    // What the pass saw is kept as it is.
+    let kept = others_to_remember(&KernelEntries::new(), entries(&["jar"]), &names(&[]));
+    assert!(kept.contains_key("jar"));
+}
