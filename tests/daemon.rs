@@ -541,12 +541,10 @@ fn unmounted_binfmt_misc_is_remounted_and_refilled() {
     assert_eq!(run_probe(&sb, "aarch64"), "qus-probe aarch64\n");
 }
 
-/// The first pass mounts binfmt_misc, and its watch on the new mount is
-/// armed only when the pass ends. An entry removed while that pass still
-/// runs (here: its `daemon.verify` probe of a hanging emulator) must be
-/// repaired all the same: events during a pass are never lost.
-#[test]
-fn a_removal_during_the_pass_that_mounts_binfmt_misc_is_repaired() {
+/// A sandbox with aarch64's emulator and `daemon.verify` on, where s390x's
+/// "emulator" hangs (writing its pid to the returned file): a pass that
+/// registers it stays in verify, with its watch not armed yet.
+fn verify_hangs_on_s390x() -> (Sandbox, std::path::PathBuf) {
     let sb = Sandbox::new();
     sb.install_emulator("aarch64");
     sb.search_bin("[daemon]\nverify = true\n");
@@ -561,12 +559,26 @@ fn a_removal_during_the_pass_that_mounts_binfmt_misc_is_repaired() {
     )
     .expect("write");
     fs::set_permissions(&hang, fs::Permissions::from_mode(0o755)).expect("chmod");
+    (sb, pids)
+}
+
+fn umount_binfmt(sb: &Sandbox) {
     let st = sb
         .command("umount")
         .arg(sb.binfmt())
         .status()
         .expect("umount");
     assert!(st.success());
+}
+
+/// The first pass mounts binfmt_misc, and its watch on the new mount is
+/// armed only when the pass ends. An entry removed while that pass still
+/// runs (here: its `daemon.verify` probe of a hanging emulator) must be
+/// repaired all the same: events during a pass are never lost.
+#[test]
+fn a_removal_during_the_pass_that_mounts_binfmt_misc_is_repaired() {
+    let (sb, pids) = verify_hangs_on_s390x();
+    umount_binfmt(&sb);
     let mut n = NotifySocket::new(sb.path());
     let d = sb.qusd(Some(&n), &[]);
     wait_for(
@@ -593,28 +605,8 @@ fn a_removal_during_the_pass_that_mounts_binfmt_misc_is_repaired() {
 /// runs another pass that mounts and fills binfmt_misc again.
 #[test]
 fn an_unmount_before_the_watch_is_armed_is_seen_and_repaired() {
-    let sb = Sandbox::new();
-    sb.install_emulator("aarch64");
-    sb.search_bin("[daemon]\nverify = true\n");
-    let pids = sb.path().join("pids");
-    let hang = sb.bin().join("qemu-s390x-static");
-    fs::write(
-        &hang,
-        format!(
-            "#!/bin/sh\necho $$ >> '{}'\nexec sleep 1000\n",
-            pids.display()
-        ),
-    )
-    .expect("write");
-    fs::set_permissions(&hang, fs::Permissions::from_mode(0o755)).expect("chmod");
-    let umount = || {
-        let st = sb
-            .command("umount")
-            .arg(sb.binfmt())
-            .status()
-            .expect("umount");
-        assert!(st.success());
-    };
+    let (sb, pids) = verify_hangs_on_s390x();
+    let umount = || umount_binfmt(&sb);
     umount();
     let mut n = NotifySocket::new(sb.path());
     let mut d = sb.qusd(Some(&n), &[]);
