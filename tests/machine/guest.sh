@@ -237,9 +237,15 @@ boot)
     wait $long
     stale_gone() { qus status --check >/dev/null 2>&1; }
     wait_for 60 stale_gone
+    # The flush can come after qus's own entries are right again (systemd's
+    # trigger runs at the end of dpkg): wait for the other tool's entry too,
+    # before the guard goes.
+    other_back() { [ -e "$bm/qus-machine-other" ]; }
+    wait_for 60 other_back
+    other=$(other_back && echo back || echo missing)
     out=$(foreign_ok 2>&1)
-    pass_if distro-qemu-upgrade "$t" "dpkg -i $(cd /qus/debs && ls | paste -sd' ') (rc $rc); running program: $(cat /run/qus-long.out); status --check: $(qus status --check >/dev/null 2>&1 && echo ok || echo problems); ${out:-foreign programs run}" \
-        test "$rc" = 0 -a "$(cat /run/qus-long.out)" = survived -a -z "$out"
+    pass_if distro-qemu-upgrade "$t" "dpkg -i $(cd /qus/debs && ls | paste -sd' ') (rc $rc); running program: $(cat /run/qus-long.out); status --check: $(qus status --check >/dev/null 2>&1 && echo ok || echo problems); other tool's entry: $other; ${out:-foreign programs run}" \
+        test "$rc" = 0 -a "$(cat /run/qus-long.out)" = survived -a -z "$out" -a "$other" = back
     qus status --check > /qus/status-after-qemu-upgrade.txt 2>&1
     entries > /qus/entries-after-qemu-upgrade.txt
     echo "INFO writes-at-qemu-upgrade $(($(qusd_writes) - w0))" >> "$results"

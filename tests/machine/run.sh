@@ -159,6 +159,13 @@ UNIT
             INFO) say "     $name $scenario $took" ;;
         esac
     done < <(debugfs -R 'cat /qus/results.txt' "$work/disk.img" 2>/dev/null)
+    # A failure in CI leaves no disk to read: show qusd's last words there.
+    if debugfs -R 'cat /qus/results.txt' "$work/disk.img" 2>/dev/null | grep -q '^FAIL '; then
+        for log in qusd-install.log qusd-boot.log; do
+            say "machine: $name: last 40 lines of /qus/$log:"
+            debugfs -R "cat /qus/$log" "$work/disk.img" 2>/dev/null | tail -40 | sed "s/^/    /"
+        done
+    fi
     if [ "$phase" != done ]; then
         fail "$name" phases "stopped in phase $phase; console of the last boot: $work/console-$boot.log"
         return
