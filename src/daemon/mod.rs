@@ -373,14 +373,17 @@ impl Daemon {
     /// `guard.others`: other tools' entries to put back, when binfmt_misc
     /// was flushed (see [`rules::flushed`]).
     fn flushed_others(&mut self) -> KernelEntries {
-        let vanished = self.watch.take_vanished();
-        let (others, owned_any) = &self.others_last;
         if !self.system.config.guard_others.value {
+            self.watch.take_vanished();
             return KernelEntries::new();
         }
+        // Unreadable now (unmounted, mid-flush): keep what vanished for
+        // the pass that can read it, or a flush seen here would be lost.
         let Some((_, now)) = self.kernel_now() else {
             return KernelEntries::new();
         };
+        let vanished = self.watch.take_vanished();
+        let (others, owned_any) = &self.others_last;
         if !rules::flushed(others, *owned_any, &now, &vanished) {
             return KernelEntries::new();
         }
