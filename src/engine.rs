@@ -100,7 +100,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(10);
 /// Observe and plan without changing anything (`qus status`, `qus export`).
 pub fn survey(system: &System, request: &Request) -> Result<(World, Plan)> {
     let world = observe::observe(system, request)?;
-    save_native(system, &world);
+    keep_caches(system, &world);
     let plan = plan::plan(&world, &Mode::reconcile(system.config.takeover.value));
     Ok((world, plan))
 }
@@ -167,7 +167,7 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
         world.restore_refused.clear();
         world.records_unwritable = Some("the state dir is read-only".into());
     } else {
-        save_native(system, &world);
+        keep_caches(system, &world);
     }
     let plan = plan::plan(&world, &mode);
     if reconciling {
@@ -253,12 +253,16 @@ fn write_ahead(
     }
 }
 
-/// Keep native verdicts that took a child or a probe, for the rest of the
-/// boot (a step of the pass, not of observing: the dry run skips it).
-pub fn save_native(system: &System, world: &World) {
+/// Keep what took a child or a probe to learn: native verdicts, for the
+/// rest of the boot, and the QEMU versions of emulators, by file identity.
+/// Caches only, in the state dir: the one write a command that changes
+/// nothing may make. (A step of the pass, not of observing: the dry run
+/// skips it.)
+pub fn keep_caches(system: &System, world: &World) {
     if let Some(key) = &world.native_cache_key {
         system.state.save_native(key, &world.native);
     }
+    system.versions.save();
 }
 
 /// The preparation planned from what binfmt_misc looks like now: the

@@ -15,7 +15,7 @@ use crate::binfmt::{EntrySpec, KernelEntries};
 /// Identity of an interpreter file: with `F` the kernel keeps the file it
 /// opened at registration, so a change of any of these means an upgrade
 /// that only a re-registration makes the kernel see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Identity {
     pub dev: u64,
     pub ino: u64,

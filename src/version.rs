@@ -2,55 +2,112 @@
 //! (cached in the state dir by file identity, so an upgrade is seen and
 //! `qus status` does not run 30 emulators every time).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::model::Identity;
 use crate::state::StateDir;
 
-/// A `--version` that takes longer than this is a broken emulator.
-const TIMEOUT: Duration = Duration::from_secs(2);
+/// The QEMU versions known to this process, by file identity: read from
+/// the state dir's cache when first needed, kept for the life of the
+/// process (qusd clones it into every pass, so choosing between emulators
+/// asks each file once), written back by [`save`](Memo::save).
+#[derive(Debug, Clone)]
+pub struct Memo {
+    state: StateDir,
+    book: Arc<Mutex<Book>>,
+}
 
-/// Versions for many interpreters at once, through the cache.
-pub struct Versions<'a> {
-    state: &'a StateDir,
-    cache: BTreeMap<String, String>,
+#[derive(Debug, Default)]
+struct Book {
+    loaded: bool,
+    known: BTreeMap<String, String>,
+    /// Files that gave no version: not asked again in this process.
+    unknown: HashSet<String>,
     changed: bool,
 }
 
-impl<'a> Versions<'a> {
-    pub fn new(state: &'a StateDir) -> Versions<'a> {
-        Versions {
-            cache: state.load_versions(),
+impl Memo {
+    pub fn new(state: StateDir) -> Memo {
+        Memo {
             state,
-            changed: false,
+            book: Arc::default(),
         }
     }
 
     /// The version of the emulator at `path` (whose identity is known).
-    pub fn of(&mut self, path: &Path, identity: &Identity) -> Option<String> {
+    pub fn of(&self, path: &Path, identity: &Identity) -> Option<String> {
         let key = format!(
             "{}:{}:{}:{}",
             identity.dev, identity.ino, identity.size, identity.mtime_ns
         );
-        if let Some(v) = self.cache.get(&key) {
-            return Some(v.clone());
+        {
+            let mut book = self.lock();
+            if !book.loaded {
+                book.known = self.state.load_versions();
+                book.loaded = true;
+            }
+            if let Some(v) = book.known.get(&key) {
+                return Some(v.clone());
+            }
+            if book.unknown.contains(&key) {
+                return None;
+            }
         }
-        let v = ask(path)?;
-        self.cache.insert(key, v.clone());
-        self.changed = true;
-        Some(v)
+        // Asked without the lock held: a pass and the main loop may ask at once.
+        let v = ask(path);
+        let mut book = self.lock();
+        match &v {
+            Some(v) => {
+                book.known.insert(key, v.clone());
+                book.changed = true;
+            }
+            None => {
+                book.unknown.insert(key);
+            }
+        }
+        v
     }
 
-    /// Keep what was learnt.
-    pub fn save(self) {
-        if self.changed {
-            self.state.save_versions(&self.cache);
+    /// Keep what was learnt in the state dir's cache (only when something
+    /// was; failing costs only asking again next time).
+    pub fn save(&self) {
+        let mut book = self.lock();
+        if book.changed {
+            self.state.save_versions(&book.known);
+            book.changed = false;
         }
     }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
+        // A pass that panicked holding it left a map, not a broken one.
+        self.book
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
+
+/// Which of several emulators for one arch to use: the newest QEMU
+/// release (by `numbers`); among equals, and before any whose version is
+/// unknown, the earliest (search order). `versions` in search order;
+/// returns an index into it (0 when it is empty).
+pub fn newest(versions: &[Option<(u32, u32, u32)>]) -> usize {
+    let mut best: Option<(usize, (u32, u32, u32))> = None;
+    for (i, v) in versions.iter().enumerate() {
+        if let Some(v) = v {
+            if best.is_none_or(|(_, b)| *v > b) {
+                best = Some((i, *v));
+            }
+        }
+    }
+    best.map_or(0, |(i, _)| i)
+}
+
+/// A `--version` that takes longer than this is a broken emulator.
+const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Run `PATH --version` and take the version from its first line
 /// (`qemu-aarch64 version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u18)`).
@@ -127,7 +184,7 @@ pub fn known_failures(version: &str, arch: &str) -> Vec<&'static str> {
 }
 
 /// `11.1.3 (Debian 1:11.1.3+ds-2~bpo13+1)` → (11, 1, 3); `7.2.22` → …
-fn numbers(version: &str) -> Option<(u32, u32, u32)> {
+pub fn numbers(version: &str) -> Option<(u32, u32, u32)> {
     let head = version.split_whitespace().next()?;
     let mut parts = head.split('.').map(|p| {
         p.chars()
@@ -159,6 +216,20 @@ mod tests {
         );
         assert!(super::known_failures("11.1.3", "aarch64").is_empty());
         assert!(super::known_failures("not a version", "aarch64").is_empty());
+    }
+
+    #[test]
+    fn the_newest_qemu_wins_then_search_order() {
+        use super::newest;
+        assert_eq!(newest(&[Some((7, 2, 22)), Some((11, 1, 3))]), 1);
+        assert_eq!(newest(&[Some((11, 1, 3)), Some((10, 0, 13))]), 0);
+        // Equal: the first in search order.
+        assert_eq!(newest(&[Some((11, 1, 3)), Some((11, 1, 3))]), 0);
+        // Unknown versions rank below any known one...
+        assert_eq!(newest(&[None, Some((7, 2, 0))]), 1);
+        // ...and when none is known, search order decides.
+        assert_eq!(newest(&[None, None]), 0);
+        assert_eq!(newest(&[]), 0);
     }
 
     #[test]

@@ -264,3 +264,177 @@ fn a_planted_cached_package_is_refused_and_fetched_again() {
         stdout(&version)
     );
 }
+
+/// The interpreter path of an entry, from binfmt_misc.
+fn interpreter_of(sb: &Sandbox, name: &str) -> String {
+    sb.entry(name)
+        .and_then(|e| {
+            e.lines()
+                .find_map(|l| l.strip_prefix("interpreter ").map(str::to_string))
+        })
+        .unwrap_or_default()
+}
+
+/// Copy a channel's emulators for `arches` into `dest` (root-owned, 0755),
+/// the way a channel package lays them out under /usr/lib/qus/qemu/CHANNEL.
+fn lay_out(channel_dir: &std::path::Path, dest: &std::path::Path, arches: &[&str]) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dest).expect("mkdir");
+    for a in arches {
+        for name in [format!("qemu-{a}"), format!("qemu-{a}-static")] {
+            let src = channel_dir.join(&name);
+            if src.is_file() {
+                std::fs::copy(&src, dest.join(&name)).expect("copy emulator");
+                std::fs::set_permissions(dest.join(&name), std::fs::Permissions::from_mode(0o755))
+                    .expect("chmod");
+            }
+        }
+    }
+}
+
+/// Several emulators for one arch: the newest QEMU wins wherever it is in
+/// `search_path` (what a channel package relies on), `qus status -v` names
+/// it, and a pinned `interpreter` still beats it.
+#[test]
+fn the_newest_qemu_in_the_search_path_is_registered() {
+    let old = channel("7.2");
+    let new = channel("11");
+    let sb = Sandbox::new();
+    let distro = sb.path().join("distro");
+    let channel_dir = sb.path().join("lib/qus/qemu/11");
+    lay_out(&old, &distro, &["aarch64", "s390x"]);
+    lay_out(&new, &channel_dir, &["aarch64"]);
+    sb.write_config(
+        "10-base.toml",
+        &format!("[qemu]\nsearch_path = [\"{}\"]\n", distro.display()),
+    );
+    sb.write_config(
+        "40-qemu-11.toml",
+        &format!(
+            "[qemu]\nsearch_path = [\"{}\", {{append = true}}]\n",
+            channel_dir.display()
+        ),
+    );
+    sb.qus_ok(&["register", "aarch64", "s390x"]);
+    assert_eq!(
+        interpreter_of(&sb, "qemu-aarch64"),
+        channel_dir.join("qemu-aarch64").display().to_string(),
+        "11 comes later in search_path but is newer"
+    );
+    // Only one candidate: the distribution's, as before.
+    assert_eq!(
+        interpreter_of(&sb, "qemu-s390x"),
+        distro.join("qemu-s390x-static").display().to_string()
+    );
+    let verbose = sb.qus_ok(&["status", "-v"]);
+    assert!(
+        verbose
+            .lines()
+            .any(|l| l.contains("qemu-aarch64") && l.contains("11.")),
+        "status -v names the version: {verbose}"
+    );
+    // A pinned interpreter is what the administrator asked for.
+    sb.write_config(
+        "60-pin.toml",
+        &format!(
+            "[qemu.arch.aarch64]\ninterpreter = \"{}\"\n",
+            distro.join("qemu-aarch64-static").display()
+        ),
+    );
+    sb.qus_ok(&["register", "aarch64"]);
+    assert_eq!(
+        interpreter_of(&sb, "qemu-aarch64"),
+        distro.join("qemu-aarch64-static").display().to_string()
+    );
+}
+
+/// A channel package installed under a running qusd: its emulators and
+/// its drop-in appear, and every entry with a newer emulator switches at
+/// once, without a restart; removed, the entries go back to the
+/// distribution's emulators. A foreign program started under the old
+/// emulator runs on to the end throughout (F: the kernel holds its file).
+#[test]
+fn a_channel_package_switches_entries_live_and_rolls_back() {
+    let old = channel("7.2");
+    let new = channel("11");
+    let sb = Sandbox::new();
+    let distro = sb.path().join("distro");
+    let channel_dir = sb.path().join("lib/qus/qemu/11");
+    lay_out(&old, &distro, &["aarch64", "s390x"]);
+    sb.write_config(
+        "10-base.toml",
+        &format!("[qemu]\nsearch_path = [\"{}\"]\n", distro.display()),
+    );
+    let mut notify = NotifySocket::new(sb.path());
+    let mut d = sb.qusd_ready(&mut notify);
+    let old_aarch64 = distro.join("qemu-aarch64-static").display().to_string();
+    assert_eq!(interpreter_of(&sb, "qemu-aarch64"), old_aarch64);
+
+    // A foreign program running all along: it loops until told to stop.
+    let stop = sb.path().join("stop");
+    let long = sb
+        .command(busybox_arm64())
+        .args([
+            "sh",
+            "-c",
+            &format!(
+                "n=0; while [ ! -e {} ]; do n=$((n + 1)); busybox usleep 20000; done; echo survived $n",
+                stop.display()
+            ),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start busybox");
+
+    // Installed: the emulators first, then the drop-in (dpkg's order).
+    lay_out(&new, &channel_dir, &["aarch64", "s390x"]);
+    sb.write_config(
+        "40-qemu-11.toml",
+        &format!(
+            "[qemu]\nsearch_path = [\"{}\", {{append = true}}]\n",
+            channel_dir.display()
+        ),
+    );
+    let new_aarch64 = channel_dir.join("qemu-aarch64").display().to_string();
+    wait_for(30, "qemu-aarch64 on channel 11's emulator", || {
+        interpreter_of(&sb, "qemu-aarch64") == new_aarch64
+    });
+    wait_for(30, "qemu-s390x on channel 11's emulator", || {
+        interpreter_of(&sb, "qemu-s390x") == channel_dir.join("qemu-s390x").display().to_string()
+    });
+    let out = sb
+        .command(busybox_arm64())
+        .args(["sh", "-c", "echo qus | sha256sum"])
+        .output()
+        .expect("run busybox");
+    assert!(
+        stdout(&out).starts_with(&host_sha256("qus\n")),
+        "{}",
+        stderr(&out)
+    );
+
+    // Removed: the files go, then the drop-in.
+    std::fs::remove_dir_all(&channel_dir).expect("remove the channel's emulators");
+    wait_for(
+        30,
+        "qemu-aarch64 back on the distribution's emulator",
+        || interpreter_of(&sb, "qemu-aarch64") == old_aarch64,
+    );
+    std::fs::remove_file(sb.etc().join("40-qemu-11.toml")).expect("remove the drop-in");
+    wait_for(30, "qemu-s390x back on the distribution's emulator", || {
+        interpreter_of(&sb, "qemu-s390x") == distro.join("qemu-s390x-static").display().to_string()
+    });
+    d.settle(&sb);
+    assert_eq!(interpreter_of(&sb, "qemu-aarch64"), old_aarch64);
+
+    std::fs::write(&stop, "").expect("stop");
+    let out = long.wait_with_output().expect("busybox");
+    assert!(
+        out.status.success() && stdout(&out).starts_with("survived"),
+        "the program started before the switch: {:?} {}",
+        out.status,
+        stdout(&out)
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(30), Some(0), "{}", d.log_text());
+}

@@ -254,7 +254,7 @@ fn emulator_version(
     system: &crate::observe::System,
     world: &crate::model::World,
 ) -> Option<String> {
-    let mut versions = crate::version::Versions::new(&system.state);
+    let versions = &system.versions;
     let found = world.wanted.items.iter().find_map(|w| {
         let d = w.want.as_ref().ok()?;
         versions.of(&d.spec.interpreter, &d.identity)

@@ -84,7 +84,7 @@ pub struct KernelReport {
 
 pub fn build(system: &System, world: &World, plan: &Plan) -> Report {
     let mounted = world.mounted;
-    let mut versions = crate::version::Versions::new(&system.state);
+    let versions = &system.versions;
     let entries: Vec<EntryReport> = plan
         .items
         .iter()

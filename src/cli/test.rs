@@ -118,17 +118,17 @@ pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
         }
     }
     let world = observe::observe(&system, &Request::default())?;
-    crate::engine::save_native(&system, &world);
+    crate::engine::keep_caches(&system, &world);
     let timeout = Duration::from_secs(args.timeout.max(1));
     let named = !arches.is_empty();
 
-    let mut versions = crate::version::Versions::new(&system.state);
+    let versions = &system.versions;
     let mut results = vec![];
     for a in arch::ARCHES {
         if named && !arches.iter().any(|n| n == a.name) {
             continue;
         }
-        let result = test_arch(a, &world, timeout, &mut versions);
+        let result = test_arch(a, &world, timeout, versions);
         // Unnamed arches that cannot run are left out, not reported.
         let ran = !matches!(
             result.result,
@@ -176,7 +176,7 @@ fn test_arch(
     a: &arch::Arch,
     world: &crate::model::World,
     timeout: Duration,
-    versions: &mut crate::version::Versions,
+    versions: &crate::version::Memo,
 ) -> ArchResult {
     let Some(probe) = probe::find(a.name) else {
         return ArchResult::untested(

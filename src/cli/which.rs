@@ -34,7 +34,7 @@ pub fn run(common: &CommonArgs, args: &WhichArgs) -> Result<ExitCode> {
         .unwrap_or_default();
     let (system, config_broken) = common.system_for_reading()?;
     let world = observe::observe(&system, &Request::default())?;
-    crate::engine::save_native(&system, &world);
+    crate::engine::keep_caches(&system, &world);
     let catching: Vec<&String> = if world.binfmt_live() {
         world
             .match_order

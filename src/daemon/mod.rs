@@ -339,16 +339,17 @@ impl Daemon {
     fn targets(&self) -> Targets {
         let config = &self.system.config;
         let cache = crate::safety::DirCache::default();
-        let interpreters: Vec<rules::InterpreterPaths> = observe::interpreters(config)
-            .into_iter()
-            .map(|(_, path)| {
-                let hops = match crate::safety::resolve(&path, &cache) {
-                    Ok(r) => r.links.into_iter().chain([r.file]).collect(),
-                    Err(_) => std::fs::canonicalize(&path).into_iter().collect(),
-                };
-                rules::InterpreterPaths { path, hops }
-            })
-            .collect();
+        let interpreters: Vec<rules::InterpreterPaths> =
+            observe::interpreters(config, &self.system.versions)
+                .into_iter()
+                .map(|(_, path)| {
+                    let hops = match crate::safety::resolve(&path, &cache) {
+                        Ok(r) => r.links.into_iter().chain([r.file]).collect(),
+                        Err(_) => std::fs::canonicalize(&path).into_iter().collect(),
+                    };
+                    rules::InterpreterPaths { path, hops }
+                })
+                .collect();
         rules::watch_targets(config, &interpreters, self.common.config_dirs())
     }
 
@@ -361,7 +362,7 @@ impl Daemon {
     /// being written, and those qusd gave up fighting over.
     fn holds(&self) -> std::collections::BTreeSet<String> {
         let interpreters = if self.watch.any_writing() {
-            observe::interpreters(&self.system.config)
+            observe::interpreters(&self.system.config, &self.system.versions)
         } else {
             Vec::new()
         };

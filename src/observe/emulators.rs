@@ -12,19 +12,20 @@ use crate::elf::{self, Head, Linking};
 use crate::model::{Candidate, Identity, InterpreterCheck};
 use crate::safety;
 
-/// Find the emulator for an arch: the per-arch override, else the first
-/// `binary_names` match in `search_path` order that is statically linked,
-/// else the first match at all (judged later). Static first: a dynamic
-/// `qemu-aarch64` early in the path must not shadow a
-/// `qemu-aarch64-static` later in it (Ubuntu's qemu-user-binfmt).
-fn find_emulator(config: &Config, arch: &Arch) -> Option<PathBuf> {
-    find(config, arch).map(|f| f.path)
+/// Find the emulator for an arch: the per-arch override, else the
+/// statically linked `binary_names` match in `search_path` (the newest
+/// QEMU of them when there are several, see [`Choice`]), else the first
+/// match at all (judged later). Static first: a dynamic `qemu-aarch64`
+/// early in the path must not shadow a `qemu-aarch64-static` later in it
+/// (Ubuntu's qemu-user-binfmt).
+fn find_emulator(config: &Config, arch: &Arch, choice: &Choice) -> Option<PathBuf> {
+    find(config, arch, choice).map(|f| f.path)
 }
 
 /// The emulator for an arch with its facts, if there is one.
-pub fn arch_candidate(config: &Config, arch: &Arch, dirs: &safety::DirCache) -> Option<Candidate> {
-    let found = find(config, arch)?;
-    Some(candidate(found.path, found.head, dirs))
+pub fn arch_candidate(config: &Config, arch: &Arch, choice: &Choice) -> Option<Candidate> {
+    let found = find(config, arch, choice)?;
+    Some(candidate(found.path, found.head, choice.dirs))
 }
 
 /// The facts of an interpreter file. `head`: the look finding it took
@@ -51,10 +52,15 @@ pub fn candidate(path: PathBuf, head: Option<Head>, dirs: &safety::DirCache) -> 
 /// Every interpreter path the configuration points at now, by entry name:
 /// the emulator found for each arch and each custom entry's interpreter.
 /// (What the daemon watches, and what it holds while a file is written.)
-pub fn interpreters(config: &Config) -> Vec<(String, PathBuf)> {
+pub fn interpreters(config: &Config, versions: &crate::version::Memo) -> Vec<(String, PathBuf)> {
+    let dirs = safety::DirCache::default();
+    let choice = Choice {
+        dirs: &dirs,
+        versions,
+    };
     let mut all = Vec::new();
     for a in arch::ARCHES {
-        if let Some(path) = find_emulator(config, a) {
+        if let Some(path) = find_emulator(config, a, &choice) {
             all.push((config.entry_name(a.name), path));
         }
     }
@@ -85,7 +91,7 @@ struct Found {
     head: Option<Head>,
 }
 
-fn find(config: &Config, arch: &Arch) -> Option<Found> {
+fn find(config: &Config, arch: &Arch, choice: &Choice) -> Option<Found> {
     if let Some(path) = config
         .arch
         .get(arch.name)
@@ -96,18 +102,17 @@ fn find(config: &Config, arch: &Arch) -> Option<Found> {
             head: None,
         });
     }
+    let mut statics = Vec::new();
     let mut first = None;
     for dir in &config.search_path.value {
         for template in &config.binary_names.value {
             let path = dir.join(template.replace("{arch}", arch.emulator));
             // One open per candidate: a missing one costs just that.
             match elf::read_head(&path) {
-                Ok(head) if head.linking == Some(Linking::Static) => {
-                    return Some(Found {
-                        path,
-                        head: Some(head),
-                    })
-                }
+                Ok(head) if head.linking == Some(Linking::Static) => statics.push(Found {
+                    path,
+                    head: Some(head),
+                }),
                 Ok(head) => {
                     first.get_or_insert(Found {
                         path,
@@ -124,5 +129,35 @@ fn find(config: &Config, arch: &Arch) -> Option<Found> {
             }
         }
     }
-    first
+    if statics.len() > 1 {
+        let pick = choice.newest(&statics);
+        return Some(statics.swap_remove(pick));
+    }
+    statics.pop().or(first)
+}
+
+/// What choosing between several static emulators for one arch needs:
+/// the checks' directory cache (only an emulator that passes them is run
+/// to ask its version) and the versions asked so far.
+pub struct Choice<'a> {
+    pub dirs: &'a safety::DirCache,
+    pub versions: &'a crate::version::Memo,
+}
+
+impl Choice<'_> {
+    /// The newest QEMU among `found` (see [`crate::version::newest`]): a
+    /// channel package's 11.1 beside the distribution's 7.2 wins wherever
+    /// it is in `search_path`. One that fails the checks is never run and
+    /// ranks last.
+    fn newest(&self, found: &[Found]) -> usize {
+        let versions: Vec<_> = found
+            .iter()
+            .map(|f| {
+                let (_, meta) = safety::check_interpreter(&f.path, self.dirs).ok()?;
+                let v = self.versions.of(&f.path, &identity_from(&meta))?;
+                crate::version::numbers(&v)
+            })
+            .collect();
+        crate::version::newest(&versions)
+    }
 }

@@ -41,13 +41,17 @@ pub struct System {
     pub roots: Roots,
     /// Facts read from those files, once.
     pub facts: HostFacts,
+    /// QEMU versions asked so far (to choose between emulators).
+    pub versions: crate::version::Memo,
 }
 
 impl System {
     pub fn new(config: Config, state_dir: PathBuf, host: Host) -> System {
+        let state = StateDir::new(state_dir);
         System {
             binfmt: BinfmtMisc::new(config.binfmt_path.value.clone()),
-            state: StateDir::new(state_dir),
+            versions: crate::version::Memo::new(state.clone()),
+            state,
             config,
             host,
             roots: Roots::host(),
@@ -144,11 +148,15 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
     };
     let host = system.facts.view(&system.roots);
     let dirs = safety::DirCache::default();
+    let choice = emulators::Choice {
+        dirs: &dirs,
+        versions: &system.versions,
+    };
     let arch_want = |a: &arch::Arch, native: &NativeVerdicts| {
         let config = &system.config;
         let candidate = want::arch_skip(config, native, &request.overrides, a)
             .is_none()
-            .then(|| emulators::arch_candidate(config, a, &dirs))
+            .then(|| emulators::arch_candidate(config, a, &choice))
             .flatten();
         want::arch_want(
             config,
