@@ -8,6 +8,13 @@
 #   qemu-X.Y-linux-ARCH.tar.zst      the default QEMU channel's emulators for the
 #                                    Docker platform set, per host arch (what the
 #                                    GitHub Action installs)
+#   qus-qemuC_VERSION_ARCH.deb, qus-qemuC-VERSION.ARCH.rpm
+#                                    the QEMU channel C as a package (all its
+#                                    emulators under /usr/lib/qus/qemu/C and a
+#                                    drop-in; packaging/qemu/package.sh), per
+#                                    host arch, for each channel in
+#                                    QUS_RELEASE_CHANNELS (default: the default
+#                                    channel, 11; e.g. "11 10")
 #   SHA256SUMS                       every file above
 #
 # ARCH: amd64, arm64, armv7, ppc64le, s390x, 386. Archives are reproducible
@@ -24,6 +31,7 @@ die() { echo "release.sh: $*" >&2; exit 1; }
 arches=${1:-$cross_all}
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 channel=$(packaging/qemu/channel.sh --default)
+package_channels=${QUS_RELEASE_CHANNELS:-$channel}
 out=target/release-assets
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
 for tool in cargo-deb cargo-generate-rpm zstd; do
@@ -75,6 +83,9 @@ for a in "${list[@]}"; do
     # own decoder takes windows up to 128 MiB without being asked.
     tarball -C "$emu" -cf - "${files[@]}" | zstd -q -19 --long=27 -T0 > "$out/qemu-$short-linux-$name.tar.zst"
     echo "release: $name: qemu $qv, ${#files[@]} emulators" >&2
+    for c in $package_channels; do
+        echo "release: $name: $(packaging/qemu/package.sh "$c" "$deb" "$out")" >&2
+    done
     rm -rf "$stage" "$emu"
 done
 (cd "$out" && sha256sum -- * > SHA256SUMS)

@@ -302,17 +302,42 @@ step "Release assets: make release, then the CI script against them"
 v=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 if make -s release >/dev/null 2>"$TMPDIR/release.err"; then
     ra=target/release-assets
-    n_tar=$(ls "$ra"/qus-*-linux-*.tar.gz | wc -l) n_deb=$(ls "$ra"/*.deb | wc -l)
-    n_rpm=$(ls "$ra"/*.rpm | wc -l) n_emu=$(ls "$ra"/qemu-*-linux-*.tar.zst | wc -l)
-    [ "$n_tar$n_deb$n_rpm$n_emu" = 6666 ] && echo "ok   6 tarballs, 6 .deb, 6 .rpm, 6 emulator archives" ||
-        bad "release assets: $n_tar tarballs, $n_deb deb, $n_rpm rpm, $n_emu emulator archives"
-    (cd "$ra" && sha256sum -c --quiet SHA256SUMS) && [ "$(wc -l < "$ra/SHA256SUMS")" = 24 ] &&
-        echo "ok   SHA256SUMS covers and matches all 24" || bad "SHA256SUMS"
-    debarches=$(for f in "$ra"/*.deb; do dpkg-deb -f "$f" Architecture; done | sort | paste -sd' ')
-    [ "$debarches" = "amd64 arm64 armhf i386 ppc64el s390x" ] && echo "ok   .deb per arch: $debarches" || bad ".deb arches: $debarches"
-    rpmarches=$(for f in "$ra"/*.rpm; do rpm -qp --qf '%{ARCH}\n' "$f" 2>/dev/null; done | sort | paste -sd' ')
-    echo "     .rpm arches: $rpmarches"
-    [ "$(echo "$rpmarches" | wc -w)" = 6 ] || bad "rpm arches: $rpmarches"
+    n_tar=$(ls "$ra"/qus-*-linux-*.tar.gz | wc -l) n_deb=$(ls "$ra"/qus_*.deb | wc -l)
+    n_rpm=$(ls "$ra"/qus-[0-9]*.rpm | wc -l) n_emu=$(ls "$ra"/qemu-*-linux-*.tar.zst | wc -l)
+    n_cdeb=$(ls "$ra"/qus-qemu11_*.deb | wc -l) n_crpm=$(ls "$ra"/qus-qemu11-*.rpm | wc -l)
+    [ "$n_tar$n_deb$n_rpm$n_emu$n_cdeb$n_crpm" = 666666 ] &&
+        echo "ok   6 tarballs, 6 .deb, 6 .rpm, 6 emulator archives, 6 qus-qemu11 .deb and .rpm" ||
+        bad "release assets: $n_tar tarballs, $n_deb deb, $n_rpm rpm, $n_emu emulator archives, $n_cdeb qus-qemu11 deb, $n_crpm rpm"
+    (cd "$ra" && sha256sum -c --quiet SHA256SUMS) && [ "$(wc -l < "$ra/SHA256SUMS")" = 36 ] &&
+        echo "ok   SHA256SUMS covers and matches all 36" || bad "SHA256SUMS"
+    for kind in qus_ qus-qemu11_; do
+        debarches=$(for f in "$ra"/$kind*.deb; do dpkg-deb -f "$f" Architecture; done | sort | paste -sd' ')
+        [ "$debarches" = "amd64 arm64 armhf i386 ppc64el s390x" ] && echo "ok   ${kind%_} .deb per arch: $debarches" || bad "${kind%_} .deb arches: $debarches"
+    done
+    for kind in 'qus-[0-9]' qus-qemu11-; do
+        rpmarches=$(for f in "$ra"/$kind*.rpm; do rpm -qp --qf '%{ARCH}\n' "$f" 2>/dev/null; done | sort | paste -sd' ')
+        echo "     $kind .rpm arches: $rpmarches"
+        [ "$(echo "$rpmarches" | wc -w)" = 6 ] || bad "$kind rpm arches: $rpmarches"
+    done
+    # The QEMU channel package: lintian-clean (info level included), the
+    # emulators where its drop-in points, a drop-in qus accepts, QEMU's
+    # licence naming the Debian source it was built from.
+    cdeb=$(ls "$ra"/qus-qemu11_*_amd64.deb)
+    clint=$(lintian -I "$cdeb" 2>&1 | grep -v 'running with root privileges') || true
+    [ -z "$clint" ] && echo "ok   lintian -I $(basename "$cdeb"): clean" || bad "lintian on the channel package: $clint"
+    cx=$TMPDIR/channel-deb
+    rm -rf "$cx" && dpkg-deb -x "$cdeb" "$cx"
+    n_cemu=$(find "$cx/usr/lib/qus/qemu/11" -name 'qemu-*' -type f -perm -0755 | wc -l)
+    cdrop=$(ls "$cx"/usr/lib/qus.d/)
+    cconf=$(target/dist/qus --config-dir "$cx/usr/lib/qus.d" config 2>&1 | grep '^search_path')
+    ccopy=$(head -5 "$cx/usr/share/doc/qus-qemu11/copyright")
+    crpm=$(rpm -qlp "$ra"/qus-qemu11-*.x86_64.rpm 2>/dev/null)
+    if [ "$n_cemu" -ge 20 ] && [ "$cdrop" = 40-qemu-11.toml ] &&
+       [[ $cconf == 'search_path = ["/usr/bin", "/usr/local/bin", "/usr/lib/qus/qemu/11"]'* ]] &&
+       [[ $ccopy == *"Debian source package qemu 1:11."* ]] && grep -q "GNU General Public License" "$cx/usr/share/doc/qus-qemu11/copyright" &&
+       grep -qx /usr/lib/qus.d/40-qemu-11.toml <<<"$crpm" && grep -qx /usr/lib/qus/qemu/11/qemu-aarch64 <<<"$crpm"; then
+        echo "ok   qus-qemu11: $n_cemu emulators in /usr/lib/qus/qemu/11, $cdrop appends it to search_path, copyright names $(grep -o 'qemu 1:11[^ ]*' <<<"$ccopy" | head -1)"
+    else bad "qus-qemu11 contents: $n_cemu emulators, drop-in [$cdrop], config: $cconf, copyright: $ccopy, rpm: $(echo "$crpm" | head -3)"; fi
     tar -xzf "$ra/qus-$v-linux-arm64.tar.gz" -O ./usr/bin/qus > "$TMPDIR/qus-arm64"
     m=$(od -An -tx1 -j18 -N2 "$TMPDIR/qus-arm64" | tr -d ' ')
     listing=$(tar -tzf "$ra/qus-$v-linux-arm64.tar.gz")
@@ -381,7 +406,7 @@ if make -s release >/dev/null 2>"$TMPDIR/release.err"; then
     kill "$http" 2>/dev/null; wait "$http" 2>/dev/null || true
     # A tampered asset is refused, not installed.
     tampered=$(mktemp -d)
-    cp "$ra"/* "$tampered/" && printf 'x' >> "$tampered/qus-$v-linux-amd64.tar.gz"
+    cp "$ra"/qus-* "$ra"/qus_* "$ra"/qemu-* "$ra"/SHA256SUMS "$tampered/" && rm -f "$tampered"/qus-qemu* && printf 'x' >> "$tampered/qus-$v-linux-amd64.tar.gz"
     python3 -m http.server --bind 127.0.0.1 --directory "$tampered" "$port" >"$TMPDIR/http.log" 2>&1 &
     http=$!
     for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.1:$port/SHA256SUMS" 2>/dev/null && break; sleep 0.1; done
