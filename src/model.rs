@@ -242,8 +242,9 @@ pub struct World {
     /// program as root (a known persistence trick).
     pub risky: BTreeMap<String, String>,
     /// Owned entries whose replaced entry can be put back (its
-    /// interpreter still exists).
-    pub restorable: std::collections::BTreeSet<String>,
+    /// interpreter still exists and passes the checks), with the identity
+    /// of the file that interpreter is now (through its links).
+    pub restorable: std::collections::BTreeMap<String, Identity>,
     /// Owned entries whose replaced entry would go back with an
     /// interpreter that now fails the safety rules, and why: not put back
     /// (and qus's entry not removed) until that is fixed.

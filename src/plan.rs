@@ -313,6 +313,14 @@ fn judge(want: &Want, world: &World, takeover: Takeover) -> Item {
         Some(k) if adoptable(want, k, &desired.spec, world) => {
             judge_adopted(&mut item, k, desired, target, &facts)
         }
+        // qus's own entry, for another emulator: back to the line it
+        // replaced where that line now runs the wanted file.
+        Some(k) if facts.ours_unchanged => match readopted(want, desired, world, target) {
+            // That line is what the kernel holds (its binfmt.d file gone,
+            // so not the distribution's any more): keep it as it is.
+            t if k.spec.equivalent(&t.spec) => judge_adopted(&mut item, k, desired, t, &facts),
+            t => judge_takeover(&mut item, k, t, world, takeover, &facts),
+        },
         Some(k) => judge_takeover(&mut item, k, target, world, takeover, &facts),
     }
     item
@@ -329,14 +337,7 @@ fn judge_absent(
 ) {
     item.state = State::Missing;
     item.actions
-        .push(Action::Register(match readopt(want, desired, world) {
-            Some(line) => Target {
-                spec: line.clone(),
-                replaced: Some(line),
-                ..target
-            },
-            None => target,
-        }));
+        .push(Action::Register(readopted(want, desired, world, target)));
 }
 
 /// What qus knows of its own past with an entry.
@@ -484,19 +485,36 @@ fn does_the_same(want: &Want, have: &EntrySpec, wanted: &EntrySpec) -> bool {
     flags_ok && catches_the_same
 }
 
-/// After a flush (`systemctl restart systemd-binfmt` wipes every entry),
-/// an adopted entry goes back as the distribution's own line, not as
-/// qus's: `systemd-binfmt` then registers that same line again, and
-/// nothing needs replacing afterwards. Only while the emulator file is the
-/// one adopted, the line's interpreter still passes the safety rules, and
-/// it still does what qus's entry would.
+/// The distribution's line qus replaced or adopted, when it would do what
+/// qus is about to register: its interpreter is (through its links) the
+/// very file qus wants, passes the safety rules, and the line does what
+/// qus's entry would. Then that line goes back, adopted as it is, instead
+/// of qus's own: after a flush (`systemctl restart systemd-binfmt` wipes
+/// every entry, and then registers that same line again: nothing to
+/// replace afterwards), and when a newer emulator qus had switched to goes
+/// away (a QEMU channel package removed: the machine is as before it).
 fn readopt(want: &Want, desired: &crate::model::Desired, world: &World) -> Option<EntrySpec> {
-    let record = world.owned.get(&want.name)?;
-    (adopted_as_is(record)
-        && record.identity == Some(desired.identity)
-        && world.restorable.contains(&want.name)
-        && does_the_same(want, &record.spec, &desired.spec))
-    .then(|| record.spec.clone())
+    let line = world.owned.get(&want.name)?.replaced.as_ref()?;
+    (world.restorable.get(&want.name) == Some(&desired.identity)
+        && does_the_same(want, line, &desired.spec))
+    .then(|| line.clone())
+}
+
+/// `target`, or the line [`readopt`] gives back, adopted as it is.
+fn readopted(
+    want: &Want,
+    desired: &crate::model::Desired,
+    world: &World,
+    target: Target,
+) -> Target {
+    match readopt(want, desired, world) {
+        Some(line) => Target {
+            spec: line.clone(),
+            replaced: Some(line),
+            ..target
+        },
+        None => target,
+    }
 }
 
 /// Adopt the distribution's entry as it is: recorded with itself as the

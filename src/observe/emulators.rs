@@ -75,7 +75,7 @@ pub fn identity_of(path: &Path) -> std::io::Result<Identity> {
     Ok(identity_from(&std::fs::metadata(path)?))
 }
 
-fn identity_from(m: &std::fs::Metadata) -> Identity {
+pub(super) fn identity_from(m: &std::fs::Metadata) -> Identity {
     Identity {
         dev: m.dev(),
         ino: m.ino(),

@@ -267,16 +267,16 @@ fn restorable(
     owned: &crate::model::OwnedEntries,
     dirs: &safety::DirCache,
 ) -> (
-    std::collections::BTreeSet<String>,
+    std::collections::BTreeMap<String, crate::model::Identity>,
     std::collections::BTreeMap<String, String>,
 ) {
-    let mut ok = std::collections::BTreeSet::new();
+    let mut ok = std::collections::BTreeMap::new();
     let mut refused = std::collections::BTreeMap::new();
     for (name, o) in owned {
         let Some(r) = &o.replaced else { continue };
         match safety::check_interpreter(&r.interpreter, dirs) {
-            Ok(_) => {
-                ok.insert(name.clone());
+            Ok((_, meta)) => {
+                ok.insert(name.clone(), emulators::identity_from(&meta));
             }
             Err(_) if !r.interpreter.exists() => {}
             Err(why) => {

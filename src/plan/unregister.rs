@@ -16,7 +16,7 @@ fn withdraw(name: &str, reason: String, world: &World) -> Vec<Action> {
         reason,
     }];
     let replaced = world.owned.get(name).and_then(|r| r.replaced.clone());
-    if let Some(spec) = replaced.filter(|_| world.restorable.contains(name)) {
+    if let Some(spec) = replaced.filter(|_| world.restorable.contains_key(name)) {
         actions.push(Action::Restore {
             name: name.to_string(),
             spec,
@@ -36,7 +36,7 @@ fn give_back_dormant(item: &mut Item, record: &Owned, world: &World) {
              record stays",
             item.name
         ));
-    } else if world.restorable.contains(&item.name) {
+    } else if world.restorable.contains_key(&item.name) {
         item.actions.push(Action::Restore {
             name: item.name.clone(),
             spec: spec.clone(),

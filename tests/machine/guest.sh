@@ -251,6 +251,38 @@ boot)
     echo "INFO writes-at-qemu-upgrade $(($(qusd_writes) - w0))" >> "$results"
     rm -f /etc/qus.d/90-machine-guard.toml
 
+    # The QEMU channel package: installed, every entry with an older
+    # emulator switches to the channel's at once (qusd sees the emulators
+    # and the drop-in appear); removed, back to the distribution's. A
+    # foreign program runs all along.
+    t=$(now)
+    read -r label path want entry < /qus/foreign.txt
+    interp() { sed -n 's/^interpreter //p' "$bm/$entry"; }
+    version_of() { qus status -v 2>/dev/null | awk -v e="$entry" '$1 == e' | grep -o 'QEMU [0-9][0-9.]*' | head -1; }
+    ch_before=$(interp) v_before=$(version_of)
+    rm -f /run/qus-ch.stop
+    "$path" sh -c 'n=0; while [ ! -e /run/qus-ch.stop ]; do n=$((n + 1)); sleep 0.05; done; echo survived $n' > /run/qus-ch.out 2>&1 &
+    long=$!
+    started() { [ -s "/proc/$long/cmdline" ]; }
+    wait_for 10 started
+    dpkg -i /qus/qus-qemu.deb > /qus/dpkg-channel.log 2>&1
+    rc_in=$?
+    on_channel() { case $(interp) in /usr/lib/qus/qemu/*) return 0 ;; esac; return 1; }
+    wait_for 60 on_channel
+    during=$(interp) v_during=$(version_of)
+    out_during=$(foreign_ok 2>&1)
+    dpkg -r "$(dpkg-deb -f /qus/qus-qemu.deb Package)" >> /qus/dpkg-channel.log 2>&1
+    rc_out=$?
+    back() { [ "$(interp)" = "$ch_before" ]; }
+    wait_for 60 back
+    after=$(interp) v_after=$(version_of)
+    out_after=$(foreign_ok 2>&1)
+    touch /run/qus-ch.stop; wait $long
+    ran=$(cat /run/qus-ch.out)
+    pass_if channel-package "$t" "$entry: $v_before -> $v_during ($during) -> $v_after ($after); dpkg rc $rc_in/$rc_out; foreign programs ${out_during:-run}/${out_after:-run}; the program started before: $ran" \
+        test "$rc_in" = 0 -a "$rc_out" = 0 -a "$after" = "$ch_before" -a -n "$v_during" -a "$v_during" != "$v_before" \
+            -a "${during#/usr/lib/qus/qemu/}" != "$during" -a -z "$out_during" -a -z "$out_after" -a "${ran%% *}" = survived
+
     # Remove, then purge: the distribution's entries as they were before qus,
     # the other tool's untouched, nothing of qus's left.
     t=$(now)

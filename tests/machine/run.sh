@@ -7,7 +7,8 @@
 #
 #   tests/machine/run.sh DEBDIR [MACHINE…]
 #
-# DEBDIR holds qus_*_amd64.deb (and qus_*_arm64.deb for the arm64 host).
+# DEBDIR holds qus_*_amd64.deb and the QEMU channel package qus-qemu*_amd64.deb
+# (and the same for arm64, for the arm64 host).
 # Machines: debian12 (kernel 6.1, qemu-user-static 7.2), debian13 (6.12,
 # qemu-user + qemu-user-binfmt 10.0, Docker), debian13-arm64 (an arm64
 # host: QEMU's A64FX CPU model, which has no AArch32 at EL0, as Graviton 3
@@ -61,6 +62,10 @@ machine() {
     tar -C "$root" --exclude=./var/cache/apt/archives -cf - . | tar -C "$g" -xf -
     mkdir -p "$g/qus/bin" "$g/qus/debs" "$g/var/cache/apt/archives/partial"
     cp "$deb" "$g/qus/qus_1.deb"
+    # The QEMU channel package of the release, switched to and back live.
+    cdeb=$(ls "$debdir"/qus-qemu*_"$arch".deb 2>/dev/null | sort -V | tail -1)
+    [ -n "$cdeb" ] || { fail "$name" deb "no qus-qemu*_$arch.deb (QEMU channel package) in $debdir"; return; }
+    cp "$cdeb" "$g/qus/qus-qemu.deb"
     next_deb "$deb" "$g/qus/qus_2.deb"
     # The distribution's QEMU packages, reinstalled later as an upgrade.
     case $dist in

@@ -148,7 +148,7 @@ fn unregister_of_a_takeover_still_puts_the_distributions_entry_back() {
             replaced: Some(debian.clone()),
         }),
     );
-    w.restorable = ["qemu-a".to_string()].into();
+    w.restorable = [("qemu-a".to_string(), id(1))].into();
     let p = super::super::plan(&w, &Mode::Unregister { names: None });
     assert!(
         matches!(&only(&p).actions[..], [Action::Unregister { .. }, Action::Restore { spec, .. }] if *spec == debian),
@@ -221,21 +221,21 @@ fn after_a_flush_an_adopted_entry_goes_back_as_the_distributions_line() {
     let mut w = world(&debian, &ours, false, Some(adopted_record(&debian, id(1))));
     w.kernel.clear();
     w.match_order.clear();
-    w.restorable = ["qemu-a".to_string()].into();
+    w.restorable = [("qemu-a".to_string(), id(1))].into();
     let p = super::super::plan(&w, &Mode::reconcile(Takeover::Distro));
     assert!(
         matches!(&only(&p).actions[..], [Action::Register(t)] if t.spec == debian && t.replaced.as_ref() == Some(&debian)),
         "{p:#?}"
     );
-    // Not when the emulator file changed since, or the line's interpreter
-    // is gone: then qus's own, which gives the distribution's back when
-    // qus unregisters (as after a takeover).
-    for (ident, restorable) in [(id(7), true), (id(1), false)] {
-        let mut w = world(&debian, &ours, false, Some(adopted_record(&debian, ident)));
+    // Not when the line's interpreter is another file than the one qus
+    // wants now, or is gone: then qus's own, which gives the
+    // distribution's back when qus unregisters (as after a takeover).
+    for line_file in [Some(id(7)), None] {
+        let mut w = world(&debian, &ours, false, Some(adopted_record(&debian, id(1))));
         w.kernel.clear();
         w.match_order.clear();
-        if restorable {
-            w.restorable = ["qemu-a".to_string()].into();
+        if let Some(file) = line_file {
+            w.restorable = [("qemu-a".to_string(), file)].into();
         }
         let p = super::super::plan(&w, &Mode::reconcile(Takeover::Distro));
         assert!(
@@ -243,4 +243,37 @@ fn after_a_flush_an_adopted_entry_goes_back_as_the_distributions_line() {
             "{p:#?}"
         );
     }
+}
+
+/// A newer emulator qus had switched an adopted entry to (a QEMU channel
+/// package) goes away: the distribution's line goes back, adopted as it
+/// is, not qus's own line for the distribution's emulator; the machine is
+/// as it was before the package.
+#[test]
+fn when_the_newer_emulator_goes_the_distributions_line_comes_back() {
+    let debian = spec("/usr/libexec/qemu-binfmt/aarch64-binfmt-P", "OPF");
+    let channel = spec("/usr/lib/qus/qemu/11/qemu-aarch64", "PF");
+    let ours = spec("/usr/bin/qemu-aarch64-static", "PF");
+    // In the kernel: qus's entry for the channel's emulator, recorded as
+    // replacing the distribution's line.
+    let record = Owned {
+        arch: Some("aarch64".into()),
+        spec: channel.clone(),
+        replaced: Some(debian.clone()),
+        identity: Some(id(11)),
+    };
+    let mut w = world(&channel, &ours, false, Some(record));
+    w.restorable = [("qemu-a".to_string(), id(1))].into();
+    let p = super::super::plan(&w, &Mode::reconcile(Takeover::Distro));
+    assert!(
+        matches!(&only(&p).actions[..], [Action::Replace { target: t, .. }] if t.spec == debian && t.replaced.as_ref() == Some(&debian)),
+        "{p:#?}"
+    );
+    // The line's interpreter is another file: qus's own line.
+    w.restorable = [("qemu-a".to_string(), id(7))].into();
+    let p = super::super::plan(&w, &Mode::reconcile(Takeover::Distro));
+    assert!(
+        matches!(&only(&p).actions[..], [Action::Replace { target: t, .. }] if t.spec == ours && t.replaced.as_ref() == Some(&debian)),
+        "{p:#?}"
+    );
 }

@@ -268,7 +268,7 @@ fn unregister_puts_back_what_was_taken_over_if_it_can() {
         &[],
         &[],
     );
-    w.restorable = ["qemu-a".to_string()].into();
+    w.restorable = [("qemu-a".to_string(), id(1))].into();
     let p = crate::plan::plan(&w, &unregister(None));
     assert!(matches!(
         &only(&p).actions[..],
@@ -323,7 +323,7 @@ fn dormant_records_are_kept_carried_and_given_back() {
     ));
     // Unregister: put back, or kept with the reason.
     let mut w = world_with(vec![skipped("qemu-a")], kernel(&[]), o, &[], &[]);
-    w.restorable = ["qemu-a".to_string()].into();
+    w.restorable = [("qemu-a".to_string(), id(1))].into();
     let p = crate::plan::plan(&w, &unregister(None));
     assert!(matches!(
         &only(&p).actions[..],
