@@ -12,16 +12,16 @@ use crate::apply::{self, Applied};
 use crate::binfmt::KernelEntries;
 use crate::model::{NativeVerdicts, World};
 use crate::observe::{self, Request, System};
-use crate::plan::{self, Action, Mode, Plan, Preparation, State};
+use crate::plan::{self, Action, EntryState, Mode, Plan, Preparation};
 use crate::state::Lock;
 
 /// Result of one pass.
 #[derive(Debug)]
-pub struct Pass {
+pub struct Outcome {
     pub world: World,
     pub mode: Mode,
     pub plan: Plan,
-    pub outcome: Applied,
+    pub applied: Applied,
     /// Why the ownership records could not be kept, if so.
     pub records_note: Option<String>,
     /// The ownership records after the pass.
@@ -36,7 +36,7 @@ pub struct Pass {
     pub kernel_after: (bool, KernelEntries),
 }
 
-impl Pass {
+impl Outcome {
     /// The native verdicts this pass used.
     pub fn native(&self) -> &NativeVerdicts {
         &self.world.native
@@ -45,7 +45,7 @@ impl Pass {
     /// Entries (in scope) that are registered as wanted after this pass.
     pub fn registered(&self) -> usize {
         let failed: BTreeSet<&str> = self
-            .outcome
+            .applied
             .failed
             .iter()
             .filter_map(|(a, _)| match a {
@@ -56,7 +56,7 @@ impl Pass {
         self.in_scope()
             .filter(|i| {
                 i.wanted.is_some()
-                    && i.state != State::Conflict
+                    && i.state != EntryState::Conflict
                     && !failed.contains(i.name.as_str())
             })
             .count()
@@ -70,7 +70,7 @@ impl Pass {
     }
 
     /// Items in scope with this state.
-    pub fn count(&self, state: State) -> usize {
+    pub fn count(&self, state: EntryState) -> usize {
         self.in_scope().filter(|i| i.state == state).count()
     }
 
@@ -79,9 +79,12 @@ impl Pass {
         let mut s = format!(
             "{} registered, {} errors",
             self.registered(),
-            self.outcome.failed.len()
+            self.applied.failed.len()
         );
-        for (state, word) in [(State::Refused, "refused"), (State::Conflict, "conflicts")] {
+        for (state, word) in [
+            (EntryState::Refused, "refused"),
+            (EntryState::Conflict, "conflicts"),
+        ] {
             let n = self.count(state);
             if n > 0 {
                 s.push_str(&format!(", {n} {word}"));
@@ -126,28 +129,13 @@ pub fn may_change(system: &System) -> Result<()> {
 /// Lock, prepare binfmt_misc (mount, switch on, put back what a flush
 /// wiped: steps of the plan like any other), observe, plan for `mode`,
 /// apply, save the records and the native verdicts.
-pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
+pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Outcome> {
     may_change(system)?;
     // qusd, with records of its own, goes on past a refused state dir:
     // without a lock (one there could be held by anyone) and writing
     // nothing there.
     let refused = request.remembered.as_ref().and(system.state.refusal());
-    let lock = match &refused {
-        Some(why) => Lock::ReadOnly(why.clone()),
-        None => system
-            .state
-            .lock(LOCK_WAIT)
-            .context("taking the state-dir lock")?,
-    };
-    let mut records_note = None;
-    if let Some(why) = &refused {
-        records_note = Some(format!(
-            "state dir refused ({why}): repairing from qusd's own records"
-        ));
-    } else if let Lock::ReadOnly(why) = &lock {
-        tracing::warn!("working without ownership records: {why}");
-        records_note = Some("state dir read-only: no ownership records".to_string());
-    }
+    let (lock, mut records_note) = take_lock(system, refused.as_deref())?;
     let reconciling = matches!(mode, Mode::Reconcile { .. });
     let prepared = if reconciling {
         prepare(system, request)?
@@ -196,16 +184,38 @@ pub fn run(system: &System, request: &Request, mode: Mode) -> Result<Pass> {
         plan::kernel_after(&world.kernel, &outcome.done),
     );
     drop(lock);
-    Ok(Pass {
+    Ok(Outcome {
         world,
         mode,
         plan,
-        outcome: outcome.after(prepared),
+        applied: outcome.after(prepared),
         records_note,
         owned_after: owned,
         state_refused: refused,
         kernel_after,
     })
+}
+
+/// The state dir's lock, and why the records cannot be kept, if so. A
+/// refused state dir (`refused`) is not locked: a lock there could be
+/// held by anyone.
+fn take_lock(system: &System, refused: Option<&str>) -> Result<(Lock, Option<String>)> {
+    if let Some(why) = refused {
+        let note = format!("state dir refused ({why}): repairing from qusd's own records");
+        return Ok((Lock::ReadOnly(why.to_string()), Some(note)));
+    }
+    let lock = system
+        .state
+        .lock(LOCK_WAIT)
+        .context("taking the state-dir lock")?;
+    let note = match &lock {
+        Lock::ReadOnly(why) => {
+            tracing::warn!("working without ownership records: {why}");
+            Some("state dir read-only: no ownership records".to_string())
+        }
+        Lock::Held(_) => None,
+    };
+    Ok((lock, note))
 }
 
 /// Record what each takeover replaces before replacing it (write-ahead):
@@ -341,7 +351,7 @@ impl DryRun {
 /// Say which entries are left alone as conflicts.
 fn warn_conflicts(plan: &Plan, mode: &Mode) {
     for item in &plan.items {
-        if item.state == State::Conflict && mode.in_scope(&item.name) {
+        if item.state == EntryState::Conflict && mode.in_scope(&item.name) {
             tracing::warn!(
                 entry = %item.name,
                 arch = item.arch.as_deref().unwrap_or(""),
@@ -359,11 +369,11 @@ fn warn_conflicts(plan: &Plan, mode: &Mode) {
 /// say where qus looked.
 fn warn_if_no_emulator(system: &System, plan: &plan::Plan) {
     let arch_items = || plan.items.iter().filter(|i| i.arch.is_some());
-    let wanted_missing = arch_items().any(|i| i.state == State::NoInterpreter);
+    let wanted_missing = arch_items().any(|i| i.state == EntryState::NoInterpreter);
     let any_found = arch_items().any(|i| {
         !matches!(
             i.state,
-            State::NoInterpreter | State::Native | State::Excluded
+            EntryState::NoInterpreter | EntryState::Native | EntryState::Excluded
         )
     });
     if wanted_missing && !any_found {

@@ -89,7 +89,7 @@ impl Mode {
 /// The state of one entry, as `qus status` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum State {
+pub enum EntryState {
     /// In the kernel, enabled, as wanted.
     Registered,
     /// Wanted, not in the kernel.
@@ -116,21 +116,21 @@ pub enum State {
     Foreign,
 }
 
-impl State {
+impl EntryState {
     pub fn as_str(self) -> &'static str {
         match self {
-            State::Registered => "registered",
-            State::Missing => "missing",
-            State::Disabled => "disabled",
-            State::Stale => "stale",
-            State::Conflict => "conflict",
-            State::NoInterpreter => "no-interpreter",
-            State::Refused => "refused",
-            State::Excluded => "excluded",
-            State::Native => "native",
-            State::Orphaned => "orphaned",
-            State::HandledBy => "handled-by",
-            State::Foreign => "foreign",
+            EntryState::Registered => "registered",
+            EntryState::Missing => "missing",
+            EntryState::Disabled => "disabled",
+            EntryState::Stale => "stale",
+            EntryState::Conflict => "conflict",
+            EntryState::NoInterpreter => "no-interpreter",
+            EntryState::Refused => "refused",
+            EntryState::Excluded => "excluded",
+            EntryState::Native => "native",
+            EntryState::Orphaned => "orphaned",
+            EntryState::HandledBy => "handled-by",
+            EntryState::Foreign => "foreign",
         }
     }
 }
@@ -140,7 +140,7 @@ impl State {
 pub struct Item {
     pub name: String,
     pub arch: Option<String>,
-    pub state: State,
+    pub state: EntryState,
     /// Why, in words (skip reasons, conflict details).
     pub detail: Option<String>,
     /// What qus wants registered, if anything.
@@ -220,7 +220,7 @@ fn reconcile(world: &World, takeover: Takeover) -> Plan {
         items.push(Item {
             name: name.clone(),
             arch: record.arch.clone(),
-            state: State::Orphaned,
+            state: EntryState::Orphaned,
             detail: Some("registered by qus, no longer configured".into()),
             wanted: None,
             kernel: k.cloned(),
@@ -232,27 +232,48 @@ fn reconcile(world: &World, takeover: Takeover) -> Plan {
     Plan { items }
 }
 
-fn judge(want: &Want, world: &World, takeover: Takeover) -> Item {
-    let name = &want.name;
-    let kernel = world.kernel.get(name);
-    let record = world.owned.get(name);
+/// An item for a want, before it is judged: what the kernel and the
+/// records hold under its name, and which entries catch its arch.
+fn item_for(want: &Want, world: &World) -> Item {
     let handlers = want
         .arch
         .as_ref()
         .and_then(|a| world.handlers.get(a))
         .cloned()
         .unwrap_or_default();
-    let mut item = Item {
-        name: name.clone(),
+    Item {
+        name: want.name.clone(),
         arch: want.arch.clone(),
-        state: State::Missing,
+        state: EntryState::Missing,
         detail: None,
         wanted: None,
-        kernel: kernel.cloned(),
-        owned: record.is_some(),
+        kernel: world.kernel.get(&want.name).cloned(),
+        owned: world.owned.contains_key(&want.name),
         handlers,
         actions: Vec::new(),
-    };
+    }
+}
+
+/// What an entry shadows (other entries catching its arch), for its detail.
+fn shadow_detail(others: &[String], broken: Option<&String>) -> Option<String> {
+    match (broken, others.is_empty()) {
+        (_, true) => None,
+        (Some(why), false) => Some(format!(
+            "shadows {}: {why} (qemu.others = \"yield-always\" keeps yielding to it)",
+            others.join(", ")
+        )),
+        (None, false) => Some(format!(
+            "shadows {} (qemu.others = \"override\")",
+            others.join(", ")
+        )),
+    }
+}
+
+fn judge(want: &Want, world: &World, takeover: Takeover) -> Item {
+    let name = &want.name;
+    let kernel = world.kernel.get(name);
+    let record = world.owned.get(name);
+    let mut item = item_for(want, world);
     let facts = Facts {
         // Did qus register what the kernel holds now (nobody changed it
         // since)?
@@ -286,17 +307,7 @@ fn judge(want: &Want, world: &World, takeover: Takeover) -> Item {
         (Ok(d), None) => d,
         (Err(_), None) => return item,
     };
-    if let (Some(why), false) = (broken, others.is_empty()) {
-        item.detail = Some(format!(
-            "shadows {}: {why} (qemu.others = \"yield-always\" keeps yielding to it)",
-            others.join(", ")
-        ));
-    } else if !others.is_empty() {
-        item.detail = Some(format!(
-            "shadows {} (qemu.others = \"override\")",
-            others.join(", ")
-        ));
-    }
+    item.detail = shadow_detail(&others, broken);
     item.wanted = Some(desired.spec.clone());
     let target = Target {
         name: name.clone(),
@@ -335,7 +346,7 @@ fn judge_absent(
     target: Target,
     world: &World,
 ) {
-    item.state = State::Missing;
+    item.state = EntryState::Missing;
     item.actions
         .push(Action::Register(readopted(want, desired, world, target)));
 }
@@ -351,23 +362,27 @@ struct Facts<'a> {
 }
 
 /// Why a want yields no registration (as a state and a detail), if so.
-fn skipped(want: &Want, others: &[String], broken: Option<&String>) -> Option<(State, String)> {
+fn skipped(
+    want: &Want,
+    others: &[String],
+    broken: Option<&String>,
+) -> Option<(EntryState, String)> {
     match &want.want {
         Err(skip) => Some(match skip {
-            Skip::Excluded(w) => (State::Excluded, w.clone()),
-            Skip::Native(w) => (State::Native, w.clone()),
-            Skip::NoInterpreter(w) => (State::NoInterpreter, w.clone()),
-            Skip::Refused(w) => (State::Refused, w.clone()),
+            Skip::Excluded(w) => (EntryState::Excluded, w.clone()),
+            Skip::Native(w) => (EntryState::Native, w.clone()),
+            Skip::NoInterpreter(w) => (EntryState::NoInterpreter, w.clone()),
+            Skip::Refused(w) => (EntryState::Refused, w.clone()),
         }),
         Ok(_) if want.others == Others::Yield && !others.is_empty() && broken.is_none() => Some((
-            State::HandledBy,
+            EntryState::HandledBy,
             format!(
                 "handled by {} (qemu.others = \"yield\"; \"override\" registers qus's anyway)",
                 others[0]
             ),
         )),
         Ok(_) if want.others == Others::YieldAlways && !others.is_empty() => Some((
-            State::HandledBy,
+            EntryState::HandledBy,
             match broken {
                 Some(why) => format!(
                     "handled by {}, though {why} (qemu.others = \"yield-always\"; \"yield\" \
@@ -385,7 +400,7 @@ fn skipped(want: &Want, others: &[String], broken: Option<&String>) -> Option<(S
 /// Not put back here: excluded or disabled means "no entry for this
 /// arch", and the one qus took over would be one. Only an explicit
 /// unregister hands the name back (see `unregister`).
-fn withdraw_skipped(name: &str, state: State, why: &str, facts: &Facts<'_>) -> Vec<Action> {
+fn withdraw_skipped(name: &str, state: EntryState, why: &str, facts: &Facts<'_>) -> Vec<Action> {
     if facts.ours_unchanged {
         vec![Action::Unregister {
             name: name.to_string(),
@@ -421,7 +436,7 @@ fn judge_same(
     let record_current = record
         .is_some_and(|r| r.spec.equivalent(&desired.spec) && r.identity == Some(desired.identity));
     if file_changed && desired.spec.flags.fix_binary && facts.ours_unchanged {
-        item.state = State::Stale;
+        item.state = EntryState::Stale;
         item.detail =
             Some("interpreter file changed since registration (F keeps the old one)".into());
         item.actions.push(Action::Replace {
@@ -431,9 +446,9 @@ fn judge_same(
         return;
     }
     item.state = if k.enabled {
-        State::Registered
+        EntryState::Registered
     } else {
-        State::Disabled
+        EntryState::Disabled
     };
     if !k.enabled {
         item.actions.push(Action::Enable {
@@ -475,7 +490,7 @@ fn does_the_same(want: &Want, have: &EntrySpec, wanted: &EntrySpec) -> bool {
             .arch
             .as_deref()
             .and_then(crate::probe::find)
-            .map(|p| crate::elf::both_types(p.program))
+            .map(|p| crate::binfmt::elf::both_types(p.program))
             .is_some_and(|heads| {
                 heads.len() == 2
                     && heads
@@ -540,7 +555,7 @@ fn judge_adopted(
     };
     judge_same(item, k, &as_is, target, facts);
     item.wanted = Some(k.spec.clone());
-    if item.state != State::Stale {
+    if item.state != EntryState::Stale {
         item.detail = Some(format!(
             "the distribution's entry (flags {}, {}), adopted as it is: the same emulator file",
             k.spec.flags,
@@ -594,13 +609,13 @@ fn judge_takeover(
         may_take && unrecordable.is_none() && failed_before.is_none(),
         facts,
     );
-    if let Some(why) = unrecordable.filter(|_| item.state == State::Conflict) {
+    if let Some(why) = unrecordable.filter(|_| item.state == EntryState::Conflict) {
         item.detail = Some(format!(
             "another tool's entry named {}; not taken over: what it replaces could not be \
              recorded ({why})",
             item.name
         ));
-    } else if let Some(why) = failed_before.filter(|_| item.state == State::Conflict) {
+    } else if let Some(why) = failed_before.filter(|_| item.state == EntryState::Conflict) {
         item.detail = Some(format!(
             "another tool's entry named {}; the takeover failed ({why}) and is not tried \
              again until the emulator, the configuration or that entry changes",
@@ -620,7 +635,7 @@ fn judge_different(
     facts: &Facts<'_>,
 ) {
     if facts.ours_unchanged || may_take {
-        item.state = State::Stale;
+        item.state = EntryState::Stale;
         let reason = if facts.ours_unchanged {
             "configuration or emulator changed"
         } else if takeover == Takeover::All {
@@ -640,7 +655,7 @@ fn judge_different(
         });
         return;
     }
-    item.state = State::Conflict;
+    item.state = EntryState::Conflict;
     let flags = k.spec.flags.normalized().to_string();
     item.detail = Some(format!(
         "another tool's entry named {} exists (interpreter {}, flags {}); left alone: \

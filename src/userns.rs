@@ -288,37 +288,11 @@ pub fn namespace_id() -> Option<u64> {
 /// after.
 pub fn enter_new() -> anyhow::Result<()> {
     use anyhow::{bail, Context};
-    use std::io::Write;
     use std::process::{Command, Stdio};
 
     let uid = rustix::process::getuid().as_raw();
     let gid = rustix::process::getgid().as_raw();
-    let name = user_name(uid);
-    let subgid = std::fs::read_to_string("/etc/subgid")
-        .map(|t| parse_subid(&t, uid, name.as_deref()))
-        .unwrap_or_default();
-    let subuid = subordinate_uids(uid);
-    let helpers = ["newuidmap", "newgidmap"]
-        .iter()
-        .all(|h| find_in_path(h).is_some());
-    let subordinate = match (subuid.first(), subgid.first()) {
-        (Some(&u), Some(&g)) if uid != 0 && helpers => Some((u, g)),
-        _ => None,
-    };
-
-    // Maps that are more than the caller's own id must be written from
-    // the parent namespace: by newuidmap for a user with subordinate ids,
-    // and for root by root itself, outside (inside, the write is refused).
-    let pid = std::process::id();
-    let script = match subordinate {
-        Some(((su, sc), (sg, gc))) => Some(format!(
-            "read _ && newuidmap {pid} 0 {uid} 1 1 {su} {sc} && newgidmap {pid} 0 {gid} 1 1 {sg} {gc}"
-        )),
-        None if uid == 0 => Some(format!(
-            "read _ && echo '0 0 65536' > /proc/{pid}/uid_map && echo '0 0 65536' > /proc/{pid}/gid_map"
-        )),
-        None => None,
-    };
+    let script = map_script(std::process::id(), uid, gid);
     let mut helper = match script {
         Some(script) => Some(
             Command::new("/bin/sh")
@@ -349,6 +323,38 @@ pub fn enter_new() -> anyhow::Result<()> {
         );
     }
 
+    map_ids(helper, uid, gid)
+}
+
+/// The shell script that maps more than the caller's own id into the new
+/// namespace, from the parent namespace: by newuidmap for a user with
+/// subordinate ids, and for root by root itself, outside (inside, the
+/// write is refused). `None`: the caller maps its own id, from inside.
+fn map_script(pid: u32, uid: u32, gid: u32) -> Option<String> {
+    let name = user_name(uid);
+    let subgid = std::fs::read_to_string("/etc/subgid")
+        .map(|t| parse_subid(&t, uid, name.as_deref()))
+        .unwrap_or_default();
+    let subuid = subordinate_uids(uid);
+    let helpers = ["newuidmap", "newgidmap"]
+        .iter()
+        .all(|h| find_in_path(h).is_some());
+    match (subuid.first(), subgid.first()) {
+        (Some(&(su, sc)), Some(&(sg, gc))) if uid != 0 && helpers => Some(format!(
+            "read _ && newuidmap {pid} 0 {uid} 1 1 {su} {sc} && newgidmap {pid} 0 {gid} 1 1 {sg} {gc}"
+        )),
+        _ if uid == 0 => Some(format!(
+            "read _ && echo '0 0 65536' > /proc/{pid}/uid_map && echo '0 0 65536' > /proc/{pid}/gid_map"
+        )),
+        _ => None,
+    }
+}
+
+/// After unsharing: let the helper map the ids and wait for it, or (no
+/// helper) map the caller's own id from inside.
+fn map_ids(helper: Option<std::process::Child>, uid: u32, gid: u32) -> anyhow::Result<()> {
+    use anyhow::{bail, Context};
+    use std::io::Write;
     match helper {
         Some(mut h) => {
             if let Some(mut stdin) = h.stdin.take() {

@@ -1,5 +1,6 @@
 //! binfmt_misc: the entry model (pure) and the kernel I/O.
 
+pub(crate) mod elf;
 pub mod entry;
 pub mod fs;
 

@@ -27,7 +27,7 @@ use clap::Parser;
 
 use crate::model::{Native, Takeover};
 use crate::observe::{self, Request};
-use crate::plan::{Mode, Overrides, State};
+use crate::plan::{EntryState, Mode, Overrides};
 use crate::setup::CommonArgs;
 use crate::{arch, engine, probe};
 
@@ -263,6 +263,37 @@ fn emulator_version(
     found.map(|v| v.split_whitespace().next().unwrap_or("").to_string())
 }
 
+/// What `-install` says after a platform: OK, or why not.
+fn install_verdict(pass: &engine::Outcome, name: &str, not_host: bool) -> String {
+    let failed = pass
+        .applied
+        .failed
+        .iter()
+        .find(|(act, _)| act.entry() == name);
+    let item = pass.plan.items.iter().find(|i| i.name == name);
+    // Registered now, or by this pass.
+    let live = |s: &EntryState| {
+        matches!(
+            s,
+            EntryState::Registered | EntryState::Missing | EntryState::Stale | EntryState::Disabled
+        )
+    };
+    match (failed, item) {
+        (Some((_, why)), _) => why.clone(),
+        (None, Some(i)) if live(&i.state) && not_host => {
+            "OK (in this user namespace's own binfmt_misc, not the host's)".into()
+        }
+        (None, Some(i)) if live(&i.state) => "OK".into(),
+        (None, Some(i)) if i.state == EntryState::Native => "OK (the host runs it natively)".into(),
+        (None, Some(i)) => format!(
+            "{}: {}",
+            i.state.as_str(),
+            i.detail.as_deref().unwrap_or("not registered")
+        ),
+        (None, None) => "not registered".into(),
+    }
+}
+
 /// `-install`: `all` or a comma list of platforms or arch names.
 fn install(system: &crate::observe::System, list: &str, not_host: bool) -> Result<()> {
     let wanted: Vec<(String, Option<&'static arch::Arch>)> = if list == "all" {
@@ -306,31 +337,7 @@ fn install(system: &crate::observe::System, list: &str, not_host: bool) -> Resul
             eprintln!("installing: {given} unsupported architecture: {given}");
             continue;
         };
-        let name = system.config.entry_name(a.name);
-        let failed = pass
-            .outcome
-            .failed
-            .iter()
-            .find(|(act, _)| act.entry() == name);
-        let item = pass.plan.items.iter().find(|i| i.name == name);
-        let verdict = match (failed, item.map(|i| (&i.state, &i.detail))) {
-            (Some((_, why)), _) => why.clone(),
-            (
-                None,
-                Some((State::Registered | State::Missing | State::Stale | State::Disabled, _)),
-            ) if not_host => "OK (in this user namespace's own binfmt_misc, not the host's)".into(),
-            (
-                None,
-                Some((State::Registered | State::Missing | State::Stale | State::Disabled, _)),
-            ) => "OK".into(),
-            (None, Some((State::Native, _))) => "OK (the host runs it natively)".into(),
-            (None, Some((state, detail))) => format!(
-                "{}: {}",
-                state.as_str(),
-                detail.as_deref().unwrap_or("not registered")
-            ),
-            (None, None) => "not registered".into(),
-        };
+        let verdict = install_verdict(&pass, &system.config.entry_name(a.name), not_host);
         eprintln!("installing: {given} {verdict}");
     }
     Ok(())
@@ -385,12 +392,12 @@ fn uninstall(system: &crate::observe::System, list: &str) -> Result<()> {
     for n in &ours {
         // What qus had taken the name over from goes back: the platform
         // may still be supported, through that entry. Say so.
-        let put_back = pass.outcome.done.iter().find_map(|a| match a {
+        let put_back = pass.applied.done.iter().find_map(|a| match a {
             crate::plan::Action::Restore { name, spec } if name == n => Some(spec),
             _ => None,
         });
         match (
-            pass.outcome.failed.iter().find(|(a, _)| a.entry() == n),
+            pass.applied.failed.iter().find(|(a, _)| a.entry() == n),
             put_back,
         ) {
             (Some((_, why)), _) => eprintln!("uninstalling: {n} {why}"),

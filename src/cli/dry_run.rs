@@ -21,7 +21,7 @@ struct PlanReport<'a> {
     /// Writes to binfmt_misc the actions take (a replace is two).
     kernel_writes: usize,
     /// Per entry in scope: its state now and why.
-    entries: Vec<EntryState<'a>>,
+    entries: Vec<DryEntry<'a>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -34,7 +34,7 @@ struct ActionReport {
 }
 
 #[derive(Debug, Serialize)]
-struct EntryState<'a> {
+struct DryEntry<'a> {
     name: &'a str,
     arch: Option<&'a str>,
     state: &'static str,
@@ -66,7 +66,7 @@ pub fn print(dry: &DryRun, binfmt_misc: &std::path::Path, json: bool) -> Result<
                 .items
                 .iter()
                 .filter(|i| dry.mode.in_scope(&i.name))
-                .map(|i| EntryState {
+                .map(|i| DryEntry {
                     name: &i.name,
                     arch: i.arch.as_deref(),
                     state: i.state.as_str(),

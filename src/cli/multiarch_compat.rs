@@ -28,7 +28,7 @@ use clap::Parser;
 
 use crate::model::Takeover;
 use crate::observe::{self, Request};
-use crate::plan::{Mode, Overrides, State};
+use crate::plan::{EntryState, Mode, Overrides};
 
 /// Whether these arguments are multiarch's (its first argument decides,
 /// as `register.sh` looks only at `$1`).
@@ -240,7 +240,7 @@ fn run(asked: &Asked) -> Result<bool> {
 /// `qemu-binfmt-conf.sh`'s "Setting … as binfmt interpreter for …" line
 /// per arch registered (stdout), the failures on stderr; whether none
 /// failed, and the entries registered.
-fn report(pass: &crate::engine::Pass, not_host: bool) -> (bool, BTreeSet<String>) {
+fn report(pass: &crate::engine::Outcome, not_host: bool) -> (bool, BTreeSet<String>) {
     let where_ = if not_host {
         " (in this user namespace's own binfmt_misc, not the host's)"
     } else {
@@ -252,21 +252,24 @@ fn report(pass: &crate::engine::Pass, not_host: bool) -> (bool, BTreeSet<String>
         let (Some(arch), Some(spec)) = (&item.arch, &item.wanted) else {
             continue;
         };
-        let failed = (pass.outcome.failed.iter()).find(|(a, _)| a.entry() == item.name);
+        let failed = (pass.applied.failed.iter()).find(|(a, _)| a.entry() == item.name);
         if let Some((_, why)) = failed {
             eprintln!("qus: {}: {why}", item.name);
             ok = false;
             continue;
         }
         match item.state {
-            State::Registered | State::Missing | State::Stale | State::Disabled => {
+            EntryState::Registered
+            | EntryState::Missing
+            | EntryState::Stale
+            | EntryState::Disabled => {
                 println!(
                     "Setting {} as binfmt interpreter for {arch}{where_}",
                     spec.interpreter.display()
                 );
                 registered.insert(item.name.clone());
             }
-            State::Conflict => {
+            EntryState::Conflict => {
                 eprintln!(
                     "qus: {}: {} (--reset replaces it)",
                     item.name,

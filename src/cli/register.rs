@@ -11,7 +11,7 @@ use crate::binfmt::Flags;
 use crate::engine;
 use crate::observe::Request;
 use crate::plan::Overrides;
-use crate::plan::{Mode, Plan, State};
+use crate::plan::{EntryState, Mode, Plan};
 
 #[derive(Debug, Args)]
 pub struct RegisterArgs {
@@ -83,13 +83,13 @@ pub fn run(common: &CommonArgs, args: &RegisterArgs) -> Result<ExitCode> {
         println!(
             "qus: {}, {} writes to binfmt_misc",
             pass.summary(),
-            pass.outcome.kernel_writes
+            pass.applied.kernel_writes
         );
     }
     // A named arch without an emulator, or a custom entry without its
     // interpreter, is not "nothing to do": it is a failure.
     Ok(
-        if pass.outcome.failed.is_empty() && refused == 0 && missing == 0 {
+        if pass.applied.failed.is_empty() && refused == 0 && missing == 0 {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)
@@ -107,12 +107,12 @@ fn report_items(plan: &Plan, mode: &Mode, named: bool) -> (usize, usize) {
         // Details name files and entries from the system: shown escaped.
         let detail = crate::escape::clean(item.detail.as_deref().unwrap_or(""));
         match item.state {
-            State::Refused => {
+            EntryState::Refused => {
                 refused += 1;
                 eprintln!("qus: refused {}: {detail}", item.name);
             }
-            State::Conflict => eprintln!("qus: conflict {}: {detail}", item.name),
-            State::NoInterpreter if named || item.arch.is_none() => {
+            EntryState::Conflict => eprintln!("qus: conflict {}: {detail}", item.name),
+            EntryState::NoInterpreter if named || item.arch.is_none() => {
                 missing += 1;
                 eprintln!(
                     "qus: {} not registered: {}",
@@ -120,7 +120,7 @@ fn report_items(plan: &Plan, mode: &Mode, named: bool) -> (usize, usize) {
                     crate::escape::clean(item.detail.as_deref().unwrap_or("no interpreter"))
                 );
             }
-            State::Excluded | State::Native if named => {
+            EntryState::Excluded | EntryState::Native if named => {
                 eprintln!(
                     "qus: {} not registered: {}: {detail}",
                     item.name,

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::escape::clean;
 use crate::model::World;
 use crate::observe::{self, System};
-use crate::plan::{Item, Plan, State};
+use crate::plan::{EntryState, Item, Plan};
 use crate::userns::Instance;
 
 const SCHEMA_VERSION: u32 = 1;
@@ -48,7 +48,7 @@ pub struct EntryReport {
     pub name: String,
     /// Table arch for qemu entries, `null` for custom entries.
     pub arch: Option<String>,
-    pub state: State,
+    pub state: EntryState,
     pub owned: bool,
     /// The interpreter qus wants, else the kernel's.
     pub interpreter: Option<String>,
@@ -106,7 +106,9 @@ pub fn build(system: &System, world: &World, plan: &Plan) -> Report {
             e.known_failures = e
                 .emulator_version
                 .as_deref()
-                .map(|v| crate::version::known_failures(v, e.arch.as_deref().unwrap_or("")))
+                .map(|v| {
+                    crate::observe::version::known_failures(v, e.arch.as_deref().unwrap_or(""))
+                })
                 .unwrap_or_default();
             e
         })
@@ -171,7 +173,7 @@ fn foreign_rows(world: &World, plan: &Plan) -> Vec<EntryReport> {
             Some(EntryReport {
                 name: name.clone(),
                 arch: catches.first().map(|a| a.to_string()),
-                state: State::Foreign,
+                state: EntryState::Foreign,
                 owned: false,
                 interpreter: Some(k.spec.interpreter.display().to_string()),
                 flags: Some(k.spec.flags.normalized().to_string()),
@@ -198,13 +200,13 @@ pub fn needs_attention(e: &EntryReport) -> bool {
         return true;
     }
     match e.state {
-        State::Missing
-        | State::Disabled
-        | State::Stale
-        | State::Conflict
-        | State::Refused
-        | State::Orphaned => true,
-        State::NoInterpreter => e.arch.is_none(),
+        EntryState::Missing
+        | EntryState::Disabled
+        | EntryState::Stale
+        | EntryState::Conflict
+        | EntryState::Refused
+        | EntryState::Orphaned => true,
+        EntryState::NoInterpreter => e.arch.is_none(),
         _ => false,
     }
 }
@@ -307,7 +309,11 @@ pub fn render(report: &Report, verbose: bool) -> String {
 /// for an interpreter others could replace; `verbose` adds the QEMU version.
 fn detail_cell(e: &EntryReport, verbose: bool) -> String {
     let shown = match e.state {
-        State::Registered | State::Missing | State::Disabled | State::Stale | State::Foreign => e
+        EntryState::Registered
+        | EntryState::Missing
+        | EntryState::Disabled
+        | EntryState::Stale
+        | EntryState::Foreign => e
             .interpreter
             .clone()
             .map(|i| match &e.detail {
@@ -331,12 +337,12 @@ fn detail_cell(e: &EntryReport, verbose: bool) -> String {
 /// The FLAGS cell: the flags where an entry is or should be, else `-`.
 fn flags_cell(e: &EntryReport) -> String {
     match e.state {
-        State::Registered
-        | State::Missing
-        | State::Disabled
-        | State::Stale
-        | State::Conflict
-        | State::Foreign => e
+        EntryState::Registered
+        | EntryState::Missing
+        | EntryState::Disabled
+        | EntryState::Stale
+        | EntryState::Conflict
+        | EntryState::Foreign => e
             .flags
             .clone()
             .filter(|f| !f.is_empty())

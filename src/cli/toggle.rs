@@ -14,7 +14,7 @@ use clap::Args;
 use super::{arch_names, daemon_note, CommonArgs};
 use crate::engine;
 use crate::observe::Request;
-use crate::plan::{Mode, State};
+use crate::plan::{EntryState, Mode};
 
 /// The drop-ins `qus disable`/`enable` manage: two names, so the runtime
 /// one is not masked by the persistent one (masking goes by file name).
@@ -158,7 +158,19 @@ pub fn run(common: &CommonArgs, args: &ToggleArgs, disable: bool) -> Result<Exit
         holds: BTreeSet::new(),
     };
     let pass = engine::run(&system, &Request::default(), mode)?;
-    let word = if disable { "disabled" } else { "enabled" };
+    say_states(&pass, if disable { "disabled" } else { "enabled" }, &path);
+    if let Some(note) = daemon_note(common) {
+        println!("qus: {note} applies it too and keeps it");
+    }
+    Ok(if pass.applied.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// One line per arch of the change: its state after the pass.
+fn say_states(pass: &engine::Outcome, word: &str, path: &std::path::Path) {
     for item in pass
         .plan
         .items
@@ -168,12 +180,14 @@ pub fn run(common: &CommonArgs, args: &ToggleArgs, disable: bool) -> Result<Exit
         // The plan's state is the kernel's before this pass: say what it
         // is after (a registration just made is no longer "missing").
         let failed = pass
-            .outcome
+            .applied
             .failed
             .iter()
             .any(|(a, _)| a.entry() == item.name);
         let now = match item.state {
-            State::Missing | State::Stale | State::Disabled if !failed => "registered",
+            EntryState::Missing | EntryState::Stale | EntryState::Disabled if !failed => {
+                "registered"
+            }
             state => state.as_str(),
         };
         println!(
@@ -186,12 +200,4 @@ pub fn run(common: &CommonArgs, args: &ToggleArgs, disable: bool) -> Result<Exit
                 .unwrap_or_default()
         );
     }
-    if let Some(note) = daemon_note(common) {
-        println!("qus: {note} applies it too and keeps it");
-    }
-    Ok(if pass.outcome.failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
 }

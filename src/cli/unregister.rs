@@ -65,7 +65,7 @@ pub fn run(common: &CommonArgs, args: &UnregisterArgs) -> Result<ExitCode> {
         .iter()
         .filter(|i| i.actions.is_empty() && i.owned && i.kernel.is_some() && i.detail.is_some())
         .count();
-    let outcome = &pass.outcome;
+    let outcome = &pass.applied;
     let count = |f: fn(&Action) -> bool| outcome.done.iter().filter(|a| f(a)).count();
     let removed = count(|a| matches!(a, Action::Unregister { .. }));
     let restored = count(|a| matches!(a, Action::Restore { .. }));

@@ -76,7 +76,7 @@ impl Daemon {
         ) {
             Ok(p) => tracing::info!(
                 "removed {} owned entries (daemon.unregister_on_stop = true)",
-                p.outcome.done.len()
+                p.applied.done.len()
             ),
             Err(e) => tracing::error!("removing owned entries at stop: {e:#}"),
         }

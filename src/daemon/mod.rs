@@ -16,6 +16,7 @@
 //! binfmt_misc is exactly as the last pass left it, those are recognised
 //! and cost no pass, so qusd never loops.
 
+mod events;
 mod lifecycle;
 mod memory;
 mod notify;
@@ -38,9 +39,10 @@ use crate::binfmt::KernelEntries;
 use crate::model::NativeVerdicts;
 use crate::observe::{self, System};
 use crate::setup::{print_error, CommonArgs};
+use events::{Targets, Trigger};
 use pass::{Ended, Job};
 use rules::{RepairCounter, Settle};
-use watch::{Targets, Trigger, WatchSet};
+use watch::WatchSet;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::binfmt::KernelEntries;
-use crate::engine::{self, Pass};
+use crate::engine::{self, Outcome};
 use crate::model::NativeVerdicts;
 use crate::observe::{Request, System};
 use crate::plan::{Action, Mode, Target};
@@ -85,7 +85,7 @@ impl Job {
                     "pass {} ({}): {} writes to binfmt_misc; {status}",
                     self.number,
                     self.why,
-                    pass.outcome.kernel_writes
+                    pass.applied.kernel_writes
                 );
                 Ended::Done(Box::new(Finished {
                     risky: pass.world.risky.clone(),
@@ -98,11 +98,11 @@ impl Job {
                         .keys()
                         .any(|n| pass.owned_after.contains_key(n)),
                     left: super::memory::Left {
-                        busy: pass.outcome.busy.clone(),
+                        busy: pass.applied.busy.clone(),
                         owned_after: pass.owned_after.clone(),
                         state_refused: pass.state_refused.clone(),
                         registered: repairs(&pass).into_iter().map(|(n, _)| n).collect(),
-                        failed_takeovers: pass.outcome.failed_takeovers.clone(),
+                        failed_takeovers: pass.applied.failed_takeovers.clone(),
                     },
                     kernel_after: pass.kernel_after,
                     status,
@@ -122,7 +122,7 @@ impl Job {
 /// lands between putting them back and observing (`systemctl restart
 /// systemd-binfmt` flushes twice) must find them remembered, or the next
 /// pass would not know to put them back again.
-fn others(pass: &Pass, restored: &KernelEntries) -> KernelEntries {
+fn others(pass: &Outcome, restored: &KernelEntries) -> KernelEntries {
     let mut others: KernelEntries = pass
         .kernel_after
         .1
@@ -137,8 +137,8 @@ fn others(pass: &Pass, restored: &KernelEntries) -> KernelEntries {
 }
 
 /// The kernel writes a pass made, by entry, with a fingerprint of each.
-fn repairs(pass: &Pass) -> Vec<(String, String)> {
-    pass.outcome
+fn repairs(pass: &Outcome) -> Vec<(String, String)> {
+    pass.applied
         .done
         .iter()
         .filter_map(|a| match a {
@@ -162,9 +162,9 @@ fn repairs(pass: &Pass) -> Vec<(String, String)> {
 /// `daemon.verify`: run the probe of every arch this pass registered or
 /// replaced (a few at once), so a broken emulator is reported now, not at
 /// the first failed build. Returns the words to add to the status line.
-fn verify(pass: &Pass) -> String {
+fn verify(pass: &Outcome) -> String {
     let targets: Vec<(&Target, &'static probe::Probe)> = pass
-        .outcome
+        .applied
         .done
         .iter()
         .filter_map(|action| match action {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::binfmt::KernelEntries;
 use crate::config::Config;
 
-use super::watch::{Targets, Trigger};
+use super::events::{Targets, Trigger};
 
 /// How long a burst of complete-file or config events must be quiet
 /// before a pass: long enough to collapse `dpkg` unpacking 35 emulators or

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use inotify::{Event, EventMask, WatchDescriptor, WatchMask, Watches};
 
+use super::events::{Change, EmulatorEvent, FileNow, Meaning, Targets, Trigger, Writes};
+
 /// Why a directory is watched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Role {
@@ -32,68 +34,6 @@ enum Role {
         next: OsString,
         config: bool,
     },
-}
-
-/// What a batch of events asks for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Trigger {
-    /// A configuration directory changed: reload.
-    pub config: bool,
-    /// An emulator or interpreter file changed.
-    pub files: bool,
-    /// binfmt_misc changed (maybe by qusd itself).
-    pub kernel: bool,
-    /// The set of watches must be rebuilt (a directory appeared or went,
-    /// binfmt_misc was unmounted).
-    pub rearm: bool,
-    /// The inotify queue overflowed: events were lost, rescan everything.
-    pub overflow: bool,
-}
-
-impl Trigger {
-    pub fn any(&self) -> bool {
-        self.config || self.files || self.kernel || self.rearm || self.overflow
-    }
-
-    pub fn merge(&mut self, other: Trigger) {
-        self.config |= other.config;
-        self.files |= other.files;
-        self.kernel |= other.kernel;
-        self.rearm |= other.rearm;
-        self.overflow |= other.overflow;
-    }
-
-    /// Only binfmt_misc changed: possibly just the echo of qusd's own writes.
-    pub fn kernel_only(&self) -> bool {
-        self.kernel && !(self.config || self.files || self.rearm || self.overflow)
-    }
-
-    /// Words for the log.
-    pub fn reasons(&self) -> String {
-        let mut r = vec![];
-        for (on, word) in [
-            (self.overflow, "inotify overflow: full rescan"),
-            (self.config, "configuration changed"),
-            (self.files, "emulator files changed"),
-            (self.kernel, "binfmt_misc changed"),
-            (self.rearm, "watched directories changed"),
-        ] {
-            if on {
-                r.push(word);
-            }
-        }
-        r.join(", ")
-    }
-}
-
-/// What to watch, computed from the configuration.
-#[derive(Debug, Clone, Default)]
-pub struct Targets {
-    pub binfmt: PathBuf,
-    pub emulator_dirs: Vec<PathBuf>,
-    /// File names that may be emulators or interpreters.
-    pub emulator_names: HashSet<OsString>,
-    pub config_dirs: Vec<PathBuf>,
 }
 
 const BINFMT_MASK: WatchMask = WatchMask::MODIFY
@@ -133,15 +73,9 @@ pub struct WatchSet {
     watches: Watches,
     roles: HashMap<WatchDescriptor, (PathBuf, Vec<Role>)>,
     emulator_names: HashSet<OsString>,
-    /// Emulator file names being written (seen CREATE/MODIFY, not yet
-    /// CLOSE_WRITE), with the time of the last write seen: their entries
-    /// wait, but never forever (see [`WatchSet::expire`]).
-    in_progress: HashMap<PathBuf, Instant>,
-    /// Of those, the ones closed without any execute bit: `install` (and
-    /// package managers) write a file, close it, then chmod it, and a pass
-    /// between the close and the chmod would refuse it as not executable.
-    /// They wait for their ATTRIB (or the quiet spell) instead.
-    awaiting_mode: HashSet<PathBuf>,
+    /// Emulator files being written: their entries wait, but never
+    /// forever (see [`super::events`]).
+    writes: Writes,
     /// Entry names binfmt_misc reported removed since the last look (see
     /// [`super::rules::flushed`]).
     vanished: std::collections::BTreeSet<String>,
@@ -163,8 +97,7 @@ impl WatchSet {
             watches,
             roles: HashMap::new(),
             emulator_names: HashSet::new(),
-            in_progress: HashMap::new(),
-            awaiting_mode: HashSet::new(),
+            writes: Writes::default(),
             vanished: Default::default(),
         }
     }
@@ -174,13 +107,13 @@ impl WatchSet {
     /// a same-named file elsewhere in the search path), also through
     /// symlinks: a candidate whose link target is being written waits too.
     pub fn writing(&self, candidate: &Path) -> bool {
-        if self.in_progress.contains_key(candidate) {
+        if self.writes.writing(candidate) {
             return true;
         }
         let Ok(target) = std::fs::canonicalize(candidate) else {
             return false;
         };
-        self.in_progress.keys().any(|p| {
+        self.writes.paths().any(|p| {
             p.parent()
                 .and_then(|d| std::fs::canonicalize(d).ok())
                 .zip(p.file_name())
@@ -190,39 +123,35 @@ impl WatchSet {
 
     /// Is any emulator file being written?
     pub fn any_writing(&self) -> bool {
-        !self.in_progress.is_empty()
+        self.writes.any()
     }
 
     /// When the oldest quiet file in progress counts as complete.
     pub fn next_expiry(&self, quiet: Duration) -> Option<Instant> {
-        self.in_progress.values().min().map(|t| *t + quiet)
+        self.writes.next_expiry(quiet)
     }
 
-    /// Files with no write for `quiet` count as complete: a writer that
-    /// closes under another name (an `O_TMPFILE` linked in, whose
-    /// CLOSE_WRITE names `#ino`) or one that died must not hold an entry
-    /// forever. Returns whether any expired.
+    /// Files with no write for `quiet` count as complete (see
+    /// [`Writes::expire`]). Returns whether any expired.
     pub fn expire(&mut self, now: Instant, quiet: Duration) -> bool {
-        let before = self.in_progress.len();
-        self.in_progress.retain(|path, last| {
-            let keep = now < *last + quiet;
-            if !keep && self.awaiting_mode.remove(path) {
+        let expired = self.writes.expire(now, quiet);
+        for e in &expired {
+            if e.never_chmodded {
                 tracing::warn!(
                     "{}: written without execute permission and no chmod for {:.1} s; \
                      treating it as complete",
-                    path.display(),
+                    e.path.display(),
                     quiet.as_secs_f64()
                 );
-            } else if !keep {
+            } else {
                 tracing::warn!(
                     "{}: no write for {:.1} s and no close seen; treating it as complete",
-                    path.display(),
+                    e.path.display(),
                     quiet.as_secs_f64()
                 );
             }
-            keep
-        });
-        self.in_progress.len() != before
+        }
+        !expired.is_empty()
     }
 
     /// How many directories are watched.
@@ -347,83 +276,79 @@ impl WatchSet {
         t
     }
 
+    /// An event in an emulator directory: what it is (one look at the
+    /// file), then what it means ([`Writes::feed`]).
     fn emulator_event(&mut self, dir: &Path, event: &Event<OsString>, t: &mut Trigger) {
-        if event
-            .mask
-            .intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF)
-        {
-            t.files = true;
-            t.rearm = true;
-            return;
-        }
-        let Some(name) = event.name.as_ref() else {
+        let Some(seen) = self.emulator_seen(dir, event) else {
             return;
         };
-        if event.mask.contains(EventMask::CLOSE_WRITE) {
-            // An O_TMPFILE written, linked in under its name, then closed:
-            // the close is reported as `#INODE`. Complete that file.
-            if let Some(ino) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix('#'))
-                .and_then(|n| n.parse::<u64>().ok())
-            {
-                let done: Vec<PathBuf> = self
-                    .in_progress
-                    .keys()
-                    .filter(|p| p.parent() == Some(dir))
-                    .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.ino() == ino))
-                    .cloned()
-                    .collect();
-                for p in done {
-                    self.in_progress.remove(&p);
-                    self.awaiting_mode.remove(&p);
-                    t.files = true;
-                }
-                return;
+        match self.writes.feed(seen, Instant::now()) {
+            Meaning::Nothing => {}
+            Meaning::FilesChanged => t.files = true,
+            Meaning::DirGone => {
+                t.files = true;
+                t.rearm = true;
+            }
+            Meaning::AwaitingMode => tracing::info!(
+                "{} written without execute permission; waiting for its chmod",
+                event.name.as_deref().unwrap_or_default().to_string_lossy()
+            ),
+        }
+    }
+
+    /// The inotify event as [`super::events`] takes it; `None` for names
+    /// that cannot be an emulator and events that say nothing here.
+    fn emulator_seen(&self, dir: &Path, event: &Event<OsString>) -> Option<EmulatorEvent> {
+        let m = event.mask;
+        if m.intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF) {
+            return Some(EmulatorEvent::DirGone);
+        }
+        let name = event.name.as_ref()?;
+        if m.contains(EventMask::CLOSE_WRITE) {
+            let tmpfile = name.to_str().and_then(|n| n.strip_prefix('#'));
+            if let Some(ino) = tmpfile.and_then(|n| n.parse::<u64>().ok()) {
+                return Some(EmulatorEvent::TmpfileClosed {
+                    dir: dir.to_path_buf(),
+                    ino,
+                });
             }
         }
         if !self.emulator_names.contains(name) {
-            return;
+            return None;
         }
-        let path = dir.join(name);
-        let m = event.mask;
-        if m.contains(EventMask::CREATE) {
-            match created_kind(&path) {
-                // Symlinks and hard links appear complete, with no CLOSE_WRITE.
-                Created::Complete => t.files = true,
-                Created::BeingWritten => {
-                    self.in_progress.insert(path, Instant::now());
-                }
-                Created::Other => {}
-            }
+        let change = if m.contains(EventMask::CREATE) {
+            Change::Create
         } else if m.contains(EventMask::MODIFY) {
-            self.awaiting_mode.remove(&path);
-            self.in_progress.insert(path, Instant::now());
-        } else if m.contains(EventMask::CLOSE_WRITE) && lacks_execute_bits(&path) {
-            tracing::info!(
-                "{} written without execute permission; waiting for its chmod",
-                name.to_string_lossy()
-            );
-            self.in_progress.insert(path.clone(), Instant::now());
-            self.awaiting_mode.insert(path);
-        } else if m.intersects(
-            EventMask::CLOSE_WRITE
-                | EventMask::MOVED_TO
-                | EventMask::MOVED_FROM
-                | EventMask::DELETE,
-        ) {
-            self.in_progress.remove(&path);
-            self.awaiting_mode.remove(&path);
-            t.files = true;
-        } else if m.contains(EventMask::ATTRIB) && self.awaiting_mode.remove(&path) {
-            // The chmod after the close: complete now.
-            self.in_progress.remove(&path);
-            t.files = true;
-        } else if m.contains(EventMask::ATTRIB) && !self.in_progress.contains_key(&path) {
-            // chmod/chown of a complete file: the safety verdict may
-            // change. (A file still being written waits for its close.)
-            t.files = true;
-        }
+            Change::Modify
+        } else if m.contains(EventMask::CLOSE_WRITE) {
+            Change::CloseWrite
+        } else if m.intersects(EventMask::MOVED_TO | EventMask::MOVED_FROM | EventMask::DELETE) {
+            Change::MovedOrDeleted
+        } else if m.contains(EventMask::ATTRIB) {
+            Change::Attrib
+        } else {
+            return None;
+        };
+        let path = dir.join(name);
+        let now = file_now(&path);
+        Some(EmulatorEvent::File { path, change, now })
+    }
+}
+
+/// What a file is now, in one `lstat`. A regular file with one link may
+/// be being written, whatever its size when the event is read: on a busy
+/// machine qusd may read the CREATE of a `cp` after much of the data has
+/// landed, so a non-empty file proves nothing.
+fn file_now(path: &Path) -> FileNow {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => FileNow::Symlink,
+        Ok(m) if m.is_file() && m.nlink() > 1 => FileNow::Linked,
+        Ok(m) if m.is_file() => FileNow::Regular {
+            ino: m.ino(),
+            executable: m.mode() & 0o111 != 0,
+        },
+        Ok(_) => FileNow::Other,
+        Err(_) => FileNow::Gone,
     }
 }
 
@@ -444,7 +369,7 @@ fn config_event(dir: &Path, event: &Event<OsString>, t: &mut Trigger) {
     }
     // A regular file being created is not complete yet: CLOSE_WRITE follows.
     if event.mask.contains(EventMask::CREATE)
-        && matches!(created_kind(&dir.join(name)), Created::BeingWritten)
+        && matches!(file_now(&dir.join(name)), FileNow::Regular { .. })
     {
         return;
     }
@@ -456,36 +381,6 @@ fn config_event(dir: &Path, event: &Event<OsString>, t: &mut Trigger) {
 fn config_name_matters(name: &OsStr) -> bool {
     let n = name.to_string_lossy();
     n.starts_with("..") || (!n.starts_with('.') && n.ends_with(".toml"))
-}
-
-enum Created {
-    Complete,
-    BeingWritten,
-    Other,
-}
-
-/// What a CREATE event brought. A symlink or a second hard link is
-/// complete. A regular file with one link is being written, whatever its
-/// size when the event is read: on a busy machine qusd may read the
-/// CREATE of a `cp` after much of the data has landed, so a non-empty
-/// file proves nothing. Its CLOSE_WRITE completes it (for an `O_TMPFILE`
-/// linked in, the close names `#INODE`); a writer that never closes is
-/// taken as done after a quiet spell.
-fn created_kind(path: &Path) -> Created {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => Created::Complete,
-        Ok(m) if m.is_file() && m.nlink() > 1 => Created::Complete,
-        Ok(m) if m.is_file() => Created::BeingWritten,
-        Ok(_) => Created::Other,
-        // Gone already: whatever happens next has its own event.
-        Err(_) => Created::Other,
-    }
-}
-
-/// A regular file with no execute bit at all (one being installed, whose
-/// mode comes after its close).
-fn lacks_execute_bits(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.mode() & 0o111 == 0)
 }
 
 /// Every link on the way from `path` to the directory it names, as

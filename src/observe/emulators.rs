@@ -7,8 +7,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::arch::{self, Arch};
+use crate::binfmt::elf::{self, Head, Linking};
 use crate::config::Config;
-use crate::elf::{self, Head, Linking};
 use crate::model::{Candidate, Identity, InterpreterCheck};
 use crate::safety;
 
@@ -52,7 +52,10 @@ pub fn candidate(path: PathBuf, head: Option<Head>, dirs: &safety::DirCache) -> 
 /// Every interpreter path the configuration points at now, by entry name:
 /// the emulator found for each arch and each custom entry's interpreter.
 /// (What the daemon watches, and what it holds while a file is written.)
-pub fn interpreters(config: &Config, versions: &crate::version::Memo) -> Vec<(String, PathBuf)> {
+pub fn interpreters(
+    config: &Config,
+    versions: &crate::observe::version::Memo,
+) -> Vec<(String, PathBuf)> {
     let dirs = safety::DirCache::default();
     let choice = Choice {
         dirs: &dirs,
@@ -141,11 +144,11 @@ fn find(config: &Config, arch: &Arch, choice: &Choice) -> Option<Found> {
 /// to ask its version) and the versions asked so far.
 pub struct Choice<'a> {
     pub dirs: &'a safety::DirCache,
-    pub versions: &'a crate::version::Memo,
+    pub versions: &'a crate::observe::version::Memo,
 }
 
 impl Choice<'_> {
-    /// The newest QEMU among `found` (see [`crate::version::newest`]): a
+    /// The newest QEMU among `found` (see [`crate::observe::version::newest`]): a
     /// channel package's 11.1 beside the distribution's 7.2 wins wherever
     /// it is in `search_path`. One that fails the checks is never run and
     /// ranks last.
@@ -155,9 +158,9 @@ impl Choice<'_> {
             .map(|f| {
                 let (_, meta) = safety::check_interpreter(&f.path, self.dirs).ok()?;
                 let v = self.versions.of(&f.path, &identity_from(&meta))?;
-                crate::version::numbers(&v)
+                crate::observe::version::numbers(&v)
             })
             .collect();
-        crate::version::newest(&versions)
+        crate::observe::version::newest(&versions)
     }
 }

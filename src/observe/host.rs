@@ -65,8 +65,8 @@ impl HostFacts {
     /// programs of the host); empty when unreadable.
     pub fn own_heads(&self, roots: &Roots) -> &[Vec<u8>] {
         self.own_heads.get_or_init(|| {
-            crate::elf::read_head(&roots.own_exe)
-                .map(|h| crate::elf::both_types(&h.bytes))
+            crate::binfmt::elf::read_head(&roots.own_exe)
+                .map(|h| crate::binfmt::elf::both_types(&h.bytes))
                 .unwrap_or_default()
         })
     }

@@ -24,7 +24,9 @@ use crate::userns::Instance;
 mod distro;
 mod emulators;
 mod host;
+pub(crate) mod loader_check;
 mod native;
+pub(crate) mod version;
 
 pub use emulators::{identity_of, interpreters};
 pub use host::{detect_host, HostFacts, Roots};
@@ -42,7 +44,7 @@ pub struct System {
     /// Facts read from those files, once.
     pub facts: HostFacts,
     /// QEMU versions asked so far (to choose between emulators).
-    pub versions: crate::version::Memo,
+    pub versions: crate::observe::version::Memo,
 }
 
 impl System {
@@ -50,7 +52,7 @@ impl System {
         let state = StateDir::new(state_dir);
         System {
             binfmt: BinfmtMisc::new(config.binfmt_path.value.clone()),
-            versions: crate::version::Memo::new(state.clone()),
+            versions: crate::observe::version::Memo::new(state.clone()),
             state,
             config,
             host,
@@ -129,66 +131,10 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
     if let Some(w) = &owned_warning {
         tracing::warn!("{w}");
     }
-    // Probes run while the emulators are looked for: the arches they
-    // decide are looked at last.
-    let deciding = match &request.native {
-        Some(known) => native::Deciding::known(known.clone()),
-        None => {
-            // The listing is what the kernel consults for this process:
-            // mounted here, readable, and not a parent namespace's.
-            let listed = kernel.mounted
-                && kernel.enabled.is_some()
-                && instance(system.binfmt.root()) != Instance::Ancestor;
-            let view = native::BinfmtView {
-                live: kernel.live(),
-                listed,
-            };
-            native::start(system, &kernel.entries, &owned, view)
-        }
-    };
-    let host = system.facts.view(&system.roots);
+    let deciding = start_native(system, request, &kernel, &owned);
     let dirs = safety::DirCache::default();
-    let choice = emulators::Choice {
-        dirs: &dirs,
-        versions: &system.versions,
-    };
-    let arch_want = |a: &arch::Arch, native: &NativeVerdicts| {
-        let config = &system.config;
-        let candidate = want::arch_skip(config, native, &request.overrides, a)
-            .is_none()
-            .then(|| emulators::arch_candidate(config, a, &choice))
-            .flatten();
-        want::arch_want(
-            config,
-            native,
-            &request.overrides,
-            a,
-            candidate.as_ref(),
-            host,
-        )
-    };
-    let mut arch_wants: Vec<Option<Want>> = arch::ARCHES
-        .iter()
-        .map(|a| (!deciding.undecided.contains(&a.name)).then(|| arch_want(a, &deciding.verdicts)))
-        .collect();
-    let (native, native_provisional, native_cache_key) = deciding.finish(&system.host);
-    for (slot, a) in arch_wants.iter_mut().zip(arch::ARCHES) {
-        slot.get_or_insert_with(|| arch_want(a, &native));
-    }
-    // A custom entry may catch any program the host runs itself: every
-    // native arch's header, non-PIE and PIE, not only this executable's.
-    let native_heads = native_heads(host.host_heads, &native);
-    let custom = custom_wants(
-        &system.config,
-        &dirs,
-        crate::model::HostView {
-            host_heads: &native_heads,
-            ..host
-        },
-    );
-    let wanted = Wanted {
-        items: arch_wants.into_iter().flatten().chain(custom).collect(),
-    };
+    let (wanted, (native, native_provisional, native_cache_key)) =
+        wants(system, request, deciding, &dirs);
     warn_unusable(&system.config, &wanted, &request.holds);
     let handlers = handlers(&kernel.entries, &kernel.match_order, kernel.live());
     let broken_handlers = broken_handlers(&wanted, &handlers, &kernel.entries, &owned);
@@ -218,6 +164,83 @@ pub fn observe(system: &System, request: &Request) -> Result<World> {
     })
 }
 
+/// The native verdicts: known already (qusd keeps them for the boot), or
+/// decided now, the probes started to run while emulators are looked for.
+fn start_native(
+    system: &System,
+    request: &Request,
+    kernel: &KernelView,
+    owned: &crate::model::OwnedEntries,
+) -> native::Deciding {
+    if let Some(known) = &request.native {
+        return native::Deciding::known(known.clone());
+    }
+    // The listing is what the kernel consults for this process: mounted
+    // here, readable, and not a parent namespace's.
+    let listed = kernel.mounted
+        && kernel.enabled.is_some()
+        && instance(system.binfmt.root()) != Instance::Ancestor;
+    let view = native::BinfmtView {
+        live: kernel.live(),
+        listed,
+    };
+    native::start(system, &kernel.entries, owned, view)
+}
+
+/// What is wanted: one want per arch, and the custom entries. The arches
+/// the probes decide are looked at last, once they have; returns the
+/// native verdicts too (as [`native::Deciding::finish`] gives them).
+fn wants(
+    system: &System,
+    request: &Request,
+    deciding: native::Deciding,
+    dirs: &safety::DirCache,
+) -> (Wanted, (NativeVerdicts, bool, Option<String>)) {
+    let host = system.facts.view(&system.roots);
+    let choice = emulators::Choice {
+        dirs,
+        versions: &system.versions,
+    };
+    let arch_want = |a: &arch::Arch, native: &NativeVerdicts| {
+        let config = &system.config;
+        let candidate = want::arch_skip(config, native, &request.overrides, a)
+            .is_none()
+            .then(|| emulators::arch_candidate(config, a, &choice))
+            .flatten();
+        want::arch_want(
+            config,
+            native,
+            &request.overrides,
+            a,
+            candidate.as_ref(),
+            host,
+        )
+    };
+    let mut arch_wants: Vec<Option<Want>> = arch::ARCHES
+        .iter()
+        .map(|a| (!deciding.undecided.contains(&a.name)).then(|| arch_want(a, &deciding.verdicts)))
+        .collect();
+    let decided = deciding.finish(&system.host);
+    for (slot, a) in arch_wants.iter_mut().zip(arch::ARCHES) {
+        slot.get_or_insert_with(|| arch_want(a, &decided.0));
+    }
+    // A custom entry may catch any program the host runs itself: every
+    // native arch's header, non-PIE and PIE, not only this executable's.
+    let native_heads = native_heads(host.host_heads, &decided.0);
+    let custom = custom_wants(
+        &system.config,
+        dirs,
+        crate::model::HostView {
+            host_heads: &native_heads,
+            ..host
+        },
+    );
+    let wanted = Wanted {
+        items: arch_wants.into_iter().flatten().chain(custom).collect(),
+    };
+    (wanted, decided)
+}
+
 /// The headers of every program the host runs itself: its own, and each
 /// native arch's probe as both ELF types.
 fn native_heads(own: &[Vec<u8>], native: &NativeVerdicts) -> Vec<Vec<u8>> {
@@ -225,7 +248,7 @@ fn native_heads(own: &[Vec<u8>], native: &NativeVerdicts) -> Vec<Vec<u8>> {
     for a in arch::ARCHES {
         if matches!(native.get(a.name), Some(crate::model::Native::Yes(_))) {
             if let Some(p) = probe::find(a.name) {
-                heads.extend(crate::elf::both_types(p.program));
+                heads.extend(crate::binfmt::elf::both_types(p.program));
             }
         }
     }

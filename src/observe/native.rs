@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::System;
 use crate::arch::{self, Arch};
 use crate::binfmt::KernelEntries;
-use crate::loader_check::{self, Asking, EntriesTake, LoaderVerdict};
 use crate::model::{Host, Native, NativeVerdicts, OwnedEntries};
+use crate::observe::loader_check::{self, Asking, EntriesTake, LoaderVerdict};
 use crate::probe;
 
 /// How long a native probe may take: natively it takes well under a

@@ -50,7 +50,7 @@ fn the_same_file_with_opf_is_adopted_without_a_write() {
     );
     let item = only(&p);
     assert_eq!(p.kernel_writes(), 0, "{p:#?}");
-    assert_eq!(item.state, State::Registered);
+    assert_eq!(item.state, EntryState::Registered);
     assert!(item.owned);
     assert!(
         matches!(&item.actions[..], [Action::Record(t)] if t.spec == debian && t.replaced.as_ref() == Some(&debian))
@@ -111,7 +111,7 @@ fn an_upgraded_emulator_re_registers_the_distributions_own_line() {
     let w = world(&debian, &ours, true, Some(adopted_record(&debian, id(7))));
     let p = super::super::plan(&w, &Mode::reconcile(Takeover::Distro));
     let item = only(&p);
-    assert_eq!(item.state, State::Stale);
+    assert_eq!(item.state, EntryState::Stale);
     assert!(
         matches!(&item.actions[..], [Action::Replace { target, .. }] if target.spec == debian && target.identity == id(1)),
         "{p:#?}"
@@ -210,7 +210,7 @@ fn debians_own_masks_are_adopted_where_they_catch_the_same_programs() {
         };
         let p = super::super::plan(&w, &Mode::reconcile(Takeover::Distro));
         assert_eq!(p.kernel_writes(), 0, "{arch}: {p:#?}");
-        assert_eq!(only(&p).state, State::Registered, "{arch}");
+        assert_eq!(only(&p).state, EntryState::Registered, "{arch}");
     }
 }
 

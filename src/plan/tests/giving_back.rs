@@ -140,7 +140,7 @@ fn another_handler_makes_qus_yield_unless_override() {
     );
     let p = crate::plan::plan(&w, &opts(false));
     let item = only(&p);
-    assert_eq!(item.state, State::HandledBy);
+    assert_eq!(item.state, EntryState::HandledBy);
     assert!(item.actions.is_empty(), "{item:#?}");
     assert!(item
         .detail
@@ -172,7 +172,7 @@ fn qus_withdraws_its_own_entry_for_a_new_handler() {
         &[],
     );
     let p = crate::plan::plan(&w, &opts(false));
-    assert_eq!(only(&p).state, State::HandledBy);
+    assert_eq!(only(&p).state, EntryState::HandledBy);
     assert!(matches!(&only(&p).actions[..], [Action::Unregister { .. }]));
 }
 
@@ -199,7 +199,7 @@ fn distro_takeover_replaces_only_the_distributions_entry_and_remembers_it() {
                 other => panic!("{other:#?}"),
             }
         } else {
-            assert_eq!(item.state, State::Conflict);
+            assert_eq!(item.state, EntryState::Conflict);
             assert!(item.actions.is_empty());
         }
     }
@@ -233,7 +233,7 @@ fn a_failed_takeover_is_not_tried_again_until_something_changed() {
     // Nothing changed: a conflict saying why, no write.
     w.failed_takeovers = failed(&s, id(1), &theirs);
     let p = crate::plan::plan(&w, &mode);
-    assert_eq!(only(&p).state, State::Conflict);
+    assert_eq!(only(&p).state, EntryState::Conflict);
     assert!(only(&p).actions.is_empty());
     assert!(only(&p)
         .detail

@@ -127,7 +127,7 @@ fn missing_entry_is_registered() {
         &opts(true),
     );
     let item = only(&p);
-    assert_eq!(item.state, State::Missing);
+    assert_eq!(item.state, EntryState::Missing);
     assert!(matches!(&item.actions[..], [Action::Register(t)] if t.name == "qemu-a"));
     assert_eq!(p.kernel_writes(), 1);
 }
@@ -143,7 +143,7 @@ fn identical_owned_entry_needs_nothing() {
         &owned(&[("qemu-a", &s, id(1))]),
         &opts(true),
     );
-    assert_eq!(only(&p).state, State::Registered);
+    assert_eq!(only(&p).state, EntryState::Registered);
     assert!(only(&p).actions.is_empty());
 }
 
@@ -161,7 +161,7 @@ fn identical_foreign_entry_is_adopted_without_writing() {
         &opts(false),
     );
     let item = only(&p);
-    assert_eq!(item.state, State::Registered);
+    assert_eq!(item.state, EntryState::Registered);
     assert!(item.owned);
     assert!(matches!(&item.actions[..], [Action::Record(_)]));
     assert_eq!(p.kernel_writes(), 0);
@@ -178,7 +178,7 @@ fn disabled_entry_is_enabled() {
         &owned(&[("qemu-a", &s, id(1))]),
         &opts(true),
     );
-    assert_eq!(only(&p).state, State::Disabled);
+    assert_eq!(only(&p).state, EntryState::Disabled);
     assert!(matches!(&only(&p).actions[..], [Action::Enable { .. }]));
 }
 
@@ -194,7 +194,7 @@ fn changed_config_replaces_our_entry_even_without_takeover() {
         &owned(&[("qemu-a", &old, id(1))]),
         &opts(false),
     );
-    assert_eq!(only(&p).state, State::Stale);
+    assert_eq!(only(&p).state, EntryState::Stale);
     assert!(matches!(&only(&p).actions[..], [Action::Replace { .. }]));
 }
 
@@ -207,10 +207,10 @@ fn different_foreign_entry_is_a_conflict_without_takeover() {
     };
     let k = kernel(&[("qemu-a", &theirs, true)]);
     let p = plan(&w, &k, &owned(&[]), &opts(false));
-    assert_eq!(only(&p).state, State::Conflict);
+    assert_eq!(only(&p).state, EntryState::Conflict);
     assert!(only(&p).actions.is_empty());
     let p = plan(&w, &k, &owned(&[]), &opts(true));
-    assert_eq!(only(&p).state, State::Stale);
+    assert_eq!(only(&p).state, EntryState::Stale);
     assert!(matches!(&only(&p).actions[..], [Action::Replace { .. }]));
 }
 
@@ -228,11 +228,11 @@ fn upgraded_interpreter_is_replaced_only_with_f() {
         );
         let item = only(&p);
         if replaced {
-            assert_eq!(item.state, State::Stale);
+            assert_eq!(item.state, EntryState::Stale);
             assert!(matches!(&item.actions[..], [Action::Replace { .. }]));
         } else {
             // The kernel opens the file at each exec: just note the new identity.
-            assert_eq!(item.state, State::Registered);
+            assert_eq!(item.state, EntryState::Registered);
             assert!(matches!(&item.actions[..], [Action::Record(_)]));
         }
     }
@@ -252,7 +252,7 @@ fn unwanted_entries_are_removed_only_when_ours_and_unchanged() {
         &owned(&[("qemu-a", &s, id(1))]),
         &opts(true),
     );
-    assert_eq!(only(&p).state, State::NoInterpreter);
+    assert_eq!(only(&p).state, EntryState::NoInterpreter);
     assert!(matches!(&only(&p).actions[..], [Action::Unregister { .. }]));
     // Not ours: untouched.
     let p = plan(
@@ -284,7 +284,7 @@ fn orphans_are_removed_and_foreign_entries_never_appear() {
     );
     let item = only(&p);
     assert_eq!(item.name, "qemu-gone");
-    assert_eq!(item.state, State::Orphaned);
+    assert_eq!(item.state, EntryState::Orphaned);
     assert!(matches!(&item.actions[..], [Action::Unregister { .. }]));
 }
 
@@ -307,7 +307,7 @@ fn scope_limits_actions_not_states() {
         holds: Default::default(),
     };
     let p = plan(&w, &kernel(&[]), &owned(&[]), &o);
-    assert_eq!(p.items[0].state, State::Missing);
+    assert_eq!(p.items[0].state, EntryState::Missing);
     assert!(p.items[0].actions.is_empty());
     assert_eq!(p.items[1].actions.len(), 1);
 }

@@ -318,7 +318,7 @@ fn a_custom_entry_catching_non_pie_host_programs_is_refused() {
     let only_pie = vec![pie.clone()];
     let w = custom_want("exec64", entry, Some(&found), host(&only_pie));
     assert!(w.want.is_ok(), "the old check saw only the PIE header");
-    let both = crate::elf::both_types(&pie);
+    let both = crate::binfmt::elf::both_types(&pie);
     let w = custom_want("exec64", entry, Some(&found), host(&both));
     assert!(
         skip_reason(&w).contains("host's own programs"),

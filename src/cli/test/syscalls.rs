@@ -88,13 +88,13 @@ pub type Answers = Vec<(&'static Call, Found)>;
 macro_rules! programs {
     ($($arch:literal),* $(,)?) => {
         &[$(($arch, [
-            include_bytes!(concat!("../probes/bin/sys/", $arch, "/nosys")).as_slice(),
-            include_bytes!(concat!("../probes/bin/sys/", $arch, "/pidfd_open")).as_slice(),
-            include_bytes!(concat!("../probes/bin/sys/", $arch, "/clone3")).as_slice(),
-            include_bytes!(concat!("../probes/bin/sys/", $arch, "/close_range")).as_slice(),
-            include_bytes!(concat!("../probes/bin/sys/", $arch, "/openat2")).as_slice(),
-            include_bytes!(concat!("../probes/bin/sys/", $arch, "/faccessat2")).as_slice(),
-            include_bytes!(concat!("../probes/bin/sys/", $arch, "/fchmodat2")).as_slice(),
+            include_bytes!(concat!("../../../probes/bin/sys/", $arch, "/nosys")).as_slice(),
+            include_bytes!(concat!("../../../probes/bin/sys/", $arch, "/pidfd_open")).as_slice(),
+            include_bytes!(concat!("../../../probes/bin/sys/", $arch, "/clone3")).as_slice(),
+            include_bytes!(concat!("../../../probes/bin/sys/", $arch, "/close_range")).as_slice(),
+            include_bytes!(concat!("../../../probes/bin/sys/", $arch, "/openat2")).as_slice(),
+            include_bytes!(concat!("../../../probes/bin/sys/", $arch, "/faccessat2")).as_slice(),
+            include_bytes!(concat!("../../../probes/bin/sys/", $arch, "/fchmodat2")).as_slice(),
         ])),*]
     };
 }

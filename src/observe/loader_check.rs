@@ -206,10 +206,27 @@ fn header_with_interp(program: &[u8], interp: &str) -> Option<Vec<u8>> {
     // The header: program headers right after it, no section headers.
     let (eh, phe) = (ehsize as u64, phentsize as u64);
     let (name_at, name_len) = (u64::try_from(name_at).ok()?, u64::try_from(name_len).ok()?);
-    let fields: &[(usize, usize, u64)] = if wide {
+    for (at, width, v) in header_fields(wide, eh, phe) {
+        put(&mut out, at, width, v);
+    }
+    let ph = out.len();
+    out.resize(ph + phentsize, 0);
+    for (at, width, v) in interp_fields(wide, name_at, name_len) {
+        put(&mut out, ph + at, width, v);
+    }
+    out.extend_from_slice(interp.as_bytes());
+    out.push(0);
+    Some(out)
+}
+
+/// The ELF header's fields after `e_ident` that differ from the probe's,
+/// as (offset, width, value): program headers right after the header, no
+/// section headers.
+fn header_fields(wide: bool, eh: u64, phe: u64) -> [(usize, usize, u64); 8] {
+    if wide {
         // e_phoff, e_shoff, e_ehsize, e_phentsize, e_phnum, e_shentsize,
         // e_shnum, e_shstrndx
-        &[
+        [
             (32, 8, eh),
             (40, 8, 0),
             (52, 2, eh),
@@ -220,7 +237,7 @@ fn header_with_interp(program: &[u8], interp: &str) -> Option<Vec<u8>> {
             (62, 2, 0),
         ]
     } else {
-        &[
+        [
             (28, 4, eh),
             (32, 4, 0),
             (40, 2, eh),
@@ -230,15 +247,14 @@ fn header_with_interp(program: &[u8], interp: &str) -> Option<Vec<u8>> {
             (48, 2, 0),
             (50, 2, 0),
         ]
-    };
-    for &(at, width, v) in fields {
-        put(&mut out, at, width, v);
     }
-    let ph = out.len();
-    out.resize(ph + phentsize, 0);
-    let fields: &[(usize, usize, u64)] = if wide {
+}
+
+/// The `PT_INTERP` program header's fields, as (offset, width, value).
+fn interp_fields(wide: bool, name_at: u64, name_len: u64) -> [(usize, usize, u64); 6] {
+    if wide {
         // p_type, p_flags (R), p_offset, p_filesz, p_memsz, p_align
-        &[
+        [
             (0, 4, PT_INTERP),
             (4, 4, 4),
             (8, 8, name_at),
@@ -248,7 +264,7 @@ fn header_with_interp(program: &[u8], interp: &str) -> Option<Vec<u8>> {
         ]
     } else {
         // p_type, p_offset, p_filesz, p_memsz, p_flags (R), p_align
-        &[
+        [
             (0, 4, PT_INTERP),
             (4, 4, name_at),
             (16, 4, name_len),
@@ -256,13 +272,7 @@ fn header_with_interp(program: &[u8], interp: &str) -> Option<Vec<u8>> {
             (24, 4, 4),
             (28, 4, 1),
         ]
-    };
-    for &(at, width, v) in fields {
-        put(&mut out, ph + at, width, v);
     }
-    out.extend_from_slice(interp.as_bytes());
-    out.push(0);
-    Some(out)
 }
 
 #[cfg(test)]
@@ -270,12 +280,12 @@ mod tests {
     use super::*;
 
     /// The interpreter an ELF file names, read back the way the kernel
-    /// does (through `crate::elf`).
+    /// does (through `crate::binfmt::elf`).
     fn interp_of(bytes: &[u8]) -> Option<String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("elf");
         std::fs::write(&path, bytes).expect("write");
-        crate::elf::read_head(&path)
+        crate::binfmt::elf::read_head(&path)
             .ok()?
             .loader()
             .map(str::to_string)

@@ -12,8 +12,11 @@ use super::{arch_names, CommonArgs};
 use crate::escape::clean;
 use crate::model::Native;
 use crate::observe::{self, Request};
-use crate::setuid::{self, Setuid};
-use crate::{arch, probe, syscalls};
+mod setuid;
+mod syscalls;
+
+use crate::{arch, probe};
+use setuid::Setuid;
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
@@ -176,7 +179,7 @@ fn test_arch(
     a: &arch::Arch,
     world: &crate::model::World,
     timeout: Duration,
-    versions: &crate::version::Memo,
+    versions: &crate::observe::version::Memo,
 ) -> ArchResult {
     let Some(probe) = probe::find(a.name) else {
         return ArchResult::untested(

@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 /// The aarch64 program: prints `euid=root` or `euid=user`.
-const PROGRAM: &[u8] = include_bytes!("../probes/bin/setuid-aarch64");
+const PROGRAM: &[u8] = include_bytes!("../../../probes/bin/setuid-aarch64");
 
 /// The arch the setuid probe is for.
 pub const ARCH: &str = "aarch64";
