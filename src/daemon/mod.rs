@@ -397,6 +397,17 @@ impl Daemon {
         others.clone()
     }
 
+    /// A flush of other tools' entries not put back yet (its removals were
+    /// read after the pass that followed it began): never taken for qusd's
+    /// own echo.
+    fn flush_pending(&self, now: Option<&(bool, KernelEntries)>) -> bool {
+        let (others, owned_any) = &self.others_last;
+        self.system.config.guard_others.value
+            && now.is_some_and(|(_, now)| {
+                rules::flushed(others, *owned_any, now, self.watch.vanished())
+            })
+    }
+
     fn existing_config_dirs(&self) -> Vec<std::path::PathBuf> {
         self.common
             .config_dirs()
@@ -479,7 +490,8 @@ impl Daemon {
             now.as_ref(),
             self.last_kernel.as_ref(),
             self.repairs.given_up(),
-        ) {
+        ) && !self.flush_pending(now.as_ref())
+        {
             tracing::debug!(
                 "binfmt_misc is as the last pass left it (our own writes); nothing to do"
             );

@@ -196,11 +196,24 @@ pub fn flushed(
 /// during a pass (`systemctl restart systemd-binfmt` flushes twice, and a
 /// package upgrade restarts it while qusd re-registers) made qusd forget
 /// them.
+///
+/// While such a flush is still to be put back (the pass started before
+/// its removals were read), the set stays as it was before the flush: the
+/// entries that appeared since (`systemd-binfmt` registers its own again at
+/// once) would otherwise count as survivors, and [`flushed`] would never
+/// see it.
 pub fn others_to_remember(
     last: &KernelEntries,
     seen: KernelEntries,
     vanished: &BTreeSet<String>,
 ) -> KernelEntries {
+    let pending = vanished.len() >= 2
+        && last
+            .keys()
+            .any(|n| vanished.contains(n) && !seen.contains_key(n));
+    if pending {
+        return last.clone();
+    }
     let mut others = seen;
     if vanished.len() >= 2 {
         for (name, entry) in last {

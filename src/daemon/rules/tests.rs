@@ -445,6 +445,21 @@ fn others_wiped_by_a_flush_during_a_pass_are_remembered() {
     // Removed on its own: forgotten, never put back.
     let kept = others_to_remember(&last, KernelEntries::new(), &names(&["wine"]));
     assert!(kept.is_empty());
+    // A flush whose removals were read only after the pass began: what
+    // was there before it stays the set (not the entry registered since),
+    // so the flush is still seen and the other tool's entry put back.
+    let kept = others_to_remember(
+        &last,
+        entries(&["distro-jar"]),
+        &names(&["wine", "qemu-aarch64"]),
+    );
+    assert_eq!(kept.keys().collect::<Vec<_>>(), ["wine"]);
+    assert!(flushed(
+        &kept,
+        true,
+        &entries(&["distro-jar", "qemu-aarch64"]),
+        &names(&["wine", "qemu-aarch64"])
+    ));
     // What the pass saw is kept as it is.
     let kept = others_to_remember(&KernelEntries::new(), entries(&["jar"]), &names(&[]));
     assert!(kept.contains_key("jar"));
