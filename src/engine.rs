@@ -290,6 +290,40 @@ pub fn preparation(system: &System, request: &Request) -> Result<Preparation> {
     plan::prepare(ready, &allowed, &flushed).map_err(anyhow::Error::msg)
 }
 
+/// Mount binfmt_misc where it is not (a container's `/proc` has none), as
+/// the planned step a pass would take, applied like any other action:
+/// for the commands that do it first (`qus test`, and the peers'
+/// interfaces, as those tools do). Only the mount: switching binfmt_misc
+/// on and putting back flushed entries are a pass's. Returns whether it
+/// mounted; unmounted and not allowed to mount is an error.
+pub fn mount(system: &System, may_mount: bool) -> Result<bool> {
+    let allowed = plan::Allowed {
+        path: system.binfmt.root().to_path_buf(),
+        mount: may_mount,
+        enable: false,
+        switch_held: false,
+    };
+    let ready = observe::readiness(&system.binfmt);
+    let preparation = plan::prepare(ready, &allowed, &[]).map_err(anyhow::Error::msg)?;
+    let mounts: Vec<Action> = preparation
+        .actions
+        .into_iter()
+        .filter(|a| matches!(a, Action::Mount { .. }))
+        .collect();
+    if mounts.is_empty() {
+        return Ok(false);
+    }
+    let applied = apply::apply(
+        mounts,
+        &system.binfmt,
+        &mut crate::model::OwnedEntries::new(),
+    );
+    if let Some((action, e)) = applied.failed.first() {
+        anyhow::bail!("{}: {e}", action.describe());
+    }
+    Ok(true)
+}
+
 /// Apply the preparation. binfmt_misc that cannot be mounted or switched
 /// on fails the pass, as nothing after it could work; an entry of another
 /// tool that cannot be put back is logged, and the rest still go back.

@@ -172,7 +172,7 @@ fn run(flags: &Flags) -> Result<()> {
     let mut system = common.system()?;
     // As tonistiigi's does first: binfmt_misc mounted if it is not (a
     // container's /proc has none), for every action, the status JSON too.
-    let mounted = system.binfmt.ensure_mounted(true)?;
+    let mounted = engine::mount(&system, true)?;
     if mounted && !flags.version {
         warn_if_instance_dies_with_us(&system);
     }

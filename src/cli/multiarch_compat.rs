@@ -191,10 +191,7 @@ fn run(asked: &Asked) -> Result<bool> {
     // qus's common options: from its QUS_* variables only, as in the image.
     let common = super::binfmt_compat::Common::try_parse_from(["qus"])?.common;
     let system = common.system()?;
-    if system
-        .binfmt
-        .ensure_mounted(system.config.binfmt_mount.value)?
-    {
+    if crate::engine::mount(&system, system.config.binfmt_mount.value)? {
         super::binfmt_compat::warn_if_instance_dies_with_us(&system);
     }
     let scope = super::binfmt_compat::where_entries_go(&system);

@@ -41,7 +41,11 @@ pub fn fragment_scan(dirs: &[PathBuf]) -> Result<(Vec<PathBuf>, Skipped), Config
         };
         let kind = safety::check_config_dir(dir)
             .map_err(|r| dir_error(dir, format!("refused config directory: {r}")))?;
-        for entry in entries.flatten() {
+        // By name: what `qus config` lists does not depend on the order
+        // the file system returns entries in.
+        let mut entries: Vec<_> = entries.flatten().collect();
+        entries.sort_by_key(std::fs::DirEntry::file_name);
+        for entry in entries {
             let name = entry.file_name();
             let text = name.to_string_lossy();
             if text.starts_with('.') || !text.ends_with(".toml") {

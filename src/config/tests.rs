@@ -180,53 +180,8 @@ fn dirs(t: &tempfile::TempDir) -> Vec<PathBuf> {
         .collect()
 }
 
-#[test]
-fn later_dirs_mask_same_names_and_files_apply_in_lexical_order() {
-    let t = tree();
-    let w = |d: &str, n: &str, s: &str| fs::write(t.path().join(d).join(n), s).expect("write");
-    w(
-        "usr",
-        "50-vendor.toml",
-        "[qemu]\nflags = \"F\"\nexclude = [\"arm\"]\n",
-    );
-    w("etc", "50-vendor.toml", "[qemu]\nflags = \"P\"\n");
-    w(
-        "run",
-        "10-early.toml",
-        "[qemu]\ntakeover = false\nname_prefix = \"x-\"\n",
-    );
-    w("usr", "90-late.toml", "[qemu]\nname_prefix = \"late-\"\n");
-    w("etc", "README", "not toml, ignored");
-    w("etc", "20-notes.txt", "[qemu]\nflags = \"bogus\"\n");
-    w("etc", ".hidden.toml", "[qemu]\nflags = \"bogus\"\n");
-    let c = load(&dirs(&t)).expect("load");
-    // /etc/…/50-vendor.toml masked /usr/…/50-vendor.toml entirely.
-    assert_eq!(c.flags.value.to_string(), "P");
-    assert!(c.exclude.value.is_empty());
-    assert_eq!(c.takeover.value, Takeover::Never);
-    // 90-late applies after 10-early even though it lives in a lower dir.
-    assert_eq!(c.name_prefix.value, "late-");
-    let names: Vec<_> = c
-        .files
-        .iter()
-        .map(|f| f.file_name().expect("name").to_owned())
-        .collect();
-    assert_eq!(names, ["10-early.toml", "50-vendor.toml", "90-late.toml"]);
-}
-
-#[test]
-fn dev_null_symlink_disables_a_vendor_file() {
-    let t = tree();
-    fs::write(
-        t.path().join("usr/50-vendor.toml"),
-        "[qemu]\nflags = \"F\"\n",
-    )
-    .expect("write");
-    std::os::unix::fs::symlink("/dev/null", t.path().join("etc/50-vendor.toml")).expect("symlink");
-    let c = load(&dirs(&t)).expect("load");
-    assert_eq!(c.flags.value.to_string(), "PF", "vendor file masked");
-    assert!(c.files.is_empty());
-}
+// Masking across directories, /dev/null masks and the lexical order of
+// files across directories are cases in tests/config-cases/.
 
 #[test]
 fn kubernetes_configmap_symlinks_are_followed() {

@@ -116,7 +116,7 @@ pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
     // all, to test what the kernel really has (the mount is this mount
     // namespace's, gone with the container).
     if rustix::process::geteuid().is_root() && system.config.binfmt_mount.value {
-        if let Err(e) = system.binfmt.ensure_mounted(true) {
+        if let Err(e) = crate::engine::mount(&system, true) {
             tracing::debug!("binfmt_misc not mounted, and mounting failed: {e}");
         }
     }
