@@ -100,10 +100,10 @@ impl Outcome {
 /// How long a pass waits for another qus or qusd to release the lock.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
-/// Observe and plan without changing anything (`qus status`, `qus export`).
+/// Observe and plan without writing anything (`qus status`, `qus export`;
+/// a command that wants its caches kept calls [`keep_caches`] when done).
 pub fn survey(system: &System, request: &Request) -> Result<(World, Plan)> {
     let world = observe::observe(system, request)?;
-    keep_caches(system, &world);
     let plan = plan::plan(&world, &Mode::reconcile(system.config.takeover.value));
     Ok((world, plan))
 }
@@ -265,8 +265,9 @@ fn write_ahead(
 
 /// Keep what took a child or a probe to learn: native verdicts, for the
 /// rest of the boot, and the QEMU versions of emulators, by file identity.
-/// Caches only, in the state dir: the one write a command that changes
-/// nothing may make. (A step of the pass, not of observing: the dry run
+/// The one writer of both caches, and the one write a command that changes
+/// nothing (`status`, `test`, `which`, `binfmt --version`) may make, once,
+/// when it is done. (A step of the pass, not of observing: the dry run
 /// skips it.)
 pub fn keep_caches(system: &System, world: &World) {
     if let Some(key) = &world.native_cache_key {

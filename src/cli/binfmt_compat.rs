@@ -259,7 +259,7 @@ fn emulator_version(
         let d = w.want.as_ref().ok()?;
         versions.of(&d.spec.interpreter, &d.identity)
     });
-    versions.save();
+    engine::keep_caches(system, world);
     found.map(|v| v.split_whitespace().next().unwrap_or("").to_string())
 }
 

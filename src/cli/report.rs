@@ -113,7 +113,6 @@ pub fn build(system: &System, world: &World, plan: &Plan) -> Report {
             e
         })
         .collect();
-    versions.save();
     let mut entries = entries;
     entries.extend(foreign_rows(world, plan));
     let mut summary = std::collections::BTreeMap::new();

@@ -67,6 +67,7 @@ pub fn run(common: &CommonArgs, args: &StatusArgs) -> Result<ExitCode> {
     let (system, config_broken) = common.system_for_reading()?;
     let (world, plan) = engine::survey(&system, &Request::default())?;
     let mut report = report::build(&system, &world, &plan);
+    engine::keep_caches(&system, &world);
     let problems = report
         .entries
         .iter()

@@ -121,7 +121,6 @@ pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
         }
     }
     let world = observe::observe(&system, &Request::default())?;
-    crate::engine::keep_caches(&system, &world);
     let timeout = Duration::from_secs(args.timeout.max(1));
     let named = !arches.is_empty();
 
@@ -141,7 +140,7 @@ pub fn run(common: &CommonArgs, args: &TestArgs) -> Result<ExitCode> {
             results.push(result);
         }
     }
-    versions.save();
+    crate::engine::keep_caches(&system, &world);
     if !named {
         results.extend(untested_entries(&world, &results));
     }
