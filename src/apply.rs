@@ -85,7 +85,7 @@ struct Applier<'a> {
 impl Applier<'_> {
     fn run(&mut self, action: &Action) -> io::Result<()> {
         match action {
-            Action::Mount { path } => self.mount(path),
+            Action::Mount { path, private } => self.mount(path, *private),
             Action::SwitchOn => self.switch_on(),
             Action::RestoreOther { name, entry } => self.restore_other(name, entry),
             Action::Register(t) => {
@@ -157,9 +157,9 @@ impl Applier<'_> {
         }
     }
 
-    fn mount(&mut self, path: &std::path::Path) -> io::Result<()> {
+    fn mount(&mut self, path: &std::path::Path, private: bool) -> io::Result<()> {
         self.binfmt.ensure_mounted(true)?;
-        if crate::userns::here().initial {
+        if !private {
             tracing::info!(
                 action = "mounted",
                 "mounted binfmt_misc at {}",

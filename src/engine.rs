@@ -111,7 +111,7 @@ pub fn survey(system: &System, request: &Request) -> Result<(World, Plan)> {
 /// Only root may change the host's instance: say what to do instead,
 /// rather than failing on the first write with "Permission denied".
 pub fn may_change(system: &System) -> Result<()> {
-    let place = crate::userns::here();
+    let place = &system.place;
     if place.initial
         && place.euid != 0
         && crate::userns::instance_at(system.binfmt.root()) == crate::userns::Instance::Host
@@ -282,6 +282,7 @@ pub fn preparation(system: &System, request: &Request) -> Result<Preparation> {
     let config = &system.config;
     let allowed = plan::Allowed {
         path: system.binfmt.root().to_path_buf(),
+        private: !system.place.initial,
         mount: config.binfmt_mount.value,
         enable: config.binfmt_enable.value,
         switch_held: request.holds.contains(plan::SWITCH_HOLD),
@@ -300,6 +301,7 @@ pub fn preparation(system: &System, request: &Request) -> Result<Preparation> {
 pub fn mount(system: &System, may_mount: bool) -> Result<bool> {
     let allowed = plan::Allowed {
         path: system.binfmt.root().to_path_buf(),
+        private: !system.place.initial,
         mount: may_mount,
         enable: false,
         switch_held: false,

@@ -43,6 +43,9 @@ pub struct System {
     pub roots: Roots,
     /// Facts read from those files, once.
     pub facts: HostFacts,
+    /// Where this process runs (host or a user namespace, which uid): read
+    /// once, here, and handed down as a value.
+    pub place: crate::userns::Place,
     /// QEMU versions asked so far (to choose between emulators).
     pub versions: crate::observe::version::Memo,
 }
@@ -53,6 +56,7 @@ impl System {
         System {
             binfmt: BinfmtMisc::new(config.binfmt_path.value.clone()),
             versions: crate::observe::version::Memo::new(state.clone()),
+            place: crate::userns::here().clone(),
             state,
             config,
             host,

@@ -37,6 +37,9 @@ pub enum Action {
     /// Mount binfmt_misc where the configuration says it is.
     Mount {
         path: PathBuf,
+        /// A user namespace's own instance (not the host's): its entries
+        /// work for that namespace's processes and vanish with it.
+        private: bool,
     },
     /// Turn binfmt_misc's global switch back on.
     SwitchOn,
@@ -142,7 +145,7 @@ impl Action {
     pub fn describe(&self) -> String {
         let verb = self.verb();
         match self {
-            Action::Mount { path } => format!("mount binfmt_misc at {}", path.display()),
+            Action::Mount { path, .. } => format!("mount binfmt_misc at {}", path.display()),
             Action::SwitchOn => "switch binfmt_misc on (its status file)".into(),
             Action::Register(t) | Action::Replace { target: t, .. } => {
                 format!("{verb} {} ({})", t.name, t.spec.interpreter.display())

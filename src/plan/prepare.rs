@@ -19,6 +19,9 @@ pub const SWITCH_HOLD: &str = "binfmt_misc/status";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allowed {
     pub path: PathBuf,
+    /// The instance at `path` is a user namespace's own (see
+    /// [`Action::Mount`]).
+    pub private: bool,
     pub mount: bool,
     pub enable: bool,
     /// qusd gave up switching it on: someone switched it off again each
@@ -68,6 +71,7 @@ pub fn prepare(
         }
         p.actions.push(Action::Mount {
             path: allowed.path.clone(),
+            private: allowed.private,
         });
     }
     if ready.enabled == Some(false) {
@@ -110,6 +114,7 @@ mod tests {
     fn allowed(mount: bool, enable: bool) -> Allowed {
         Allowed {
             path: PathBuf::from("/proc/sys/fs/binfmt_misc"),
+            private: false,
             mount,
             enable,
             switch_held: false,
