@@ -292,22 +292,31 @@ fn lay_out(channel_dir: &std::path::Path, dest: &std::path::Path, arches: &[&str
     }
 }
 
-/// Several emulators for one arch: the newest QEMU wins wherever it is in
-/// `search_path` (what a channel package relies on), `qus status -v` names
-/// it, and a pinned `interpreter` still beats it.
-#[test]
-fn the_newest_qemu_in_the_search_path_is_registered() {
+/// A sandbox whose "distribution" has QEMU 7.2's aarch64 and s390x
+/// emulators, searched by a base drop-in; with channel 11's emulators (to
+/// lay out) and where its package would put them. Returns (sandbox,
+/// channel 11's emulators, the distribution's dir, the channel's dir).
+fn distro_7_2() -> (Sandbox, PathBuf, PathBuf, PathBuf) {
     let old = channel("7.2");
     let new = channel("11");
     let sb = Sandbox::new();
     let distro = sb.path().join("distro");
     let channel_dir = sb.path().join("lib/qus/qemu/11");
     lay_out(&old, &distro, &["aarch64", "s390x"]);
-    lay_out(&new, &channel_dir, &["aarch64"]);
     sb.write_config(
         "10-base.toml",
         &format!("[qemu]\nsearch_path = [\"{}\"]\n", distro.display()),
     );
+    (sb, new, distro, channel_dir)
+}
+
+/// Several emulators for one arch: the newest QEMU wins wherever it is in
+/// `search_path` (what a channel package relies on), `qus status -v` names
+/// it, and a pinned `interpreter` still beats it.
+#[test]
+fn the_newest_qemu_in_the_search_path_is_registered() {
+    let (sb, new, distro, channel_dir) = distro_7_2();
+    lay_out(&new, &channel_dir, &["aarch64"]);
     sb.write_config(
         "40-qemu-11.toml",
         &format!(
@@ -355,16 +364,7 @@ fn the_newest_qemu_in_the_search_path_is_registered() {
 /// emulator runs on to the end throughout (F: the kernel holds its file).
 #[test]
 fn a_channel_package_switches_entries_live_and_rolls_back() {
-    let old = channel("7.2");
-    let new = channel("11");
-    let sb = Sandbox::new();
-    let distro = sb.path().join("distro");
-    let channel_dir = sb.path().join("lib/qus/qemu/11");
-    lay_out(&old, &distro, &["aarch64", "s390x"]);
-    sb.write_config(
-        "10-base.toml",
-        &format!("[qemu]\nsearch_path = [\"{}\"]\n", distro.display()),
-    );
+    let (sb, new, distro, channel_dir) = distro_7_2();
     let mut notify = NotifySocket::new(sb.path());
     let mut d = sb.qusd_ready(&mut notify);
     let old_aarch64 = distro.join("qemu-aarch64-static").display().to_string();
